@@ -1,0 +1,64 @@
+"""Keras layers whose outputs are ``tfp.distributions``.
+
+Why not ``tfp.layers``: they are built on the legacy ``tf_keras`` and cannot be saved with Keras 3.
+These layers are the small part we need: each ``call`` turns a tensor of parameters into a
+distribution, built anew on every call so that gradients reach the parameters. All have event
+rank 1 (``tfd.Independent``), so ``log_prob`` sums over the last axis as the reference does.
+
+Priors have no input, and a Keras 3 layer cannot be called without one, so prior layers hold
+their variables and return their distribution from :meth:`distribution`.
+"""
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+# The reference's variance floor: v = softplus(raw) + 1e-8 (``gaussian_parameters``).
+VARIANCE_FLOOR = 1e-8
+
+
+def gaussian_parameters(h):
+    """Splits h (..., 2d) into mean = first half, variance = softplus(second half) + 1e-8."""
+    mean, raw = tf.split(h, 2, axis=-1)
+    return mean, tf.nn.softplus(raw) + VARIANCE_FLOOR
+
+
+class DiagonalGaussian(keras.layers.Layer):
+    """h (..., 2d) -> N(mean, diag(variance)) with (mean, variance) = :func:`gaussian_parameters`.
+
+    The network outputs a *variance* (as the reference); TFP's ``Normal`` takes the standard
+    deviation, so the scale is sqrt(variance).
+    """
+
+    def call(self, h):
+        mean, variance = gaussian_parameters(h)
+        return tfd.Independent(tfd.Normal(mean, tf.sqrt(variance)), reinterpreted_batch_ndims=1)
+
+
+class BernoulliLogits(keras.layers.Layer):
+    """logits (..., D) -> prod_d Bernoulli(x_d | sigmoid(logits_d)), float32 samples.
+
+    ``log_prob(x) = sum_d [x_d * logits_d - softplus(logits_d)]``, the reference's
+    ``-BCEWithLogits`` summed over pixels.
+    """
+
+    def call(self, logits):
+        return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=logits.dtype),
+                               reinterpreted_batch_ndims=1)
+
+
+class StandardNormalPrior(keras.layers.Layer):
+    """p(z) = N(0, I) in ``dim`` dimensions (fixed; no trainable variables)."""
+
+    def __init__(self, dim, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+
+    def distribution(self):
+        """The prior as a ``tfd`` distribution with event shape (dim,)."""
+        return tfd.Independent(tfd.Normal(tf.zeros([self.dim]), 1.0), reinterpreted_batch_ndims=1)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim}

@@ -1,0 +1,104 @@
+"""The evaluation protocol of CS236 HW2 (REFERENCE.md section 7), and the full test set.
+
+Works on anything that offers the two bounds as per-example functions, a Keras model
+(:func:`model_bounds`) or a loaded SavedModel (:func:`saved_model_bounds`):
+
+* ``negative_elbo(x, seed) -> (value, kl, rec)``, each of shape (B,);
+* ``negative_iwae(x, m, seed) -> (value, kl, rec)``.
+
+Reference protocol on the fixed, statically binarised 100-image subset: the NELBO, KL and Rec
+are averages of 100 calls (each a mean over the 100 images, one z each); the negative IWAE-m for
+m = 1, 10, 100, 1000 averages max(100 // m, 1) calls. We also give the standard error over the
+repeats, and on the full 10k test set the mean NELBO and negative IWAE-100 with the standard error
+over images.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+IWAE_SAMPLES = (1, 10, 100, 1000)
+
+
+def model_bounds(model):
+    """The two bound functions of a Keras model, compiled with ``tf.function``."""
+    x_spec = tf.TensorSpec([None, model.x_dim], tf.float32)
+    seed_spec = tf.TensorSpec([2], tf.int32)
+    elbo = tf.function(lambda x, seed: tuple(model.negative_elbo(x, seed)),
+                       input_signature=[x_spec, seed_spec])
+    iwae = tf.function(lambda x, m, seed: tuple(model.negative_iwae(x, m, seed)),
+                       input_signature=[x_spec, tf.TensorSpec([], tf.int32), seed_spec])
+    return elbo, iwae
+
+
+def saved_model_bounds(loaded):
+    """The two bound functions of a SavedModel loaded with ``tf.saved_model.load``."""
+    def elbo(x, seed):
+        out = loaded.negative_elbo(x=x, seed=seed)
+        return out["nelbo"], out["kl"], out["rec"]
+
+    def iwae(x, m, seed):
+        out = loaded.negative_iwae(x=x, m=m, seed=seed)
+        return out["niwae"], out["kl"], out["rec"]
+    return elbo, iwae
+
+
+def _summary(values):
+    values = np.asarray(values, np.float64)
+    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
+    return {"mean": float(values.mean()), "se": se, "n": int(len(values))}
+
+
+def reference_protocol(negative_elbo, negative_iwae, x, seed=0, repeats=100,
+                       iwae_samples=IWAE_SAMPLES):
+    """The reference evaluation on the 100-image subset ``x``.
+
+    Returns:
+      ``{"nelbo": s, "kl": s, "rec": s, "niwae": {m: s}}`` where each ``s`` is
+      ``{"mean", "se", "n"}``: the mean over the repeats, its standard error, and the repeat count.
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    parts = np.array([[np.mean(v) for v in negative_elbo(x, tf.constant([seed, r], tf.int32))]
+                      for r in range(repeats)])
+    result = {name: _summary(parts[:, i]) for i, name in enumerate(("nelbo", "kl", "rec"))}
+    result["niwae"] = {}
+    for m in iwae_samples:
+        runs = [np.mean(negative_iwae(x, tf.constant(m), tf.constant([seed + 1 + m, r]))[0])
+                for r in range(max(repeats // m, 1))]
+        result["niwae"][m] = _summary(runs)
+    return result
+
+
+def full_test_set(negative_elbo, negative_iwae, x, seed=0, iwae_samples=100, batch_size=500):
+    """Mean NELBO (one z per image) and negative IWAE-``iwae_samples`` over all images of ``x``,
+    with the standard error over images."""
+    nelbo, niwae = [], []
+    for start in range(0, len(x), batch_size):
+        batch = tf.convert_to_tensor(x[start:start + batch_size], tf.float32)
+        nelbo.append(negative_elbo(batch, tf.constant([seed, start], tf.int32))[0].numpy())
+        niwae.append(negative_iwae(batch, tf.constant(iwae_samples),
+                                   tf.constant([seed + 1, start], tf.int32))[0].numpy())
+    return {"nelbo": _summary(np.concatenate(nelbo)),
+            f"niwae_{iwae_samples}": _summary(np.concatenate(niwae))}
+
+
+def format_table(results):
+    """A plain-text table of :func:`reference_protocol` / :func:`full_test_set` results."""
+    def cell(s):
+        return f"{s['mean']:.2f}" + (f" +- {s['se']:.2f}" if s.get("se") is not None else "")
+    lines = []
+    subset = results.get("subset")
+    if subset:
+        lines.append("Reference protocol (100-image test subset, static binarisation)")
+        for name in ("nelbo", "kl", "rec"):
+            lines.append(f"  {name.upper():<14} {cell(subset[name])}   ({subset[name]['n']} repeats)")
+        for m, s in subset["niwae"].items():
+            lines.append(f"  {'-IWAE-' + str(m):<14} {cell(s)}   ({s['n']} repeats)")
+    full = results.get("full_test")
+    if full:
+        lines.append("Full test set (10,000 images, binarised once, seed 0)")
+        for name, s in full.items():
+            label = name.upper() if name == "nelbo" else "-IWAE-" + name.split("_")[1]
+            lines.append(f"  {label:<14} {cell(s)}   (+- = standard error over {s['n']} images)")
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""SavedModel export with ``keras.export.ExportArchive``.
+
+The archive tracks the model's variables and holds one endpoint per signature of
+``model.export_endpoints()``. The result loads with ``tf.saved_model.load`` in a process that never
+imports tfp_vae, and runs under TensorFlow's session-based loader (``saved_model_cli run``, TF
+Serving), which a plain ``tf.Module`` around a Keras 3 model does not. A small JSON file in
+``assets.extra/`` records what the model is, for tools that need to know (image shape, kind).
+"""
+
+import json
+import os
+
+import keras
+
+from tfp_vae import __version__, files
+
+METADATA = os.path.join("assets.extra", "tfp_vae.json")
+
+
+def export(model, path):
+    """Writes ``model`` as a SavedModel at ``path``, atomically (a crash leaves the old one)."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, (fn, signature) in model.export_endpoints().items():
+        archive.add_endpoint(name, fn, input_signature=signature)
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    archive.write_out(tmp, verbose=False)
+    metadata = {"kind": model.kind, "config": model.get_config(),
+                "image_shape": list(model.image_shape), "tfp_vae_version": __version__,
+                "signatures": sorted(model.export_endpoints())}
+    files.write_bytes_atomic(os.path.join(tmp, METADATA), json.dumps(metadata, indent=1).encode())
+    return files.replace_dir_atomic(tmp, path)
+
+
+def read_metadata(path):
+    """The metadata of an exported model (``kind``, ``config``, ``image_shape``, ...)."""
+    with open(os.path.join(path, METADATA)) as f:
+        return json.load(f)

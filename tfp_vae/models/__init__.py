@@ -1,0 +1,15 @@
+"""The model zoo: one small subclass of :class:`BaseVAE` per objective, and a registry by name."""
+
+from tfp_vae.models.base import BaseVAE
+from tfp_vae.models.vae import VAE
+
+MODELS = {cls.kind: cls for cls in (VAE,)}
+
+
+def get(kind):
+    """The model class registered as ``kind`` (e.g. ``'vae'``)."""
+    try:
+        return MODELS[kind]
+    except KeyError:
+        raise ValueError(f"unknown model {kind!r}; choose one of: {', '.join(sorted(MODELS))}.") \
+            from None

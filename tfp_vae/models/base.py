@@ -1,0 +1,233 @@
+"""``BaseVAE``: the Keras model every tfp_vae model derives from.
+
+A model is an encoder q(z | x), a decoder p(x | z) and a prior p(z), each a Keras layer whose
+output is a ``tfd`` distribution; the bounds of :mod:`tfp_vae.bounds` combine them. Subclasses
+choose the prior, the KL estimator and, where the objective differs, ``compute_loss_terms``.
+
+Training works from any script::
+
+    with strategy.scope():            # optional: any tf.distribute strategy
+        model = tfp_vae.models.VAE(z_dim=10)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(dataset, epochs=..., steps_per_epoch=..., callbacks=[...])
+
+``dataset`` yields image batches (B, 784) in [0, 1] (or ``(images, labels)`` tuples, labels
+unused by the unsupervised models); ``tfp_vae.data.train_dataset`` gives the reference's
+dynamically binarised stream.
+
+Randomness is stateless. A training step draws from the seed ``(seed, step)`` folded with the
+replica id, so a run is a deterministic function of its seed and restarting from a checkpoint
+replays exactly the same random numbers. Every public method that samples takes an explicit
+``seed`` (int tensor of shape [2]); the same seed gives the same result.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfp_vae import bounds, distributions, networks
+
+
+def as_seed(seed):
+    """A stateless seed (int32 tensor of shape [2]) from an int, a pair, or a tensor."""
+    seed = tf.convert_to_tensor(seed)
+    if seed.dtype != tf.int32:
+        seed = tf.cast(seed, tf.int32)
+    if seed.shape.rank == 0:
+        seed = tf.stack([seed, tf.constant(0, tf.int32)])
+    return seed
+
+
+def global_batch_mean(per_example):
+    """The mean of a per-example loss over the *global* batch, computed on one replica.
+
+    Gradients are summed across replicas, so each replica contributes
+    ``sum(local values) / global batch size``. The global size is all-reduced rather than taken
+    as ``local size * num_replicas_in_sync``: the two differ when a batch does not split evenly
+    (97 over 2 replicas is 49 + 48; the last batch of an epoch is partial), and only the
+    all-reduced one is exactly the single-device mean for every batch.
+    """
+    local = tf.cast(tf.shape(per_example)[0], per_example.dtype)
+    context = tf.distribute.get_replica_context()
+    total = local
+    if context is not None and context.num_replicas_in_sync > 1:
+        total = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
+    return tf.reduce_sum(per_example) / total
+
+
+class BaseVAE(keras.Model):
+    """Encoder q(z|x), decoder p(x|z), prior p(z); trained on the negative ELBO.
+
+    Args:
+      z_dim: latent dimension.
+      x_dim: observation dimension (784 for MNIST).
+      seed: the run's seed (all in-step randomness derives from it and the step number).
+      iwae_max_rows: memory bound for :meth:`negative_iwae` (samples per chunk * batch size).
+
+    Subclasses set ``kind`` (the registry name) and may override :meth:`make_prior`,
+    ``analytic_kl`` and :meth:`compute_loss_terms`.
+    """
+
+    kind = None
+    analytic_kl = True
+    # Names of the per-example terms that compute_loss_terms returns; the first is the loss.
+    metric_names = ("nelbo", "kl", "rec")
+    # Layout of one x for pictures: (height, width, channels).
+    image_shape = (28, 28, 1)
+
+    def __init__(self, z_dim=10, x_dim=784, seed=0, iwae_max_rows=10_000, **kwargs):
+        super().__init__(**kwargs)
+        if int(z_dim) <= 0:
+            raise ValueError(f"z_dim must be a positive integer, got {z_dim}.")
+        self.z_dim, self.x_dim, self.seed = int(z_dim), int(x_dim), int(seed)
+        self.iwae_max_rows = int(iwae_max_rows)
+        self.encoder = self.make_encoder()
+        self.decoder = self.make_decoder()
+        self.prior_layer = self.make_prior()
+        self.trackers = [keras.metrics.Mean(name) for name in self.metric_names]
+        self._eval_seeds = keras.random.SeedGenerator(self.seed + 1)
+        self.build((None, self.x_dim))
+
+    # ----------------------------------------------------------------------------- structure
+    def make_encoder(self):
+        return networks.GaussianEncoder(self.x_dim, self.z_dim, name="encoder")
+
+    def make_decoder(self):
+        return networks.BernoulliDecoder(self.z_dim, self.x_dim, name="decoder")
+
+    def make_prior(self):
+        return distributions.StandardNormalPrior(self.z_dim, name="prior")
+
+    def build(self, input_shape=None):
+        self.encoder.build()
+        self.decoder.build()
+        self.built = True
+
+    def get_config(self):
+        return {"z_dim": self.z_dim, "x_dim": self.x_dim, "seed": self.seed,
+                "iwae_max_rows": self.iwae_max_rows}
+
+    @property
+    def metrics(self):
+        return list(self.trackers)
+
+    # ----------------------------------------------------------------------- distributions
+    def prior(self):
+        """p(z) as a ``tfd`` distribution with event shape (z_dim,)."""
+        return self.prior_layer.distribution()
+
+    def encode(self, x):
+        """q(z | x): a diagonal Gaussian with batch shape (B,) and event shape (z_dim,)."""
+        return self.encoder(x)
+
+    def decode(self, z):
+        """p(x | z): independent Bernoullis over the x_dim pixels."""
+        return self.decoder(z)
+
+    def call(self, x, training=False):
+        """Deterministic reconstruction: the Bernoulli means of p(x | z = E[q(z | x)])."""
+        return self.decode(self.encode(self.check_inputs(x)).mean()).mean()
+
+    def sample(self, n, seed):
+        """n draws z ~ p(z), x ~ p(x | z): ``{"x": the draws, "probs": the means of p(x | z)}``."""
+        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(as_seed(seed), 2))
+        p_x = self.decode(self.prior().sample(n, seed=z_seed))
+        return {"x": p_x.sample(seed=x_seed), "probs": p_x.mean()}
+
+    # --------------------------------------------------------------------------------- bounds
+    def negative_elbo(self, x, seed):
+        """Per-example single-sample negative ELBO, :func:`tfp_vae.bounds.negative_elbo`."""
+        return bounds.negative_elbo(x, self.encode(x), self.decode, self.prior(), as_seed(seed),
+                                    analytic_kl=self.analytic_kl)
+
+    def negative_iwae(self, x, num_samples, seed):
+        """Per-example negative IWAE-m bound, :func:`tfp_vae.bounds.negative_iwae`."""
+        return bounds.negative_iwae(x, self.encode(x), self.decode, self.prior(), num_samples,
+                                    as_seed(seed), max_rows=self.iwae_max_rows)
+
+    # -------------------------------------------------------------------------------- training
+    def check_inputs(self, x):
+        """Static checks of a batch of images (clear errors at trace time), plus a runtime check
+        that the values lie in [0, 1] (which also catches NaN)."""
+        if isinstance(x, (tuple, list)):
+            raise ValueError(f"{type(self).__name__} expects a batch of images, got a "
+                             f"{type(x).__name__} of {len(x)} items.")
+        x = tf.convert_to_tensor(x)
+        if not x.dtype.is_floating:
+            raise TypeError(f"{type(self).__name__} expects float images in [0, 1], got dtype "
+                            f"{x.dtype.name}; convert uint8 images with x / 255.")
+        if x.shape.rank != 2 or (x.shape[-1] is not None and x.shape[-1] != self.x_dim):
+            raise ValueError(f"{type(self).__name__} expects images of shape (batch, "
+                             f"{self.x_dim}), got {tuple(x.shape)}; flatten each image, e.g. "
+                             f"x.reshape(-1, {self.x_dim}).")
+        x = tf.cast(x, self.compute_dtype)
+        check = tf.debugging.Assert(
+            tf.logical_and(tf.reduce_all(x >= 0.0), tf.reduce_all(x <= 1.0)),
+            ["Images must lie in [0, 1] and contain no NaN; divide uint8 images by 255. "
+             "Min and max of the offending batch:", tf.reduce_min(x), tf.reduce_max(x)])
+        with tf.control_dependencies([check]):
+            return tf.identity(x)
+
+    def unpack(self, data):
+        """The images of a training batch (``x`` or ``(x, labels...)``)."""
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self.check_inputs(x)
+
+    def step_seed(self):
+        """The seed of this training step: (seed, step) folded with the replica id."""
+        seed = tf.stack([tf.constant(self.seed, tf.int32),
+                         tf.cast(self.optimizer.iterations, tf.int32)])
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int32))
+
+    def compute_loss_terms(self, data, seed):
+        """Per-example terms named by ``metric_names``; the first is the training loss.
+
+        The base model returns the negative ELBO and its KL and reconstruction parts."""
+        return tuple(self.negative_elbo(self.unpack(data), seed))
+
+    def _update_metrics(self, terms):
+        for tracker, values in zip(self.trackers, terms):
+            tracker.update_state(values)
+        return {tracker.name: tracker.result() for tracker in self.trackers}
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            terms = self.compute_loss_terms(data, self.step_seed())
+            loss = global_batch_mean(terms[0])
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self._update_metrics(terms)
+
+    def test_step(self, data):
+        return self._update_metrics(self.compute_loss_terms(data, self._eval_seeds.next()))
+
+    # ---------------------------------------------------------------------------------- export
+    def export_endpoints(self):
+        """Named SavedModel signatures: ``{name: (function, input_signature)}``.
+
+        Every function takes and returns tensors only (outputs are dicts of per-example tensors)
+        and samples with stateless seeds (int32 [2]), so a loaded model is repeatable.
+        """
+        x = tf.TensorSpec([None, self.x_dim], tf.float32, name="x")
+        z = tf.TensorSpec([None, self.z_dim], tf.float32, name="z")
+        seed = tf.TensorSpec([2], tf.int32, name="seed")
+        n = tf.TensorSpec([], tf.int32, name="n")
+        m = tf.TensorSpec([], tf.int32, name="m")
+
+        def encode(x):
+            q = self.encode(x)
+            return {"mean": q.mean(), "variance": q.variance()}
+
+        def decode(z):
+            p_x = self.decode(z)
+            return {"probs": p_x.mean(), "logits": p_x.distribution.logits}
+
+        def negative_elbo(x, seed):
+            return dict(zip(("nelbo", "kl", "rec"), self.negative_elbo(x, seed)))
+
+        def negative_iwae(x, m, seed):
+            return dict(zip(("niwae", "kl", "rec"), self.negative_iwae(x, m, seed)))
+
+        return {"sample": (self.sample, [n, seed]), "encode": (encode, [x]), "decode": (decode, [z]),
+                "negative_elbo": (negative_elbo, [x, seed]),
+                "negative_iwae": (negative_iwae, [x, m, seed])}

@@ -1,0 +1,252 @@
+"""Training runs: strategy, data, ``model.fit``, checkpoints, evaluation, pictures and export.
+
+``bin/train`` turns its flags into a :class:`TrainConfig` and calls :func:`run`; scripts can do
+the same. A run lives in ``<out_dir>/<run name>/`` (the reference's names, e.g.
+``model=vae_z=10_run=0000``)::
+
+    checkpoints/       tf.train.Checkpoint of model + optimizer every iter_save steps
+    logs/              TensorBoard scalars
+    config.json        the configuration of the run
+    evaluation.json    the evaluation at the end (also printed as a table)
+    samples.png        200 samples, 10 x 20
+    savedmodel/        the SavedModel (signatures: see BaseVAE.export_endpoints)
+
+Starting the same run again resumes from its last checkpoint: the optimiser state and the step
+counter are restored, and the data stream and every random draw continue where they stopped
+(they are stateless functions of the seed and the step).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from tfp_vae import data, evaluate, export, files, images, models
+
+STRATEGIES = ("default", "mirrored")
+JIT_CHOICES = ("auto", "true", "false")
+
+
+class ConfigError(ValueError):
+    """An impossible configuration; the message names the setting and the fix."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs; ``bin/train`` exposes each field as a flag."""
+    model: str = "vae"
+    z: int = 10
+    iter_max: int = 20000
+    iter_save: int = 10000
+    run: int = 0
+    seed: int = 0
+    batch_size: int = 97
+    lr: float = 1e-3
+    data: str = "idx"
+    data_dir: str = None
+    verify_checksums: bool = True
+    out_dir: str = "runs"
+    strategy: str = "default"
+    devices: str = ""
+    cpu_replicas: int = 0
+    jit_compile: str = "auto"
+    steps_per_execution: int = 1
+    log_every: int = 1000
+    eval_repeats: int = 100
+    iwae_samples: tuple = evaluate.IWAE_SAMPLES
+    full_test: bool = True
+    export: bool = True
+    verbose: int = 1
+
+    def validate(self):
+        """Raises ConfigError for the first impossible setting."""
+        if self.model not in models.MODELS:
+            raise ConfigError(f"unknown model {self.model!r}; choose one of "
+                              f"{', '.join(sorted(models.MODELS))}.")
+        for name in ("z", "iter_max", "iter_save", "batch_size", "log_every",
+                     "steps_per_execution", "eval_repeats"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.run < 0 or self.seed < 0:
+            raise ConfigError("--run and --seed must be non-negative.")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}.")
+        if self.data not in ("idx", "tfds"):
+            raise ConfigError(f"unknown --data={self.data!r}; use 'idx' (bundled or --data_dir) "
+                              f"or 'tfds'.")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown --strategy={self.strategy!r}; choose one of "
+                              f"{', '.join(STRATEGIES)}.")
+        if self.jit_compile not in JIT_CHOICES:
+            raise ConfigError(f"--jit_compile must be one of {', '.join(JIT_CHOICES)}.")
+        for name in ("iter_save", "log_every"):
+            if getattr(self, name) % self.steps_per_execution:
+                raise ConfigError(f"--{name}={getattr(self, name)} must be a multiple of "
+                                  f"--steps_per_execution={self.steps_per_execution}.")
+        if any(m <= 0 for m in self.iwae_samples):
+            raise ConfigError(f"--iwae_samples must be positive, got {list(self.iwae_samples)}.")
+        return self
+
+    def run_name(self):
+        """The reference's run name, e.g. ``model=vae_z=10_run=0000``."""
+        return f"model={self.model}_z={self.z}_run={self.run:04d}"
+
+
+# ------------------------------------------------------------------------------------ strategy
+def ensure_logical_cpus(n):
+    """Splits the CPU into ``n`` logical devices (for MirroredStrategy tests without GPUs).
+
+    Must run before TensorFlow initialises its devices; if it already has, the existing logical
+    CPUs are used when there are enough of them.
+    """
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) >= n:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+    except RuntimeError:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have < n:
+            raise ConfigError(f"--cpu_replicas={n} needs {n} logical CPUs, but TensorFlow was "
+                              f"already initialised with {have}; start a fresh process.") from None
+
+
+def make_strategy(config):
+    """The tf.distribute strategy of ``config`` (``default`` or ``mirrored``)."""
+    if config.strategy == "default":
+        if config.cpu_replicas or config.devices:
+            raise ConfigError("--cpu_replicas and --devices need --strategy=mirrored.")
+        return tf.distribute.get_strategy()
+    if config.cpu_replicas:
+        ensure_logical_cpus(config.cpu_replicas)
+        devices = [f"/cpu:{i}" for i in range(config.cpu_replicas)]
+    elif config.devices:
+        devices = [d.strip() for d in config.devices.split(",") if d.strip()]
+        known = {d.name.replace("/physical_device:", "").upper()
+                 for d in tf.config.list_physical_devices()}
+        known |= {d.name.split("device:")[-1].upper() for d in tf.config.list_logical_devices()}
+        for d in devices:
+            if d.upper().split("DEVICE:")[-1].lstrip("/") not in known:
+                raise ConfigError(f"--devices names {d!r}, which this machine does not have "
+                                  f"(it has: {', '.join(sorted(known))}).")
+    else:
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or ["/cpu:0"]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def resolve_jit(config, strategy):
+    """``--jit_compile=auto``: XLA only on a single replica; it fails under MirroredStrategy on
+    logical CPUs, and on one CPU it measured no faster at steps_per_execution=1."""
+    if config.jit_compile == "true":
+        if strategy.num_replicas_in_sync > 1:
+            raise ConfigError("--jit_compile=true fails under MirroredStrategy with more than one "
+                              "replica on CPU; use --jit_compile=auto or false.")
+        return True
+    return False
+
+
+# ----------------------------------------------------------------------------------- callbacks
+class StepCheckpoint(keras.callbacks.Callback):
+    """Saves a checkpoint every ``every`` optimiser steps and at ``last``, and stops training at
+    ``last`` (so that a run ends at exactly ``--iter_max`` steps, resumed or not)."""
+
+    def __init__(self, manager, every, last):
+        super().__init__()
+        self.manager, self.every, self.last = manager, every, last
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step % self.every == 0 or step >= self.last:
+            self.manager.save(checkpoint_number=step)
+        if step >= self.last:
+            self.model.stop_training = True
+
+
+# ------------------------------------------------------------------------------------------ run
+def build_model(config, strategy):
+    """The model of ``config``, compiled, under ``strategy``."""
+    cls = models.get(config.model)
+    with strategy.scope():
+        model = cls(z_dim=config.z, seed=config.seed)
+        model.compile(optimizer=keras.optimizers.Adam(config.lr),
+                      jit_compile=resolve_jit(config, strategy),
+                      steps_per_execution=config.steps_per_execution)
+        model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def run(config):
+    """Trains (or resumes) the run of ``config``, then evaluates, draws samples and exports.
+
+    Returns:
+      The evaluation dictionary that is also written to ``evaluation.json``.
+    """
+    config.validate()
+    started = time.time()
+    strategy = make_strategy(config)
+    mnist = data.load_mnist(config.data_dir, config.data, config.verify_checksums)
+    run_dir = os.path.join(config.out_dir, config.run_name())
+    os.makedirs(run_dir, exist_ok=True)
+    files.write_bytes_atomic(os.path.join(run_dir, "config.json"),
+                             json.dumps(dataclasses.asdict(config), indent=1).encode())
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config, strategy)
+
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"),
+                                         max_to_keep=3)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        print(f"resumed from {manager.latest_checkpoint}", flush=True)
+    start = int(model.optimizer.iterations.numpy())
+
+    train_seconds = 0.0
+    if start < config.iter_max:
+        dataset = data.train_dataset(mnist.train_images, config.batch_size, config.seed, start)
+        callbacks = [StepCheckpoint(manager, config.iter_save, config.iter_max),
+                     keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))]
+        t0 = time.time()
+        model.fit(dataset, epochs=math.ceil(config.iter_max / config.log_every),
+                  initial_epoch=start // config.log_every, steps_per_epoch=config.log_every,
+                  callbacks=callbacks, verbose=config.verbose)
+        train_seconds = time.time() - t0
+    steps_done = int(model.optimizer.iterations.numpy()) - start
+
+    results = {"run": config.run_name(), "steps": int(model.optimizer.iterations.numpy()),
+               "resumed_from_step": start, "train_seconds": round(train_seconds, 2),
+               "train_steps_per_second": round(steps_done / train_seconds, 2) if steps_done else None}
+    results.update(evaluate_model(model, mnist, config))
+    results["wall_seconds"] = round(time.time() - started, 2)
+    print(evaluate.format_table(results), flush=True)
+
+    samples = model.sample(200, config.seed)["x"].numpy()
+    images.write_png(os.path.join(run_dir, "samples.png"), images.tile(samples, 10, 20))
+    if config.export:
+        export.export(model, os.path.join(run_dir, "savedmodel"))
+    files.write_bytes_atomic(os.path.join(run_dir, "evaluation.json"),
+                             json.dumps(results, indent=1).encode())
+    return results
+
+
+def evaluate_model(model, mnist, config):
+    """The reference protocol on the 100-image subset, and (``full_test``) the 10k test set."""
+    elbo, iwae = evaluate.model_bounds(model)
+    x_subset, _ = data.test_subset(mnist)
+    t0 = time.time()
+    results = {"subset": evaluate.reference_protocol(elbo, iwae, x_subset, seed=0,
+                                                     repeats=config.eval_repeats,
+                                                     iwae_samples=config.iwae_samples)}
+    results["subset_eval_seconds"] = round(time.time() - t0, 2)
+    if config.full_test:
+        t0 = time.time()
+        x_test, _ = data.full_test_set(mnist)
+        results["full_test"] = evaluate.full_test_set(elbo, iwae, x_test)
+        results["full_test_eval_seconds"] = round(time.time() - t0, 2)
+    return results
