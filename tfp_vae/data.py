@@ -159,16 +159,19 @@ def load_mnist(data_dir=None, source="idx", verify_checksums=True):
 
 def _load_mnist_tfds(data_dir):
     import tensorflow_datasets as tfds  # Imported here: TFDS is slow to import and optional.
+
+    def arrays(split):
+        ds = tfds.load("mnist", split=split, as_supervised=True, data_dir=data_dir)
+        batches = list(tfds.as_numpy(ds.batch(10_000)))
+        x = np.concatenate([b[0] for b in batches]).astype(np.uint8).reshape(-1, 784)
+        return x, np.concatenate([b[1] for b in batches]).astype(np.uint8)
     try:
-        (xtr, ytr), (xte, yte) = tfds.as_numpy(tfds.load(
-            "mnist", split=["train", "test"], batch_size=-1, as_supervised=True,
-            data_dir=data_dir))
+        (xtr, ytr), (xte, yte) = arrays("train"), arrays("test")
     except Exception as e:  # TFDS raises many types for "cannot download / not prepared".
         raise DataError(f"tfds.load('mnist') failed ({type(e).__name__}: {e}). It needs internet "
                         f"access the first time; offline, use the bundled copy (--data=idx).") \
             from None
-    return Mnist(np.asarray(xtr, np.uint8).reshape(-1, 784), np.asarray(ytr, np.uint8),
-                 np.asarray(xte, np.uint8).reshape(-1, 784), np.asarray(yte, np.uint8))
+    return Mnist(xtr, ytr, xte, yte)
 
 
 def to_unit_interval(images):
@@ -240,14 +243,14 @@ def train_dataset(images, batch_size, seed, start_step=0, binarized=True):
     per_epoch = steps_per_epoch(n, batch_size)
     first_epoch, offset = divmod(int(start_step), per_epoch)
     table = tf.constant(images)
-    scale = 1.0 / 255 if images.dtype == np.uint8 else 1.0
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
 
     def epoch_batches(epoch):
         keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
         return tf.data.Dataset.from_tensor_slices(tf.argsort(keys)).batch(batch_size)
 
     def load(step, idx):
-        x = tf.cast(tf.gather(table, idx), tf.float32) * scale
+        x = tf.cast(tf.gather(table, idx), tf.float32) / scale  # as to_unit_interval
         if binarized:
             x = binarize(x, tf.stack([tf.cast(seed, tf.int64) + _BINARIZE_SALT, step]))
         return x

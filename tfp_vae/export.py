@@ -10,8 +10,6 @@ Serving), which a plain ``tf.Module`` around a Keras 3 model does not. A small J
 import json
 import os
 
-import keras
-
 from tfp_vae import __version__, files
 
 METADATA = os.path.join("assets.extra", "tfp_vae.json")
@@ -19,6 +17,7 @@ METADATA = os.path.join("assets.extra", "tfp_vae.json")
 
 def export(model, path):
     """Writes ``model`` as a SavedModel at ``path``, atomically (a crash leaves the old one)."""
+    import keras  # Here, so that read_metadata (used by bin/sample) needs no Keras.
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, (fn, signature) in model.export_endpoints().items():
@@ -33,7 +32,21 @@ def export(model, path):
     return files.replace_dir_atomic(tmp, path)
 
 
+class NotAModelError(ValueError):
+    """A folder that is not a tfp_vae SavedModel."""
+
+
 def read_metadata(path):
-    """The metadata of an exported model (``kind``, ``config``, ``image_shape``, ...)."""
-    with open(os.path.join(path, METADATA)) as f:
-        return json.load(f)
+    """The metadata of an exported model (``kind``, ``config``, ``image_shape``, ...).
+
+    Raises NotAModelError, naming the folder, if it is not a SavedModel written by tfp_vae."""
+    path = os.fspath(path)
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise NotAModelError(f"{path} is not a SavedModel folder (no saved_model.pb); pass the "
+                             f"savedmodel/ folder of a run, e.g. runs/<run name>/savedmodel.")
+    try:
+        with open(os.path.join(path, METADATA)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        raise NotAModelError(f"{path} is a SavedModel but not one exported by tfp_vae (no "
+                             f"readable {METADATA}).") from None

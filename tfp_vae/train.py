@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 
 import keras
@@ -60,7 +61,7 @@ class TrainConfig:
     iwae_samples: tuple = evaluate.IWAE_SAMPLES
     full_test: bool = True
     export: bool = True
-    verbose: int = 1
+    verbose: int = None  # Keras fit verbosity; None: a live bar on a terminal, else a line per epoch
 
     def validate(self):
         """Raises ConfigError for the first impossible setting."""
@@ -215,7 +216,9 @@ def run(config):
         t0 = time.time()
         model.fit(dataset, epochs=math.ceil(config.iter_max / config.log_every),
                   initial_epoch=start // config.log_every, steps_per_epoch=config.log_every,
-                  callbacks=callbacks, verbose=config.verbose)
+                  callbacks=callbacks,
+                  verbose=config.verbose if config.verbose is not None else
+                  (1 if sys.stdout.isatty() else 2))
         train_seconds = time.time() - t0
     steps_done = int(model.optimizer.iterations.numpy()) - start
 

@@ -1,0 +1,29 @@
+"""tfp_vae: the VAE family of CS236 HW2 as Keras 3 models with TensorFlow Probability."""
+
+import setuptools
+
+setuptools.setup(
+    name="tfp_vae",
+    version="0.1.0",
+    description="VAE, GMVAE, IWAE, SSVAE and FSVAE as Keras 3 models with TFP distributions.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["tfp_vae", "tfp_vae.*"]),
+    package_data={"tfp_vae": ["mnist/*.gz"]},
+    scripts=["bin/train", "bin/sample"],
+    # Pinned to the versions that work together: TFP 0.25 is built against TF 2.21 (its [tf]
+    # extra brings tf-keras, which TFP imports; our code uses Keras 3). TFDS 4.9.10 imports
+    # importlib_resources without declaring it.
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "tensorflow-probability[tf]>=0.25,<0.26",
+        "tensorflow-datasets>=4.9,<4.10",
+        "importlib_resources>=5",
+        "numpy>=1.26",
+        "absl-py>=2",
+        "scipy>=1.11",
+    ],
+    extras_require={"test": ["pytest>=8", "hypothesis>=6"]},
+)
