@@ -78,8 +78,8 @@ def lg():
     return model, x
 
 
-@pytest.mark.parametrize("m", [1, 7, 100, 1000])
-@pytest.mark.parametrize("max_rows", [6, 30, 10_000])
+@pytest.mark.parametrize("m, max_rows", [(1, 10_000), (7, 6), (7, 30), (100, 42), (100, 10_000),
+                                         (1000, 600), (1000, 10_000)])
 def test_iwae_is_exact_with_the_true_posterior(lg, m, max_rows):
     """With q = p(z|x) every weight equals p(x): -IWAE_m = -log p(x) exactly, per example, for
     every m and any chunking (a wrong sample count or a cross-example mix would shift it)."""
@@ -127,22 +127,21 @@ def test_iwae_1_equals_the_analytic_elbo_in_expectation(lg):
     xs = np.tile(x, (copies, 1))
     q = _normal(tf.constant(np.tile(np.random.RandomState(2).randn(6, 2), (copies, 1))),
                 tf.constant(1.3, tf.float64))
+    # The same seed draws the same z (common random numbers): the two then differ only by the
+    # Monte-Carlo KL against the analytic KL, whose difference has mean zero.
     iwae = bounds.negative_iwae(xs, q, model.likelihood, model.prior, 1, tf.constant([0, 0]))
-    elbo = bounds.negative_elbo(xs, q, model.likelihood, model.prior, tf.constant([0, 1]))
+    elbo = bounds.negative_elbo(xs, q, model.likelihood, model.prior, tf.constant([0, 0]))
+    np.testing.assert_array_equal(iwae.rec, elbo.rec)
     mean = lambda v: v.numpy().reshape(copies, len(x)).mean(0)  # noqa: E731
-    np.testing.assert_allclose(mean(iwae.value), mean(elbo.value), rtol=0.01)
+    np.testing.assert_allclose(mean(iwae.value), mean(elbo.value), rtol=0.002)
     np.testing.assert_allclose(mean(iwae.kl), elbo.kl.numpy()[:6], rtol=0.02, atol=0.02)
 
 
 def test_iwae_per_example_does_not_depend_on_the_batch(lg):
     """The §11 grouping bug makes an image's bound depend on the other images in the batch."""
     model, x = lg
-    q = model.posterior(x, inflate=2.0, shift=0.3)
-    together = bounds.negative_iwae(x, q, model.likelihood, model.prior, 100,
-                                    tf.constant([5, 5])).value.numpy()
-    alone = np.array([bounds.negative_iwae(x[i:i + 1], model.posterior(x[i:i + 1], 2.0, 0.3),
-                                           model.likelihood, model.prior, 100,
-                                           tf.constant([5, 6])).value.numpy()[0]
+    together = _replicated_mean(model, x, (2.0, 0.2), 100, 500, seed=5)
+    alone = np.array([_replicated_mean(model, x[i:i + 1], (2.0, 0.2), 100, 500, seed=6)[0]
                       for i in range(len(x))])
-    np.testing.assert_allclose(together, alone, rtol=0.01)
+    np.testing.assert_allclose(together, alone, atol=0.05)
     assert together[0] > together[1:].max() + 50  # the hard image keeps its own, large value

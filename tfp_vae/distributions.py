@@ -25,7 +25,15 @@ def gaussian_parameters(h):
     return mean, tf.nn.softplus(raw) + VARIANCE_FLOOR
 
 
-class DiagonalGaussian(keras.layers.Layer):
+class _Weightless(keras.layers.Layer):
+    """A layer without variables: built from the start."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.built = True
+
+
+class DiagonalGaussian(_Weightless):
     """h (..., 2d) -> N(mean, diag(variance)) with (mean, variance) = :func:`gaussian_parameters`.
 
     The network outputs a *variance* (as the reference); TFP's ``Normal`` takes the standard
@@ -37,7 +45,7 @@ class DiagonalGaussian(keras.layers.Layer):
         return tfd.Independent(tfd.Normal(mean, tf.sqrt(variance)), reinterpreted_batch_ndims=1)
 
 
-class BernoulliLogits(keras.layers.Layer):
+class BernoulliLogits(_Weightless):
     """logits (..., D) -> prod_d Bernoulli(x_d | sigmoid(logits_d)), float32 samples.
 
     ``log_prob(x) = sum_d [x_d * logits_d - softplus(logits_d)]``, the reference's
@@ -49,7 +57,7 @@ class BernoulliLogits(keras.layers.Layer):
                                reinterpreted_batch_ndims=1)
 
 
-class StandardNormalPrior(keras.layers.Layer):
+class StandardNormalPrior(_Weightless):
     """p(z) = N(0, I) in ``dim`` dimensions (fixed; no trainable variables)."""
 
     def __init__(self, dim, **kwargs):

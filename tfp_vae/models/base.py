@@ -106,6 +106,17 @@ class BaseVAE(keras.Model):
         return {"z_dim": self.z_dim, "x_dim": self.x_dim, "seed": self.seed,
                 "iwae_max_rows": self.iwae_max_rows}
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 builds a model for fit() under a distribution strategy by reducing the first
+        # batch across replicas with MEAN, which fails when a batch splits unevenly (97 over two
+        # replicas is 49 + 48). This model is built in __init__ and has no compiled loss or
+        # metrics, so nothing needs data: build only what is left (the optimizer), as Keras does.
+        if self._compile_loss is None and self._compile_metrics is None:
+            with self.distribute_strategy.scope():
+                self._symbolic_build(data_batch=())
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     @property
     def metrics(self):
         return list(self.trackers)

@@ -1,0 +1,136 @@
+"""The VAE as a Keras model: fit from a script, input checks, and data parallelism."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_vae import bounds, models
+
+tfd = tfp.distributions
+
+
+def _mock_images(n=256, seed=0):
+    """Binary 'images' with structure to learn: each is one of 4 noisy prototypes."""
+    rng = np.random.RandomState(seed)
+    prototypes = rng.binomial(1, 0.3, (4, 784))
+    flips = rng.binomial(1, 0.05, (n, 784))
+    return np.abs(prototypes[rng.randint(0, 4, n)] - flips).astype(np.float32)
+
+
+def test_fit_lowers_the_loss_with_user_callbacks():
+    x = _mock_images()
+    model = models.VAE(z_dim=4, seed=1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    seen = []
+    callback = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(logs))
+    history = model.fit(tf.data.Dataset.from_tensor_slices(x).batch(32), epochs=4, verbose=0,
+                        callbacks=[callback])
+    nelbo = history.history["nelbo"]
+    assert nelbo[-1] < nelbo[0] - 50
+    assert [sorted(logs) for logs in seen] == [["kl", "nelbo", "rec"]] * 4
+    np.testing.assert_allclose(np.add(history.history["kl"], history.history["rec"]), nelbo,
+                               rtol=1e-4)
+    evaluation = model.evaluate(x, batch_size=64, verbose=0, return_dict=True)
+    assert evaluation["nelbo"] < nelbo[0]
+
+
+def test_fit_accepts_labelled_tuples_and_numpy():
+    x = _mock_images(64)
+    model = models.VAE(z_dim=2)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(x, np.zeros(64), batch_size=16, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 4
+
+
+def test_methods_return_distributions_and_tensors():
+    model = models.VAE(z_dim=3)
+    x = _mock_images(5)
+    q = model.encode(x)
+    assert isinstance(q, tfd.Distribution) and q.event_shape == [3] and q.batch_shape == [5]
+    p = model.decode(q.sample(seed=[0, 1]))
+    assert p.event_shape == [784]
+    assert model.prior().event_shape == [3]
+    s1, s2 = model.sample(7, seed=[4, 2]), model.sample(7, seed=[4, 2])
+    np.testing.assert_array_equal(s1["x"], s2["x"])
+    assert s1["x"].shape == (7, 784) and set(np.unique(s1["x"])) <= {0.0, 1.0}
+    assert model(x).shape == (5, 784)
+    assert model.negative_elbo(x, 3).value.shape == (5,)
+    assert model.negative_iwae(x, 10, 3).value.shape == (5,)
+
+
+def test_variance_head_is_softplus_plus_floor():
+    model = models.VAE(z_dim=2)
+    x = _mock_images(3)
+    h = model.encoder.net(x)
+    q = model.encode(x)
+    np.testing.assert_allclose(q.variance(), tf.nn.softplus(h[:, 2:]) + 1e-8, rtol=1e-5)
+    np.testing.assert_allclose(q.mean(), h[:, :2], rtol=1e-6)
+
+
+def test_pytorch_style_initialisation():
+    model = models.VAE(z_dim=10)
+    first = model.encoder.net.dense[0]
+    bound = 1 / np.sqrt(784)
+    for w in (first.kernel.numpy(), first.bias.numpy()):
+        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+    assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == 661_404
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (np.zeros((4, 28, 28), np.float32), ValueError, r"shape \(batch, 784\)"),
+    (np.zeros((4, 784), np.uint8), TypeError, "x / 255"),
+    (np.full((4, 784), 2.0, np.float32), tf.errors.InvalidArgumentError, r"\[0, 1\]"),
+    (np.full((4, 784), np.nan, np.float32), tf.errors.InvalidArgumentError, "NaN"),
+])
+def test_bad_images_give_clear_errors(bad, error, message):
+    model = models.VAE(z_dim=2)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    with pytest.raises(error, match=message):
+        model.fit(bad, epochs=1, batch_size=4, verbose=0)
+
+
+class NoiseFreeVAE(models.VAE):
+    """z = E[q(z|x)]: a training step becomes a deterministic function of its batch, so one step
+    on 2 replicas must equal one step on 1 device exactly (up to summation order)."""
+
+    def negative_elbo(self, x, seed):
+        q = self.encode(x)
+        rec = -self.decode(q.mean()).log_prob(x)
+        kl = tfd.kl_divergence(q, self.prior())
+        return bounds.Bound(kl + rec, kl, rec)
+
+
+def _one_step(strategy, x, weights):
+    with strategy.scope():
+        model = NoiseFreeVAE(z_dim=3)
+        model.set_weights(weights)
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+    logs = model.fit(tf.data.Dataset.from_tensor_slices(x).batch(len(x)), epochs=1, verbose=0)
+    return model.get_weights(), {k: v[0] for k, v in logs.history.items()}
+
+
+@pytest.mark.parametrize("batch", [8, 7])  # 7 splits unevenly over 2 replicas (4 + 3)
+def test_two_replicas_give_the_same_step_as_one_device(batch):
+    x = _mock_images(batch, seed=3)
+    weights = NoiseFreeVAE(z_dim=3).get_weights()
+    one_w, one_logs = _one_step(tf.distribute.OneDeviceStrategy("/cpu:0"), x, weights)
+    two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert two.num_replicas_in_sync == 2
+    two_w, two_logs = _one_step(two, x, weights)
+    for a, b, w0 in zip(one_w, two_w, weights):
+        assert not np.allclose(a, w0)  # the step did change the weights
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for k in one_logs:
+        np.testing.assert_allclose(one_logs[k], two_logs[k], rtol=1e-5)
+
+
+def test_replicas_draw_different_noise():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = models.VAE(z_dim=2, seed=3)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    seeds = strategy.run(model.step_seed)
+    a, b = [t.numpy() for t in strategy.experimental_local_results(seeds)]
+    assert not np.array_equal(a, b)
