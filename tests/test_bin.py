@@ -1,0 +1,111 @@
+"""bin/train and bin/sample end to end, on the bundled MNIST with a few steps."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import run_tool
+
+FAST = ["--eval_repeats=2", "--iwae_samples=1,10", "--nofull_test", "--log_every=10"]
+
+
+def _png_shape(path):
+    return tuple(tf.io.decode_png(open(path, "rb").read()).shape)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    proc = run_tool("train", "--model=vae", "--iter_max=20", "--iter_save=10", f"--out_dir={out}",
+                    *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / "model=vae_z=10_run=0000", proc
+
+
+def test_train_writes_the_whole_run(trained):
+    run_dir, proc = trained
+    assert "Reference protocol" in proc.stdout and "-IWAE-10" in proc.stdout
+    result = json.loads((run_dir / "evaluation.json").read_text())
+    assert result["steps"] == 20
+    assert set(result["subset"]["niwae"]) == {"1", "10"}
+    assert 100 < result["subset"]["nelbo"]["mean"] < 600
+    assert _png_shape(run_dir / "samples.png") == (280, 560, 1)
+    assert (run_dir / "savedmodel" / "saved_model.pb").is_file()
+    assert list((run_dir / "logs" / "train").iterdir())  # TensorBoard events
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.index")) == \
+        ["ckpt-10.index", "ckpt-20.index"]
+
+
+def test_train_resumes_from_the_last_checkpoint(trained, tmp_path):
+    run_dir, _ = trained
+    out = tmp_path / "runs"
+    shutil.copytree(run_dir, out / run_dir.name)
+    proc = run_tool("train", "--model=vae", "--iter_max=30", "--iter_save=10",
+                    f"--out_dir={out}", *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from" in proc.stdout and "ckpt-20" in proc.stdout
+    result = json.loads((out / run_dir.name / "evaluation.json").read_text())
+    assert result["resumed_from_step"] == 20 and result["steps"] == 30
+
+
+def test_sample_writes_a_grid_with_tensorflow_only(trained, tmp_path):
+    run_dir, _ = trained
+    png = tmp_path / "grid.png"
+    proc = run_tool("sample", f"--model_dir={run_dir / 'savedmodel'}", "--n=200", f"--out={png}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _png_shape(png) == (280, 560, 1)
+    pixels = tf.io.decode_png(png.read_bytes()).numpy()
+    assert set(np.unique(pixels)) <= {0, 255} and pixels.mean() > 5  # binary draws, not blank
+
+
+def test_sample_loads_neither_keras_models_nor_tfp(trained, tmp_path):
+    run_dir, _ = trained
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['sample', '--model_dir={run_dir / 'savedmodel'}', '--n=8',"
+            f" '--out={tmp_path / 'g.png'}']\n"
+            "try:\n    runpy.run_path(sys.argv[0] if False else %r, run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "print('TFP' if 'tensorflow_probability' in sys.modules else 'noTFP',"
+            " 'MODELS' if 'tfp_vae.models' in sys.modules else 'noMODELS')\n")
+    import subprocess
+    import sys
+    from conftest import ROOT
+    proc = subprocess.run([sys.executable, "-c", code % str(ROOT / "bin" / "sample")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "noTFP noMODELS" in proc.stdout
+
+
+def test_train_with_two_mirrored_cpu_replicas(tmp_path):
+    proc = run_tool("train", "--model=vae", "--iter_max=10", "--iter_save=10",
+                    "--strategy=mirrored", "--cpu_replicas=2", "--noexport", f"--out_dir={tmp_path}",
+                    *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "model=vae_z=10_run=0000" / "evaluation.json").read_text())
+    assert result["steps"] == 10
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model=nope"], "value should be one of"),
+    (["--z=0"], "flag --z=0: 0 is not a positive integer"),
+    (["--batch_size=-3"], "flag --batch_size=-3: -3 is not a positive integer"),
+    (["--strategy=tpu"], "value should be one of"),
+    (["--jit_compile=maybe"], "value should be one of"),
+    (["--data_dir=/no/such/folder"], "data folder /no/such/folder does not exist"),
+    (["--iter_save=7", "--steps_per_execution=2"], "must be a multiple of --steps_per_execution"),
+    (["--cpu_replicas=2"], "need --strategy=mirrored"),
+    (["--strategy=mirrored", "--devices=GPU:7"], "which this machine does not have"),
+])
+def test_train_refuses_bad_input_with_a_clear_message(tmp_path, args, message):
+    proc = run_tool("train", f"--out_dir={tmp_path}", "--iter_max=1", *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_sample_refuses_a_folder_that_is_not_a_model(tmp_path):
+    proc = run_tool("sample", f"--model_dir={tmp_path}")
+    assert proc.returncode == 2 and "is not a SavedModel folder" in proc.stderr
