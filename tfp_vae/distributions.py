@@ -19,9 +19,9 @@ tfd = tfp.distributions
 VARIANCE_FLOOR = 1e-8
 
 
-def gaussian_parameters(h):
-    """Splits h (..., 2d) into mean = first half, variance = softplus(second half) + 1e-8."""
-    mean, raw = tf.split(h, 2, axis=-1)
+def gaussian_parameters(h, axis=-1):
+    """Splits h in two halves along ``axis``: mean = first, variance = softplus(second) + 1e-8."""
+    mean, raw = tf.split(h, 2, axis=axis)
     return mean, tf.nn.softplus(raw) + VARIANCE_FLOOR
 
 
@@ -70,3 +70,36 @@ class StandardNormalPrior(_Weightless):
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim}
+
+
+class MixturePrior(keras.layers.Layer):
+    """A learned uniform mixture of k diagonal Gaussians in ``dim`` dimensions (the GMVAE prior):
+
+        p(z) = (1/k) sum_j N(z; mu_j, diag(v_j)),
+
+    parameterised as the reference: one trainable (2k, dim) variable whose first k rows are the
+    means and whose last k rows give the variances ``softplus(.) + 1e-8``, initialised
+    ``randn / sqrt(k * dim)``; the weights are uniform and fixed. ``MixtureSameFamily`` evaluates
+    log p(z) with a log-sum-exp over components, so it does not underflow for z far from every
+    component.
+    """
+
+    def __init__(self, dim, k, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.k = int(dim), int(k)
+        self.z_pre = self.add_weight(
+            shape=(2 * self.k, self.dim), name="z_pre",
+            initializer=keras.initializers.RandomNormal(stddev=1.0 / (self.k * self.dim) ** 0.5))
+        self.built = True
+
+    def components(self):
+        """The k components as a distribution with batch shape (k,) and event shape (dim,)."""
+        mean, variance = gaussian_parameters(self.z_pre, axis=0)
+        return tfd.Independent(tfd.Normal(mean, tf.sqrt(variance)), reinterpreted_batch_ndims=1)
+
+    def distribution(self):
+        """The mixture as a ``tfd.MixtureSameFamily`` with event shape (dim,)."""
+        return tfd.MixtureSameFamily(tfd.Categorical(logits=tf.zeros([self.k])), self.components())
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "k": self.k}

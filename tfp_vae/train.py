@@ -41,6 +41,7 @@ class TrainConfig:
     """Everything a training run needs; ``bin/train`` exposes each field as a flag."""
     model: str = "vae"
     z: int = 10
+    k: int = 500
     iter_max: int = 20000
     iter_save: int = 10000
     run: int = 0
@@ -68,7 +69,7 @@ class TrainConfig:
         if self.model not in models.MODELS:
             raise ConfigError(f"unknown model {self.model!r}; choose one of "
                               f"{', '.join(sorted(models.MODELS))}.")
-        for name in ("z", "iter_max", "iter_save", "batch_size", "log_every",
+        for name in ("z", "k", "iter_max", "iter_save", "batch_size", "log_every",
                      "steps_per_execution", "eval_repeats"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
@@ -92,9 +93,19 @@ class TrainConfig:
             raise ConfigError(f"--iwae_samples must be positive, got {list(self.iwae_samples)}.")
         return self
 
+    def model_kwargs(self):
+        """Constructor arguments of the model: the settings its class lists in ``flags``."""
+        return {_MODEL_ARGS[name]: getattr(self, name) for name in models.get(self.model).flags}
+
     def run_name(self):
-        """The reference's run name, e.g. ``model=vae_z=10_run=0000``."""
-        return f"model={self.model}_z={self.z}_run={self.run:04d}"
+        """The reference's run name, e.g. ``model=gmvae_z=10_k=500_run=0000``."""
+        settings = "".join(f"_{name}={getattr(self, name)}"
+                           for name in models.get(self.model).flags)
+        return f"model={self.model}{settings}_run={self.run:04d}"
+
+
+# TrainConfig field -> model constructor argument.
+_MODEL_ARGS = {"z": "z_dim", "k": "k"}
 
 
 # ------------------------------------------------------------------------------------ strategy
@@ -175,7 +186,7 @@ def build_model(config, strategy):
     """The model of ``config``, compiled, under ``strategy``."""
     cls = models.get(config.model)
     with strategy.scope():
-        model = cls(z_dim=config.z, seed=config.seed)
+        model = cls(seed=config.seed, **config.model_kwargs())
         model.compile(optimizer=keras.optimizers.Adam(config.lr),
                       jit_compile=resolve_jit(config, strategy),
                       steps_per_execution=config.steps_per_execution)

@@ -1,9 +1,10 @@
 """The model zoo: one small subclass of :class:`BaseVAE` per objective, and a registry by name."""
 
 from tfp_vae.models.base import BaseVAE
+from tfp_vae.models.gmvae import GMVAE
 from tfp_vae.models.vae import VAE
 
-MODELS = {cls.kind: cls for cls in (VAE,)}
+MODELS = {cls.kind: cls for cls in (VAE, GMVAE)}
 
 
 def get(kind):

@@ -68,6 +68,8 @@ class BaseVAE(keras.Model):
     """
 
     kind = None
+    # The bin/train settings this model takes, in run-name order (see tfp_vae.train).
+    flags = ("z",)
     analytic_kl = True
     # Names of the per-example terms that compute_loss_terms returns; the first is the loss.
     metric_names = ("nelbo", "kl", "rec")
