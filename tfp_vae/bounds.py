@@ -63,6 +63,44 @@ def negative_elbo(x, posterior, likelihood, prior, seed, analytic_kl=True):
     return Bound(kl + rec, kl, rec)
 
 
+class SemiSupervisedBound(NamedTuple):
+    """Per-example negative ELBO with the label marginalised: ``value = kl_z + kl_y + rec``."""
+    value: tf.Tensor
+    kl_z: tf.Tensor
+    kl_y: tf.Tensor
+    rec: tf.Tensor
+
+
+def negative_elbo_marginal_label(x, label_posterior, posterior, likelihood, prior, label_prior,
+                                 seed):
+    """Negative ELBO of an unlabelled x under the M2 model (Kingma et al., 2014), the label summed
+    out exactly under q(y | x) (all K labels in one batched pass):
+
+        -ELBO(x) = KL(q(y|x) || p(y))
+                   + sum_y q(y|x) [ KL(q(z|x,y) || p(z)) - log p(x | z_y, y) ],  z_y ~ q(z|x,y).
+
+    Args:
+      label_posterior: q(y | x), a Categorical with batch shape (B,) over K labels.
+      posterior: callable ``y -> q(z | x, y)`` for one-hot labels y of shape (K, B, K) (label k
+        in row k); returns batch shape (K, B).
+      likelihood: callable ``(z, y) -> p(x | z, y)`` with the same (K, B) layout.
+      label_prior: p(y), a Categorical over K labels.
+    Returns:
+      A per-example :class:`SemiSupervisedBound`. Gradients flow through q(y | x).
+    """
+    probs = label_posterior.probs_parameter()                  # (B, K)
+    num_labels = tf.shape(probs)[-1]
+    y = tf.one_hot(tf.range(num_labels), num_labels, dtype=probs.dtype)[:, None, :]
+    y = tf.broadcast_to(y, [num_labels, tf.shape(probs)[0], num_labels])
+    q_z = posterior(y)
+    z = q_z.sample(seed=seed)                                  # (K, B, d)
+    weights = tf.transpose(probs)                              # (K, B)
+    rec = tf.reduce_sum(weights * -likelihood(z, y).log_prob(x), 0)
+    kl_z = tf.reduce_sum(weights * tfd.kl_divergence(q_z, prior), 0)
+    kl_y = tfd.kl_divergence(label_posterior, label_prior)
+    return SemiSupervisedBound(kl_z + kl_y + rec, kl_z, kl_y, rec)
+
+
 def _chunk_seed(seed, i):
     # Chunk 0 uses the caller's seed itself, so that IWAE-1 draws the same z as negative_elbo.
     return tf.where(tf.equal(i, 0), seed, tf.random.experimental.stateless_fold_in(seed, i))
@@ -78,26 +116,43 @@ def negative_iwae(x, posterior, likelihood, prior, num_samples, seed, max_rows=1
     single-sample negative ELBO with Monte-Carlo KL; ``-IWAE_m`` does not increase with m in
     expectation and tends to ``-log p(x)``.
 
-    The m samples are drawn in chunks of at most ``max_rows`` (sample, example) rows, and the
-    log-sum-exp is accumulated across chunks, so memory does not grow with m.
-
     Args:
       num_samples: m >= 1 (Python int or int tensor).
-      max_rows: bound on samples-per-chunk * batch size.
+      max_rows: memory bound, see :func:`importance_weighted`.
     Returns:
       A per-example :class:`Bound`: ``value = -IWAE_m``; ``kl`` and ``rec`` are the means over the
       m samples of ``log q - log p(z)`` and ``-log p(x|z)`` (as the reference reports them).
     """
+    x = tf.convert_to_tensor(x)
+
+    def log_weights(n, chunk_seed):
+        z = posterior.sample(n, seed=chunk_seed)
+        return log_importance_weights(x, posterior, likelihood, prior, z)
+    return importance_weighted(log_weights, num_samples, tf.shape(x)[0], seed, max_rows, x.dtype)
+
+
+def importance_weighted(log_weights, num_samples, batch_size, seed, max_rows=10_000,
+                        dtype=tf.float32):
+    """-log (1/m) sum_i w_i per example, for m importance samples drawn in chunks.
+
+    ``log_weights(n, seed)`` draws n samples for every example of the batch and returns a
+    :class:`Bound` of ``-log w`` and its parts, each of shape (n, batch_size). Chunks hold at most
+    ``max_rows`` (sample, example) rows and the log-sum-exp is accumulated across them, so memory
+    does not grow with m. Chunk 0 uses ``seed`` itself, so m = 1 draws what a single-sample bound
+    with the same seed draws.
+
+    Returns:
+      A per-example :class:`Bound` (of ``dtype``) of ``-log mean_i w_i`` and the sample means of
+      ``kl`` and ``rec``.
+    """
     m = tf.convert_to_tensor(num_samples, tf.int32)
-    tf.debugging.assert_positive(m, message="negative_iwae needs num_samples >= 1")
-    batch = tf.shape(x)[0]
-    per_chunk = tf.minimum(m, tf.maximum(1, max_rows // tf.maximum(batch, 1)))
+    tf.debugging.assert_positive(m, message="the IWAE needs num_samples >= 1")
+    per_chunk = tf.minimum(m, tf.maximum(1, max_rows // tf.maximum(batch_size, 1)))
     num_chunks = (m + per_chunk - 1) // per_chunk
-    zeros = tf.zeros([batch], x.dtype)
+    zeros = tf.zeros([batch_size], dtype)
 
     def body(i, log_sum, kl_sum, rec_sum):
-        z = posterior.sample(per_chunk, seed=_chunk_seed(seed, i))
-        w = log_importance_weights(x, posterior, likelihood, prior, z)
+        w = log_weights(per_chunk, _chunk_seed(seed, i))
         valid = (i * per_chunk + tf.range(per_chunk) < m)[:, None]
         log_w = tf.where(valid, -w.value, -math.inf)
         log_sum = tf.reduce_logsumexp(tf.stack([log_sum, tf.reduce_logsumexp(log_w, 0)]), 0)
@@ -107,5 +162,5 @@ def negative_iwae(x, posterior, likelihood, prior, num_samples, seed, max_rows=1
 
     _, log_sum, kl_sum, rec_sum = tf.while_loop(
         lambda i, *_: i < num_chunks, body, (tf.constant(0), zeros - math.inf, zeros, zeros))
-    m_float = tf.cast(m, x.dtype)
+    m_float = tf.cast(m, log_sum.dtype)
     return Bound(tf.math.log(m_float) - log_sum, kl_sum / m_float, rec_sum / m_float)

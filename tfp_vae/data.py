@@ -217,7 +217,7 @@ def binarize(x, seed):
     return tf.cast(u < x, x.dtype)
 
 
-def train_dataset(images, batch_size, seed, start_step=0, binarized=True):
+def train_dataset(images, batch_size, seed, start_step=0, binarized=True, labels=None):
     """The training stream, from step ``start_step`` on (infinite).
 
     Each epoch is a fresh permutation (a stateless function of ``(seed, epoch)``), cut into
@@ -231,8 +231,9 @@ def train_dataset(images, batch_size, seed, start_step=0, binarized=True):
       seed: int, the run's seed.
       start_step: the first step to produce (resuming a run continues the same stream).
       binarized: apply dynamic binarisation.
+      labels: optional (N,) labels; then the stream yields ``(images, labels)`` pairs.
     Returns:
-      A ``tf.data.Dataset`` of float32 batches (b, D).
+      A ``tf.data.Dataset`` of float32 batches (b, D) (or pairs with int32 labels).
     """
     images = np.asarray(images)
     if images.ndim != 2:
@@ -243,6 +244,7 @@ def train_dataset(images, batch_size, seed, start_step=0, binarized=True):
     per_epoch = steps_per_epoch(n, batch_size)
     first_epoch, offset = divmod(int(start_step), per_epoch)
     table = tf.constant(images)
+    label_table = None if labels is None else tf.constant(np.asarray(labels, np.int32))
     scale = 255.0 if images.dtype == np.uint8 else 1.0
 
     def epoch_batches(epoch):
@@ -253,7 +255,7 @@ def train_dataset(images, batch_size, seed, start_step=0, binarized=True):
         x = tf.cast(tf.gather(table, idx), tf.float32) / scale  # as to_unit_interval
         if binarized:
             x = binarize(x, tf.stack([tf.cast(seed, tf.int64) + _BINARIZE_SALT, step]))
-        return x
+        return x if label_table is None else (x, tf.gather(label_table, idx))
 
     ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_batches)
     ds = ds.skip(offset).enumerate(start=int(start_step))
@@ -283,3 +285,19 @@ def check_images(x, dim=784, name="images"):
                         f"divide uint8 images by 255.")
     return x
 
+
+
+def semisupervised_dataset(images, labels, labelled_x, labelled_y, batch_size, seed, start_step=0):
+    """The SSVAE stream: every step one unlabelled batch and *all* labelled examples, both
+    re-binarised afresh (REFERENCE.md section 5).
+
+    Yields dicts ``{"x", "y", "x_labelled", "y_labelled"}``; ``y`` holds the true labels of the
+    unlabelled batch, used only to report training accuracy (never in the loss).
+    """
+    unlabelled = train_dataset(images, batch_size, seed, start_step, labels=labels)
+    xl = tf.constant(np.asarray(labelled_x, np.float32))
+    yl = tf.constant(np.asarray(labelled_y, np.int32))
+    labelled = tf.data.Dataset.range(int(start_step), np.iinfo(np.int64).max).map(
+        lambda step: binarize(xl, tf.stack([tf.cast(seed, tf.int64) + 2 * _BINARIZE_SALT, step])))
+    return tf.data.Dataset.zip(unlabelled, labelled).map(
+        lambda u, xl_step: {"x": u[0], "y": u[1], "x_labelled": xl_step, "y_labelled": yl})

@@ -57,6 +57,13 @@ class BernoulliLogits(_Weightless):
                                reinterpreted_batch_ndims=1)
 
 
+class CategoricalLogits(_Weightless):
+    """logits (..., K) -> Categorical(softmax(logits)) over the K classes (integer samples)."""
+
+    def call(self, logits):
+        return tfd.Categorical(logits=logits)
+
+
 class StandardNormalPrior(_Weightless):
     """p(z) = N(0, I) in ``dim`` dimensions (fixed; no trainable variables)."""
 

@@ -83,6 +83,26 @@ def full_test_set(negative_elbo, negative_iwae, x, seed=0, iwae_samples=100, bat
             f"niwae_{iwae_samples}": _summary(np.concatenate(niwae))}
 
 
+def classifier_accuracy(predict_probs, x, y, num_classes=10, batch_size=1000):
+    """Accuracy of argmax ``predict_probs(x)`` against labels ``y``, and the confusion matrix
+    (rows: true class, columns: predicted class)."""
+    predicted = np.concatenate([
+        np.argmax(predict_probs(tf.convert_to_tensor(x[i:i + batch_size], tf.float32)), -1)
+        for i in range(0, len(x), batch_size)])
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(confusion, (np.asarray(y, np.int64), predicted), 1)
+    return {"accuracy": float(np.mean(predicted == y)), "n": int(len(y)),
+            "confusion": confusion.tolist()}
+
+
+def format_confusion(confusion):
+    """The confusion matrix as text (rows: true class, columns: predicted class)."""
+    confusion = np.asarray(confusion)
+    lines = ["true \\ predicted " + " ".join(f"{j:>5d}" for j in range(len(confusion)))]
+    lines += [f"{i:>17d} " + " ".join(f"{v:>5d}" for v in row) for i, row in enumerate(confusion)]
+    return "\n".join(lines)
+
+
 def format_table(results):
     """A plain-text table of :func:`reference_protocol` / :func:`full_test_set` results."""
     def cell(s):
@@ -95,6 +115,11 @@ def format_table(results):
             lines.append(f"  {name.upper():<14} {cell(subset[name])}   ({subset[name]['n']} repeats)")
         for m, s in subset["niwae"].items():
             lines.append(f"  {'-IWAE-' + str(m):<14} {cell(s)}   ({s['n']} repeats)")
+    classifier = results.get("classifier")
+    if classifier:
+        lines.append(f"Test accuracy (10,000 continuous test images): "
+                     f"{classifier['accuracy']:.4f}")
+        lines.append(format_confusion(classifier["confusion"]))
     full = results.get("full_test")
     if full:
         lines.append("Full test set (10,000 images, binarised once, seed 0)")

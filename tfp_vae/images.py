@@ -33,3 +33,11 @@ def write_png(path, grid):
     """Writes a (H, W, C) grid of values in [0, 1] as an 8-bit PNG, atomically (temp + rename)."""
     pixels = np.clip(np.round(np.asarray(grid) * 255), 0, 255).astype(np.uint8)
     return files.write_bytes_atomic(path, tf.io.encode_png(pixels).numpy())
+
+
+def heatmap(matrix, cell=24):
+    """A matrix as a picture: one ``cell`` x ``cell`` square per entry, brightness = the entry's
+    share of its row (for confusion matrices: white = all of that class)."""
+    matrix = np.asarray(matrix, np.float64)
+    share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    return np.kron(share, np.ones((cell, cell)))[..., None]

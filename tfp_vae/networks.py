@@ -61,16 +61,23 @@ class _Conditional(keras.layers.Layer):
         self.input_dim, self.y_dim = int(input_dim), int(y_dim)
         self.net = MLP(self.input_dim + self.y_dim, HIDDEN[nn], output_dim, activation, name="mlp")
         self.head = head
+        self.build()  # The input size is known: create the variables now.
 
     def build(self, input_shape=None):
         self.net.build()
+        self.built = True
 
     def call(self, inputs, y=None):
         if self.y_dim and y is None:
             raise ValueError(f"{self.name} is conditional on a label: pass y (one-hot, "
                              f"{self.y_dim} columns).")
-        h = inputs if y is None else tf.concat([inputs, tf.cast(y, inputs.dtype)], axis=-1)
-        return self.head(self.net(h))
+        if y is not None:
+            # Broadcast the leading (sample, batch) axes, e.g. x (B, D) against labels (K, B, K).
+            y = tf.cast(y, inputs.dtype)
+            lead = tf.broadcast_dynamic_shape(tf.shape(inputs)[:-1], tf.shape(y)[:-1])
+            inputs = tf.concat([tf.broadcast_to(inputs, tf.concat([lead, tf.shape(inputs)[-1:]], 0)),
+                                tf.broadcast_to(y, tf.concat([lead, tf.shape(y)[-1:]], 0))], -1)
+        return self.head(self.net(inputs))
 
 
 class GaussianEncoder(_Conditional):
@@ -85,3 +92,11 @@ class BernoulliDecoder(_Conditional):
 
     def __init__(self, z_dim, x_dim, y_dim=0, nn="v1", **kwargs):
         super().__init__(z_dim, x_dim, distributions.BernoulliLogits(), y_dim, nn, **kwargs)
+
+
+class Classifier(_Conditional):
+    """q(y | x) = Categorical(softmax(logits)) from a ReLU MLP (784 -> 300 -> 300 -> classes)."""
+
+    def __init__(self, x_dim, num_classes, nn="v1", **kwargs):
+        super().__init__(x_dim, num_classes, distributions.CategoricalLogits(), 0, nn,
+                         activation="relu", **kwargs)

@@ -40,9 +40,11 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Everything a training run needs; ``bin/train`` exposes each field as a flag."""
     model: str = "vae"
-    z: int = 10
+    z: int = None         # None: the model's reference default (10; 64 for the SSVAE)
     k: int = 500
-    iter_max: int = 20000
+    gw: float = 1.0
+    cw: float = 100.0
+    iter_max: int = None  # None: the model's reference default (20000; 30000 for the SSVAE)
     iter_save: int = 10000
     run: int = 0
     seed: int = 0
@@ -65,11 +67,18 @@ class TrainConfig:
     verbose: int = None  # Keras fit verbosity; None: a live bar on a terminal, else a line per epoch
 
     def validate(self):
-        """Raises ConfigError for the first impossible setting."""
+        """Fills in the model's defaults, then raises ConfigError for the first impossible
+        setting."""
         if self.model not in models.MODELS:
             raise ConfigError(f"unknown model {self.model!r}; choose one of "
                               f"{', '.join(sorted(models.MODELS))}.")
-        for name in ("z", "k", "iter_max", "iter_save", "batch_size", "log_every",
+        if self.iter_max is None:
+            self.iter_max = models.get(self.model).reference_iter_max
+        if self.gw < 0 or self.cw < 0:
+            raise ConfigError(f"--gw and --cw must be >= 0, got gw={self.gw}, cw={self.cw}.")
+        if self.z is not None and self.z <= 0:
+            raise ConfigError(f"--z must be a positive integer, got {self.z}.")
+        for name in ("k", "iter_max", "iter_save", "batch_size", "log_every",
                      "steps_per_execution", "eval_repeats"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
@@ -93,19 +102,29 @@ class TrainConfig:
             raise ConfigError(f"--iwae_samples must be positive, got {list(self.iwae_samples)}.")
         return self
 
+    def _settings(self):
+        """The model settings of this run: those its class lists in ``flags``, and z if given."""
+        names = models.get(self.model).flags
+        if self.z is not None and "z" not in names:
+            names = ("z",) + names
+        return {name: getattr(self, name) for name in names}
+
     def model_kwargs(self):
-        """Constructor arguments of the model: the settings its class lists in ``flags``."""
-        return {_MODEL_ARGS[name]: getattr(self, name) for name in models.get(self.model).flags}
+        """Constructor arguments of the model."""
+        return {_MODEL_ARGS[name]: value for name, value in self._settings().items()}
 
     def run_name(self):
-        """The reference's run name, e.g. ``model=gmvae_z=10_k=500_run=0000``."""
-        settings = "".join(f"_{name}={getattr(self, name)}"
-                           for name in models.get(self.model).flags)
+        """The reference's run name, e.g. ``model=gmvae_z=10_k=500_run=0000`` or
+        ``model=ssvae_gw=001_cw=100_run=0000``."""
+        def text(value):
+            return f"{int(value):03d}" if isinstance(value, float) and value.is_integer() \
+                else str(value)
+        settings = "".join(f"_{name}={text(value)}" for name, value in self._settings().items())
         return f"model={self.model}{settings}_run={self.run:04d}"
 
 
 # TrainConfig field -> model constructor argument.
-_MODEL_ARGS = {"z": "z_dim", "k": "k"}
+_MODEL_ARGS = {"z": "z_dim", "k": "k", "gw": "gw", "cw": "cw"}
 
 
 # ------------------------------------------------------------------------------------ strategy
@@ -221,13 +240,13 @@ def run(config):
 
     train_seconds = 0.0
     if start < config.iter_max:
-        dataset = data.train_dataset(mnist.train_images, config.batch_size, config.seed, start)
+        dataset = training_data(model, mnist, config, start)
         callbacks = [StepCheckpoint(manager, config.iter_save, config.iter_max),
                      keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))]
         t0 = time.time()
         model.fit(dataset, epochs=math.ceil(config.iter_max / config.log_every),
                   initial_epoch=start // config.log_every, steps_per_epoch=config.log_every,
-                  callbacks=callbacks,
+                  callbacks=callbacks, shuffle=False,
                   verbose=config.verbose if config.verbose is not None else
                   (1 if sys.stdout.isatty() else 2))
         train_seconds = time.time() - t0
@@ -240,8 +259,12 @@ def run(config):
     results["wall_seconds"] = round(time.time() - started, 2)
     print(evaluate.format_table(results), flush=True)
 
-    samples = model.sample(200, config.seed)["x"].numpy()
-    images.write_png(os.path.join(run_dir, "samples.png"), images.tile(samples, 10, 20))
+    samples, rows, cols = model.sample_grid(config.seed)
+    images.write_png(os.path.join(run_dir, "samples.png"),
+                     images.tile(samples.numpy(), rows, cols, *model.image_shape))
+    if "classifier" in results:
+        images.write_png(os.path.join(run_dir, "confusion.png"),
+                         images.heatmap(results["classifier"]["confusion"]))
     if config.export:
         export.export(model, os.path.join(run_dir, "savedmodel"))
     files.write_bytes_atomic(os.path.join(run_dir, "evaluation.json"),
@@ -249,9 +272,27 @@ def run(config):
     return results
 
 
+def training_data(model, mnist, config, start_step):
+    """The training stream of the model's kind, from ``start_step`` on."""
+    if model.data_kind == "semisupervised":
+        xl, yl = data.labelled_subset(mnist)
+        return data.semisupervised_dataset(mnist.train_images, mnist.train_labels, xl, yl,
+                                           config.batch_size, config.seed, start_step)
+    return data.train_dataset(mnist.train_images, config.batch_size, config.seed, start_step)
+
+
 def evaluate_model(model, mnist, config):
-    """The reference protocol on the 100-image subset, and (``full_test``) the 10k test set."""
+    """Unsupervised models: the reference protocol on the 100-image subset and (``full_test``)
+    the 10k test set. Classifiers: accuracy on the 10k continuous test images (the reference
+    metric) and the confusion matrix, and the test NELBO."""
     elbo, iwae = evaluate.model_bounds(model)
+    if model.data_kind == "semisupervised":
+        results = {"classifier": evaluate.classifier_accuracy(
+            model, data.to_unit_interval(mnist.test_images), mnist.test_labels)}
+        if config.full_test:
+            x_test, _ = data.full_test_set(mnist)
+            results["full_test"] = evaluate.full_test_set(elbo, iwae, x_test)
+        return results
     x_subset, _ = data.test_subset(mnist)
     t0 = time.time()
     results = {"subset": evaluate.reference_protocol(elbo, iwae, x_subset, seed=0,

@@ -2,9 +2,10 @@
 
 from tfp_vae.models.base import BaseVAE
 from tfp_vae.models.gmvae import GMVAE
+from tfp_vae.models.ssvae import SSVAE
 from tfp_vae.models.vae import VAE
 
-MODELS = {cls.kind: cls for cls in (VAE, GMVAE)}
+MODELS = {cls.kind: cls for cls in (VAE, GMVAE, SSVAE)}
 
 
 def get(kind):

@@ -2,7 +2,7 @@
 
 A model is an encoder q(z | x), a decoder p(x | z) and a prior p(z), each a Keras layer whose
 output is a ``tfd`` distribution; the bounds of :mod:`tfp_vae.bounds` combine them. Subclasses
-choose the prior, the KL estimator and, where the objective differs, ``compute_loss_terms``.
+choose the prior, the KL estimator and, where the objective differs, ``loss_and_terms``.
 
 Training works from any script::
 
@@ -64,15 +64,22 @@ class BaseVAE(keras.Model):
       iwae_max_rows: memory bound for :meth:`negative_iwae` (samples per chunk * batch size).
 
     Subclasses set ``kind`` (the registry name) and may override :meth:`make_prior`,
-    ``analytic_kl`` and :meth:`compute_loss_terms`.
+    ``analytic_kl`` and :meth:`loss_and_terms`.
     """
 
     kind = None
     # The bin/train settings this model takes, in run-name order (see tfp_vae.train).
     flags = ("z",)
+    # Which training stream the model takes (see tfp_vae.train): "unsupervised" images, or
+    # "semisupervised" dicts of unlabelled and labelled images.
+    data_kind = "unsupervised"
+    # bin/train's default --iter_max (the reference's).
+    reference_iter_max = 20000
     analytic_kl = True
-    # Names of the per-example terms that compute_loss_terms returns; the first is the loss.
+    # The per-example terms that loss_and_terms reports, each as a Keras Mean metric.
     metric_names = ("nelbo", "kl", "rec")
+    # Names of the fields of negative_elbo's result (the keys of its export signature).
+    bound_names = ("nelbo", "kl", "rec")
     # Layout of one x for pictures: (height, width, channels).
     image_shape = (28, 28, 1)
 
@@ -85,6 +92,7 @@ class BaseVAE(keras.Model):
         self.encoder = self.make_encoder()
         self.decoder = self.make_decoder()
         self.prior_layer = self.make_prior()
+        self.make_extra_layers()
         self.trackers = [keras.metrics.Mean(name) for name in self.metric_names]
         self._eval_seeds = keras.random.SeedGenerator(self.seed + 1)
         self.build((None, self.x_dim))
@@ -99,10 +107,12 @@ class BaseVAE(keras.Model):
     def make_prior(self):
         return distributions.StandardNormalPrior(self.z_dim, name="prior")
 
+    def make_extra_layers(self):
+        """Hook for subclasses with more networks (all layers must exist before the model is
+        built at the end of __init__)."""
+
     def build(self, input_shape=None):
-        self.encoder.build()
-        self.decoder.build()
-        self.built = True
+        self.built = True  # Every network creates its variables when it is constructed.
 
     def get_config(self):
         return {"z_dim": self.z_dim, "x_dim": self.x_dim, "seed": self.seed,
@@ -145,6 +155,10 @@ class BaseVAE(keras.Model):
         z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(as_seed(seed), 2))
         p_x = self.decode(self.prior().sample(n, seed=z_seed))
         return {"x": p_x.sample(seed=x_seed), "probs": p_x.mean()}
+
+    def sample_grid(self, seed):
+        """The reference picture: 200 samples as (images, rows=10, cols=20)."""
+        return self.sample(200, seed)["x"], 10, 20
 
     # --------------------------------------------------------------------------------- bounds
     def negative_elbo(self, x, seed):
@@ -192,27 +206,30 @@ class BaseVAE(keras.Model):
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         return tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int32))
 
-    def compute_loss_terms(self, data, seed):
-        """Per-example terms named by ``metric_names``; the first is the training loss.
+    def loss_and_terms(self, data, seed):
+        """This replica's loss and the per-example terms to report, ``{metric name: values}``.
 
-        The base model returns the negative ELBO and its KL and reconstruction parts."""
-        return tuple(self.negative_elbo(self.unpack(data), seed))
+        The loss is already scaled for gradients that are summed across replicas (see
+        :func:`global_batch_mean`). The base model minimises the negative ELBO and reports it with
+        its KL and reconstruction parts."""
+        bound = self.negative_elbo(self.unpack(data), seed)
+        return global_batch_mean(bound.value), dict(zip(self.bound_names, bound))
 
     def _update_metrics(self, terms):
-        for tracker, values in zip(self.trackers, terms):
-            tracker.update_state(values)
+        for tracker in self.trackers:
+            if tracker.name in terms:
+                tracker.update_state(terms[tracker.name])
         return {tracker.name: tracker.result() for tracker in self.trackers}
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            terms = self.compute_loss_terms(data, self.step_seed())
-            loss = global_batch_mean(terms[0])
+            loss, terms = self.loss_and_terms(data, self.step_seed())
         grads = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         return self._update_metrics(terms)
 
     def test_step(self, data):
-        return self._update_metrics(self.compute_loss_terms(data, self._eval_seeds.next()))
+        return self._update_metrics(self.loss_and_terms(data, self._eval_seeds.next())[1])
 
     # ---------------------------------------------------------------------------------- export
     def export_endpoints(self):
@@ -236,7 +253,7 @@ class BaseVAE(keras.Model):
             return {"probs": p_x.mean(), "logits": p_x.distribution.logits}
 
         def negative_elbo(x, seed):
-            return dict(zip(("nelbo", "kl", "rec"), self.negative_elbo(x, seed)))
+            return dict(zip(self.bound_names, self.negative_elbo(x, seed)))
 
         def negative_iwae(x, m, seed):
             return dict(zip(("niwae", "kl", "rec"), self.negative_iwae(x, m, seed)))

@@ -1,0 +1,168 @@
+"""The SSVAE (M2): the enumerated bound, the gw = 0 objective, replicas, export and bin/train."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_vae import bounds, data, export, models
+from conftest import run_tool
+
+tfd = tfp.distributions
+
+
+def _separable(n, seed=0, noise=0.05):
+    """Binary images of 10 well-separated prototype classes, with labels."""
+    rng = np.random.RandomState(seed)
+    prototypes = np.random.RandomState(99).binomial(1, 0.3, (10, 784))
+    y = rng.randint(0, 10, n)
+    x = np.abs(prototypes[y] - rng.binomial(1, noise, (n, 784))).astype(np.float32)
+    return x, y.astype(np.int32)
+
+
+def test_enumerated_bound_equals_a_slow_per_label_computation():
+    model = models.SSVAE(z_dim=4, seed=0)
+    x, _ = _separable(6)
+    seed = tf.constant([5, 7])
+    fast = model.negative_elbo(x, seed)
+    # Slow: one label at a time, with the same standard-normal noise eps[k] for label k.
+    eps = tf.random.stateless_normal([10, 6, 4], seed=seed)
+    probs = tf.nn.softmax(model.classifier.net(x)).numpy()
+    rec, kl_z = np.zeros(6), np.zeros(6)
+    for k in range(10):
+        y = np.zeros((6, 10), np.float32)
+        y[:, k] = 1
+        h = model.encoder.net(np.concatenate([x, y], 1)).numpy()
+        mean, var = h[:, :4], np.log1p(np.exp(h[:, 4:])) + 1e-8
+        z = mean + np.sqrt(var) * eps[k].numpy()
+        logits = model.decoder.net(np.concatenate([z, y], 1).astype(np.float32)).numpy()
+        log_px = (x * logits - np.logaddexp(0, logits)).sum(1)
+        rec += probs[:, k] * -log_px
+        kl_z += probs[:, k] * 0.5 * (-np.log(var) + var + mean ** 2 - 1).sum(1)
+    kl_y = (probs * (np.log(probs) + np.log(10))).sum(1)
+    np.testing.assert_allclose(fast.rec, rec, rtol=1e-4)
+    np.testing.assert_allclose(fast.kl_z, kl_z, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fast.kl_y, kl_y, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fast.value, rec + kl_z + kl_y, rtol=1e-4)
+
+
+def _batch(n_unlabelled=7, n_labelled=5):
+    x, y = _separable(n_unlabelled, seed=1)
+    xl, yl = _separable(n_labelled, seed=2)
+    return {"x": x, "y": y, "x_labelled": xl, "y_labelled": yl}
+
+
+def test_gw_zero_gives_exactly_the_classifier_gradient():
+    model = models.SSVAE(z_dim=4, gw=0.0, cw=100.0)
+    batch = _batch()
+    with tf.GradientTape(persistent=True) as tape:
+        loss, terms = model.loss_and_terms(batch, tf.constant([0, 0]))
+        manual = 100.0 * tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            batch["y_labelled"], model.classifier.net(batch["x_labelled"])))
+    assert set(terms) == {"ce", "acc"}
+    for variable in model.encoder.trainable_variables + model.decoder.trainable_variables:
+        assert tape.gradient(loss, variable) is None
+    for variable in model.classifier.trainable_variables:
+        np.testing.assert_allclose(tape.gradient(loss, variable), tape.gradient(manual, variable),
+                                   rtol=1e-5, atol=1e-7)
+
+
+class NoiseFreeSSVAE(models.SSVAE):
+    """z = E[q(z|x,y)]: a training step is a deterministic function of its batch."""
+
+    def negative_elbo(self, x, seed):
+        probs = self.classify(x).probs_parameter()
+        y = tf.broadcast_to(tf.eye(10)[:, None, :], [10, tf.shape(x)[0], 10])
+        q_z = self.encode(x, y)
+        w = tf.transpose(probs)
+        rec = tf.reduce_sum(w * -self.decode(q_z.mean(), y).log_prob(x), 0)
+        kl_z = tf.reduce_sum(w * tfd.kl_divergence(q_z, self.prior()), 0)
+        kl_y = tfd.kl_divergence(self.classify(x), self.label_prior())
+        return bounds.SemiSupervisedBound(kl_z + kl_y + rec, kl_z, kl_y, rec)
+
+
+def _step(strategy, batch, weights):
+    with strategy.scope():
+        model = NoiseFreeSSVAE(z_dim=3, gw=1.0, cw=100.0)
+        model.set_weights(weights)
+        model.compile(optimizer=keras.optimizers.SGD(1e-3))
+    history = model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+    return model.get_weights(), {k: v[0] for k, v in history.history.items()}
+
+
+def test_labelled_and_unlabelled_parts_scale_correctly_on_two_replicas():
+    batch = _batch(7, 5)  # both split unevenly: 4 + 3 unlabelled, 3 + 2 labelled
+    weights = NoiseFreeSSVAE(z_dim=3).get_weights()
+    one_w, one_logs = _step(tf.distribute.OneDeviceStrategy("/cpu:0"), batch, weights)
+    two_w, two_logs = _step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), batch, weights)
+    for a, b, w0 in zip(one_w, two_w, weights):
+        assert not np.allclose(a, w0)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for k in one_logs:
+        np.testing.assert_allclose(one_logs[k], two_logs[k], rtol=1e-5)
+
+
+def test_accuracy_on_a_separable_problem_rises_well_above_chance():
+    x, y = _separable(2000, seed=3)
+    xl, yl = _separable(100, seed=4)
+    model = models.SSVAE(z_dim=8, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    stream = data.semisupervised_dataset((x * 255).astype(np.uint8), y, xl, yl, 64, seed=0)
+    model.fit(stream, epochs=1, steps_per_epoch=40, verbose=0)
+    test_x, test_y = _separable(500, seed=5)
+    accuracy = np.mean(np.argmax(model(test_x), -1) == test_y)
+    assert accuracy > 0.6
+
+
+def test_semisupervised_stream_uses_all_labels_every_step():
+    images = np.random.RandomState(0).randint(0, 256, (50, 784)).astype(np.uint8)
+    labels = np.arange(50) % 10
+    xl, yl = data.to_unit_interval(images[:20]), labels[:20]
+    first, second = list(data.semisupervised_dataset(images, labels, xl, yl, 16, 0).take(2))
+    assert first["x"].shape == (16, 784) and first["x_labelled"].shape == (20, 784)
+    np.testing.assert_array_equal(first["y_labelled"], yl)
+    assert set(np.unique(first["x_labelled"])) <= {0.0, 1.0}
+    assert not np.array_equal(first["x_labelled"], second["x_labelled"])  # re-binarised
+
+
+_LOAD = r"""
+import json, sys
+import numpy as np, tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+x = np.load(sys.argv[2])
+p = loaded.classify(x=x)["probs"].numpy()
+s = loaded.sample(n=tf.constant(3), y=tf.constant([2, 7]), seed=tf.constant([1, 1]))
+print("RESULT" + json.dumps({"probs": p.tolist(), "x": s["x"].numpy().tolist()}))
+"""
+
+
+def test_export_and_reload_classifies_and_samples(tmp_path):
+    model = models.SSVAE(z_dim=4, seed=1)
+    export.export(model, tmp_path / "m")
+    x, _ = _separable(4)
+    np.save(tmp_path / "x.npy", x)
+    proc = subprocess.run([sys.executable, "-c", _LOAD, str(tmp_path / "m"), str(tmp_path / "x.npy")],
+                          capture_output=True, text=True, timeout=300, cwd="/")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    np.testing.assert_allclose(out["probs"], model(x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(out["x"], model.sample(3, [2, 7], [1, 1])["x"])
+    assert "classify" in export.read_metadata(tmp_path / "m")["signatures"]
+
+
+def test_bin_train_ssvae_reports_accuracy_and_confusion(tmp_path):
+    proc = run_tool("train", "--model=ssvae", "--gw=0", "--iter_max=20", "--iter_save=10",
+                    "--log_every=10", "--nofull_test", "--noexport", f"--out_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "model=ssvae_gw=000_cw=100_run=0000"
+    result = json.loads((run_dir / "evaluation.json").read_text())
+    assert result["steps"] == 20 and 0.3 < result["classifier"]["accuracy"] <= 1
+    assert np.sum(result["classifier"]["confusion"]) == 10000
+    assert "true \\ predicted" in proc.stdout
+    assert tuple(tf.io.decode_png((run_dir / "confusion.png").read_bytes()).shape) == (240, 240, 1)
+    assert tuple(tf.io.decode_png((run_dir / "samples.png").read_bytes()).shape) == (280, 560, 1)

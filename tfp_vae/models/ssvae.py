@@ -1,0 +1,162 @@
+"""The SSVAE of CS236 HW2: Kingma et al.'s (2014) M2 model, semi-supervised with 100 labels."""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_vae import bounds, networks
+from tfp_vae.models import base
+
+tfd = tfp.distributions
+
+
+class SSVAE(base.BaseVAE):
+    """M2: p(y) uniform over 10 classes, p(z) = N(0, I), p(x | z, y) Bernoulli; the inference
+    networks are a classifier q(y | x) and a Gaussian encoder q(z | x, y).
+
+    Objective of one step (REFERENCE.md section 4), on a batch of unlabelled images xu and the
+    labelled set (xl, yl)::
+
+        loss = gw * mean_u[-ELBO(xu)] + cw * mean_l[-log q(yl | xl)]
+
+    where -ELBO(xu) sums the label out exactly under q(y | xu)
+    (:func:`tfp_vae.bounds.negative_elbo_marginal_label`); ``gw = 0`` skips it entirely.
+
+    Training data: dicts ``{"x": unlabelled images, "x_labelled", "y_labelled"}`` (integer labels),
+    optionally with ``"y"``, the true labels of the unlabelled images, used only to report the
+    classifier's training accuracy (see :func:`tfp_vae.data.semisupervised_dataset`). Evaluation
+    data: ``(images, labels)``.
+    """
+
+    kind = "ssvae"
+    flags = ("gw", "cw")
+    data_kind = "semisupervised"
+    reference_iter_max = 30000
+    metric_names = ("nelbo", "kl_z", "kl_y", "rec", "ce", "acc")
+    bound_names = ("nelbo", "kl_z", "kl_y", "rec")
+    num_classes = 10
+
+    def __init__(self, z_dim=64, gw=1.0, cw=100.0, **kwargs):
+        self.gw, self.cw = float(gw), float(cw)
+        if self.gw < 0 or self.cw < 0:
+            raise ValueError(f"gw and cw must be non-negative, got gw={gw}, cw={cw}.")
+        if self.gw == 0:  # no bound is computed, so none is reported
+            self.metric_names = ("ce", "acc")
+        super().__init__(z_dim=z_dim, **kwargs)
+
+    def make_extra_layers(self):
+        self.classifier = networks.Classifier(self.x_dim, self.num_classes, name="classifier")
+
+    def make_encoder(self):
+        return networks.GaussianEncoder(self.x_dim, self.z_dim, y_dim=self.num_classes,
+                                        name="encoder")
+
+    def make_decoder(self):
+        return networks.BernoulliDecoder(self.z_dim, self.x_dim, y_dim=self.num_classes,
+                                         name="decoder")
+
+    def get_config(self):
+        return {**super().get_config(), "gw": self.gw, "cw": self.cw}
+
+    # ----------------------------------------------------------------------- distributions
+    def label_prior(self):
+        """p(y): uniform over the classes."""
+        return tfd.Categorical(logits=tf.zeros([self.num_classes]))
+
+    def one_hot(self, y):
+        return tf.one_hot(tf.cast(y, tf.int32), self.num_classes)
+
+    def classify(self, x):
+        """q(y | x): a Categorical over the classes."""
+        return self.classifier(x)
+
+    def encode(self, x, y):
+        """q(z | x, y) for one-hot labels y."""
+        return self.encoder(x, y)
+
+    def decode(self, z, y):
+        """p(x | z, y) for one-hot labels y."""
+        return self.decoder(z, y)
+
+    def call(self, x, training=False):
+        """Class probabilities q(y | x)."""
+        return self.classify(self.check_inputs(x)).probs_parameter()
+
+    def sample(self, n, y, seed):
+        """n digits of each class in ``y`` (integer labels), class by class:
+        ``{"x": draws, "probs": Bernoulli means}`` of shape (len(y) * n, x_dim)."""
+        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(base.as_seed(seed), 2))
+        labels = tf.repeat(tf.convert_to_tensor(y, tf.int32), n)
+        z = self.prior().sample(tf.shape(labels)[0], seed=z_seed)
+        p_x = self.decode(z, self.one_hot(labels))
+        return {"x": p_x.sample(seed=x_seed), "probs": p_x.mean()}
+
+    def sample_grid(self, seed):
+        """20 samples of each class: row = class (images, rows=10, cols=20)."""
+        return self.sample(20, tf.range(self.num_classes), seed)["x"], self.num_classes, 20
+
+    # --------------------------------------------------------------------------------- bounds
+    def negative_elbo(self, x, seed):
+        """Per-example negative ELBO with the label summed out under q(y | x)."""
+        return bounds.negative_elbo_marginal_label(
+            x, self.classify(x), lambda y: self.encode(x, y), self.decode, self.prior(),
+            self.label_prior(), base.as_seed(seed))
+
+    def negative_iwae(self, x, num_samples, seed):
+        """Per-example negative IWAE-m with the joint proposal q(y | x) q(z | x, y):
+
+            -log (1/m) sum_i p(y_i) p(z_i) p(x | z_i, y_i) / (q(y_i | x) q(z_i | x, y_i)).
+        """
+        x = tf.convert_to_tensor(x)
+        q_y, p_y, p_z = self.classify(x), self.label_prior(), self.prior()
+
+        def log_weights(n, seed):
+            y_seed, z_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+            y = q_y.sample(n, seed=y_seed)
+            q_z = self.encode(x, self.one_hot(y))
+            z = q_z.sample(seed=z_seed)
+            rec = -self.decode(z, self.one_hot(y)).log_prob(x)
+            kl = q_z.log_prob(z) - p_z.log_prob(z) + q_y.log_prob(y) - p_y.log_prob(y)
+            return bounds.Bound(kl + rec, kl, rec)
+        return bounds.importance_weighted(log_weights, num_samples, tf.shape(x)[0],
+                                          base.as_seed(seed), self.iwae_max_rows, x.dtype)
+
+    # -------------------------------------------------------------------------------- training
+    def loss_and_terms(self, data, seed):
+        if isinstance(data, dict):
+            xl = self.check_inputs(data["x_labelled"])
+            ce = -self.classify(xl).log_prob(tf.cast(data["y_labelled"], tf.int32))
+            loss, terms = self.cw * base.global_batch_mean(ce), {"ce": ce}
+            x, y = self.check_inputs(data["x"]), data.get("y")
+        else:  # (images, labels), e.g. from model.evaluate
+            x, y = data
+            x, loss, terms = self.check_inputs(x), 0.0, {}
+        if self.gw > 0:  # gw = 0 skips the bound entirely, as the reference
+            bound = self.negative_elbo(x, seed)
+            loss += self.gw * base.global_batch_mean(bound.value)
+            terms.update(zip(self.bound_names, bound))
+        if y is not None:
+            predicted = tf.argmax(self.classify(x).logits, -1, output_type=tf.int32)
+            terms["acc"] = tf.cast(tf.equal(predicted, tf.cast(y, tf.int32)), tf.float32)
+        return loss, terms
+
+    # ---------------------------------------------------------------------------------- export
+    def export_endpoints(self):
+        x = tf.TensorSpec([None, self.x_dim], tf.float32, name="x")
+        labels = tf.TensorSpec([None], tf.int32, name="y")
+        seed = tf.TensorSpec([2], tf.int32, name="seed")
+
+        def encode(x, y):
+            q = self.encode(x, self.one_hot(y))
+            return {"mean": q.mean(), "variance": q.variance()}
+
+        def decode(z, y):
+            p_x = self.decode(z, self.one_hot(y))
+            return {"probs": p_x.mean(), "logits": p_x.distribution.logits}
+
+        endpoints = super().export_endpoints()
+        endpoints.update(
+            classify=(lambda x: {"probs": self.classify(x).probs_parameter()}, [x]),
+            sample=(self.sample, [tf.TensorSpec([], tf.int32, name="n"), labels, seed]),
+            encode=(encode, [x, labels]),
+            decode=(decode, [tf.TensorSpec([None, self.z_dim], tf.float32, name="z"), labels]))
+        return endpoints
