@@ -5,7 +5,9 @@
 Measures, in one run:
 * the machine's float32 matmul rate (TensorFlow, 2048 x 2048, all cores): the "peak";
 * VAE training steps per second at batch 97 through ``model.fit`` on the reference data stream,
-  for a few settings of ``steps_per_execution`` / ``jit_compile``;
+  for a few settings of ``steps_per_execution`` / ``jit_compile``; the same for the SSVAE (gw = 1:
+  97 unlabelled images, each through the encoder and decoder once per label, plus the classifier
+  on them and on the 100 labelled images);
 * the time of the reference subset IWAE-1000 evaluation (100 images x 1000 samples);
 and for each the floor: the matmul FLOPs of the work divided by the peak rate.
 
@@ -45,16 +47,20 @@ def matmul_rate(n=2048, repeats=20):
     return best
 
 
-def dense_shapes(model):
-    return [(int(v.shape[0]), int(v.shape[1])) for v in model.trainable_variables
+def dense_shapes(layer):
+    return [(int(v.shape[0]), int(v.shape[1])) for v in layer.trainable_variables
             if len(v.shape) == 2]
 
 
-def train_step_flops(model, batch):
-    shapes = dense_shapes(model)
-    forward = sum(2 * batch * i * o for i, o in shapes)
-    first_in, first_out = shapes[0]
-    return 3 * forward - 2 * batch * first_in * first_out
+def train_step_flops(parts):
+    """``parts``: (network, rows, takes_data) triples; a network fed by data needs no gradient
+    with respect to its input."""
+    total = 0
+    for network, rows, takes_data in parts:
+        shapes = dense_shapes(network)
+        forward = sum(2 * rows * i * o for i, o in shapes)
+        total += 3 * forward - (2 * rows * shapes[0][0] * shapes[0][1] if takes_data else 0)
+    return total
 
 
 def iwae_flops(model, images, samples):
@@ -64,11 +70,15 @@ def iwae_flops(model, images, samples):
     return enc + dec
 
 
-def train_speed(mnist, steps, spe, jit, batch=97):
-    model = models.VAE(z_dim=10)
+def train_speed(mnist, steps, spe, jit, kind="vae", batch=97):
+    model = models.get(kind)()
     model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=spe,
                   jit_compile=jit)
-    ds = data.train_dataset(mnist.train_images, batch, seed=0)
+    if kind == "ssvae":
+        xl, yl = data.labelled_subset(mnist)
+        ds = data.semisupervised_dataset(mnist.train_images, mnist.train_labels, xl, yl, batch, 0)
+    else:
+        ds = data.train_dataset(mnist.train_images, batch, seed=0)
     model.fit(ds, epochs=1, steps_per_epoch=max(100, spe), verbose=0)  # trace and warm up
     t0 = time.perf_counter()
     model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
@@ -86,11 +96,18 @@ def main():
     print(f"float32 matmul peak (2048^3, TensorFlow): {peak / 1e9:.1f} GFLOP/s\n")
     print(f"| {'work':<44} | {'measured':>12} | {'floor':>12} | {'ratio':>6} |")
     print(f"|{'-' * 46}|{'-' * 14}|{'-' * 14}|{'-' * 8}|")
-    model = None
-    for spe, jit in ((1, False), (10, False), (10, True)):
-        rate, model = train_speed(mnist, args.steps, spe, jit)
-        floor = train_step_flops(model, 97) / peak
-        label = f"VAE train step, batch 97, spe={spe}, jit={jit}"
+    for kind, spe, jit in (("vae", 1, False), ("vae", 10, False), ("vae", 10, True),
+                           ("ssvae", 1, False), ("ssvae", 10, False)):
+        steps = args.steps if kind == "vae" else max(args.steps // 10, 10)
+        rate, trained = train_speed(mnist, steps, spe, jit, kind)
+        if kind == "vae":
+            model = trained
+            parts = [(trained.encoder, 97, True), (trained.decoder, 97, False)]
+        else:
+            parts = [(trained.encoder, 970, True), (trained.decoder, 970, False),
+                     (trained.classifier, 197, True)]
+        floor = train_step_flops(parts) / peak
+        label = f"{kind.upper()} train step, batch 97, spe={spe}, jit={jit}"
         print(f"| {label:<44} | {1e3 / rate:>9.2f} ms | {floor * 1e3:>9.2f} ms | "
               f"{1 / rate / floor:>5.1f}x |", flush=True)
     elbo, iwae = evaluate.model_bounds(model)

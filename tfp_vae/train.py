@@ -72,8 +72,11 @@ class TrainConfig:
         if self.model not in models.MODELS:
             raise ConfigError(f"unknown model {self.model!r}; choose one of "
                               f"{', '.join(sorted(models.MODELS))}.")
+        cls = models.get(self.model)
         if self.iter_max is None:
-            self.iter_max = models.get(self.model).reference_iter_max
+            self.iter_max = cls.reference_iter_max
+        if self.z is None:
+            self.z = cls.reference_z
         if self.gw < 0 or self.cw < 0:
             raise ConfigError(f"--gw and --cw must be >= 0, got gw={self.gw}, cw={self.cw}.")
         if self.z is not None and self.z <= 0:
@@ -104,8 +107,9 @@ class TrainConfig:
 
     def _settings(self):
         """The model settings of this run: those its class lists in ``flags``, and z if given."""
-        names = models.get(self.model).flags
-        if self.z is not None and "z" not in names:
+        cls = models.get(self.model)
+        names = cls.flags
+        if "z" not in names and self.z not in (None, cls.reference_z):
             names = ("z",) + names
         return {name: getattr(self, name) for name in names}
 
@@ -148,6 +152,11 @@ def ensure_logical_cpus(n):
                               f"already initialised with {have}; start a fresh process.") from None
 
 
+def _device_id(name):
+    """'/physical_device:GPU:0', '/device:GPU:0', '/gpu:0' or 'GPU:0' -> 'GPU:0'."""
+    return name.upper().rsplit("DEVICE:", 1)[-1].lstrip("/")
+
+
 def make_strategy(config):
     """The tf.distribute strategy of ``config`` (``default`` or ``mirrored``)."""
     if config.strategy == "default":
@@ -159,11 +168,9 @@ def make_strategy(config):
         devices = [f"/cpu:{i}" for i in range(config.cpu_replicas)]
     elif config.devices:
         devices = [d.strip() for d in config.devices.split(",") if d.strip()]
-        known = {d.name.replace("/physical_device:", "").upper()
-                 for d in tf.config.list_physical_devices()}
-        known |= {d.name.split("device:")[-1].upper() for d in tf.config.list_logical_devices()}
+        known = {_device_id(d.name) for d in tf.config.list_physical_devices()}
         for d in devices:
-            if d.upper().split("DEVICE:")[-1].lstrip("/") not in known:
+            if _device_id(d) not in known:
                 raise ConfigError(f"--devices names {d!r}, which this machine does not have "
                                   f"(it has: {', '.join(sorted(known))}).")
     else:

@@ -38,20 +38,18 @@ def as_seed(seed):
 
 
 def global_batch_mean(per_example):
-    """The mean of a per-example loss over the *global* batch, computed on one replica.
+    """This replica's share of the batch-mean loss: ``mean(local values) / num_replicas_in_sync``.
 
-    Gradients are summed across replicas, so each replica contributes
-    ``sum(local values) / global batch size``. The global size is all-reduced rather than taken
-    as ``local size * num_replicas_in_sync``: the two differ when a batch does not split evenly
-    (97 over 2 replicas is 49 + 48; the last batch of an epoch is partial), and only the
-    all-reduced one is exactly the single-device mean for every batch.
+    Gradients are summed across replicas, so the shares add up to the mean over the global batch
+    when it splits evenly (as Keras scales its own losses). With an uneven split (97 over two
+    replicas is 49 + 48) each example's weight is off by the ratio of the local batch sizes
+    (about 2 %). An exact version needs an all-reduce of the local batch sizes inside the step;
+    with several such reductions per step (the SSVAE has two) MirroredStrategy could launch them in
+    a different order on different replicas and abort ("Shape mismatch in the collective
+    instance"), so we keep the collective-free form.
     """
-    local = tf.cast(tf.shape(per_example)[0], per_example.dtype)
-    context = tf.distribute.get_replica_context()
-    total = local
-    if context is not None and context.num_replicas_in_sync > 1:
-        total = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
-    return tf.reduce_sum(per_example) / total
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return tf.reduce_mean(per_example) / tf.cast(replicas, per_example.dtype)
 
 
 class BaseVAE(keras.Model):
@@ -73,8 +71,9 @@ class BaseVAE(keras.Model):
     # Which training stream the model takes (see tfp_vae.train): "unsupervised" images, or
     # "semisupervised" dicts of unlabelled and labelled images.
     data_kind = "unsupervised"
-    # bin/train's default --iter_max (the reference's).
+    # bin/train's defaults for --iter_max and --z (the reference's).
     reference_iter_max = 20000
+    reference_z = 10
     analytic_kl = True
     # The per-example terms that loss_and_terms reports, each as a Keras Mean metric.
     metric_names = ("nelbo", "kl", "rec")

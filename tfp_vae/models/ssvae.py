@@ -31,6 +31,7 @@ class SSVAE(base.BaseVAE):
     flags = ("gw", "cw")
     data_kind = "semisupervised"
     reference_iter_max = 30000
+    reference_z = 64
     metric_names = ("nelbo", "kl_z", "kl_y", "rec", "ce", "acc")
     bound_names = ("nelbo", "kl_z", "kl_y", "rec")
     num_classes = 10
