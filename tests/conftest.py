@@ -1,5 +1,6 @@
 """Shared test set-up: two logical CPUs (for MirroredStrategy tests) and small helpers."""
 
+import functools
 import os
 import pathlib
 import subprocess
@@ -17,6 +18,15 @@ tf.config.set_logical_device_configuration(
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = pathlib.Path(__file__).resolve().parent / "data"
+
+
+@functools.lru_cache(maxsize=None)
+def two_cpu_strategy():
+    """MirroredStrategy over the two logical CPUs, one for the whole test process: a second
+    MirroredStrategy over the same devices in one process can abort a step with "Shape mismatch
+    in the collective instance" (its collective keys collide with the first one's)."""
+    from tfp_vae import train
+    return train.make_strategy(train.TrainConfig(strategy="mirrored", cpu_replicas=2))
 
 
 def run_tool(*args, timeout=600, cwd=None):

@@ -6,6 +6,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+import conftest
+
 from tfp_vae import bounds, models
 
 tfd = tfp.distributions
@@ -74,7 +76,7 @@ def test_pytorch_style_initialisation():
     first = model.encoder.net.dense[0]
     bound = 1 / np.sqrt(784)
     for w in (first.kernel.numpy(), first.bias.numpy()):
-        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+        assert np.abs(w).max() <= bound * (1 + 1e-6) and np.abs(w).max() > 0.9 * bound
     assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == 661_404
 
 
@@ -116,7 +118,7 @@ def test_two_replicas_give_the_same_step_as_one_device(batch):
     x = _mock_images(batch, seed=3)
     weights = NoiseFreeVAE(z_dim=3).get_weights()
     one_w, one_logs = _one_step(tf.distribute.OneDeviceStrategy("/cpu:0"), x, weights)
-    two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    two = conftest.two_cpu_strategy()
     assert two.num_replicas_in_sync == 2
     two_w, two_logs = _one_step(two, x, weights)
     for a, b, w0 in zip(one_w, two_w, weights):
@@ -127,7 +129,7 @@ def test_two_replicas_give_the_same_step_as_one_device(batch):
 
 
 def test_replicas_draw_different_noise():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = conftest.two_cpu_strategy()
     with strategy.scope():
         model = models.VAE(z_dim=2, seed=3)
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -137,7 +139,7 @@ def test_replicas_draw_different_noise():
 
 
 def test_evaluate_under_two_replicas():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = conftest.two_cpu_strategy()
     with strategy.scope():
         model = models.VAE(z_dim=2, seed=3)
         model.compile(optimizer=keras.optimizers.Adam(1e-3))

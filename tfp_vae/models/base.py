@@ -43,10 +43,7 @@ def global_batch_mean(per_example):
     Gradients are summed across replicas, so the shares add up to the mean over the global batch
     when it splits evenly (as Keras scales its own losses). With an uneven split (97 over two
     replicas is 49 + 48) each example's weight is off by the ratio of the local batch sizes
-    (about 2 %). An exact version needs an all-reduce of the local batch sizes inside the step;
-    with several such reductions per step (the SSVAE has two) MirroredStrategy could launch them in
-    a different order on different replicas and abort ("Shape mismatch in the collective
-    instance"), so we keep the collective-free form.
+    (about 2 %); an exact version would need an all-reduce of the local sizes inside every step.
     """
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return tf.reduce_mean(per_example) / tf.cast(replicas, per_example.dtype)
