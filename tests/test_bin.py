@@ -2,12 +2,14 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_tool
+from conftest import ROOT, run_tool
 
 FAST = ["--eval_repeats=2", "--iwae_samples=1,10", "--nofull_test", "--log_every=10"]
 
@@ -61,22 +63,27 @@ def test_sample_writes_a_grid_with_tensorflow_only(trained, tmp_path):
     assert set(np.unique(pixels)) <= {0, 255} and pixels.mean() > 5  # binary draws, not blank
 
 
+_IMPORTS = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit:
+    pass
+print("TFP" if "tensorflow_probability" in sys.modules else "noTFP",
+      "MODELS" if "tfp_vae.models" in sys.modules else "noMODELS")
+"""
+
+
 def test_sample_loads_neither_keras_models_nor_tfp(trained, tmp_path):
     run_dir, _ = trained
-    code = ("import runpy, sys\n"
-            f"sys.argv = ['sample', '--model_dir={run_dir / 'savedmodel'}', '--n=8',"
-            f" '--out={tmp_path / 'g.png'}']\n"
-            "try:\n    runpy.run_path(sys.argv[0] if False else %r, run_name='__main__')\n"
-            "except SystemExit:\n    pass\n"
-            "print('TFP' if 'tensorflow_probability' in sys.modules else 'noTFP',"
-            " 'MODELS' if 'tfp_vae.models' in sys.modules else 'noMODELS')\n")
-    import subprocess
-    import sys
-    from conftest import ROOT
-    proc = subprocess.run([sys.executable, "-c", code % str(ROOT / "bin" / "sample")],
+    proc = subprocess.run([sys.executable, "-c", _IMPORTS, str(ROOT / "bin" / "sample"),
+                           f"--model_dir={run_dir / 'savedmodel'}", "--n=8",
+                           f"--out={tmp_path / 'g.png'}"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "noTFP noMODELS" in proc.stdout
+    assert (tmp_path / "g.png").is_file()
 
 
 def test_train_with_two_mirrored_cpu_replicas(tmp_path):
