@@ -15,9 +15,10 @@ setuptools.setup(
     scripts=["bin/train", "bin/sample"],
     # Pinned to the versions that work together: TFP 0.25 is built against TF 2.21 (its [tf]
     # extra brings tf-keras, which TFP imports; our code uses Keras 3). TFDS 4.9.10 imports
-    # importlib_resources without declaring it.
+    # importlib_resources without declaring it. SciPy reads SVHN's .mat files.
     install_requires=[
         "tensorflow>=2.21,<2.22",
+        "tensorboard>=2.21,<2.22",  # TF 2.21 no longer depends on it; Keras' callback needs it
         "tensorflow-probability[tf]>=0.25,<0.26",
         "tensorflow-datasets>=4.9,<4.10",
         "importlib_resources>=5",

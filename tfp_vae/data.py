@@ -18,6 +18,7 @@ Pipelines (see ``REFERENCE.md`` sections 5-7):
 """
 
 import dataclasses
+import functools
 import gzip
 import hashlib
 import pathlib
@@ -70,6 +71,8 @@ TRAIN_SUBSET_POSITIONS = (
 _IDX_DTYPES = {0x08: np.uint8}
 # Salt that separates the binarisation stream from every other use of the run's seed.
 _BINARIZE_SALT = 0x5EED
+# Training arrays up to this size are copied into the tf.data graph as a constant (fastest).
+_MAX_CONSTANT_BYTES = 256 << 20
 
 
 class DataError(ValueError):
@@ -77,12 +80,22 @@ class DataError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Mnist:
-    """MNIST as uint8 arrays: images (N, 784) in 0..255, labels (N,) in 0..9."""
+class ImageSet:
+    """A labelled image dataset as uint8 arrays.
+
+    Images are (N, D) or (N, height, width, channels) in 0..255 -- possibly a view of the memory
+    a file was read into (SVHN's ``extra`` is never copied) -- and labels (N,) in 0..9.
+    ``image_shape`` is the (height, width, channels) of one image.
+    """
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    image_shape: tuple = (28, 28, 1)
+    name: str = "mnist"
+
+
+Mnist = ImageSet  # MNIST: images (N, 784)
 
 
 def read_idx(path, shape=None, sha256=None):
@@ -125,13 +138,13 @@ def read_idx(path, shape=None, sha256=None):
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def load_mnist(data_dir=None, source="idx", verify_checksums=True):
+def load_mnist(data_dir=None, source="files", verify_checksums=True):
     """Loads MNIST as uint8 arrays.
 
     Args:
-      data_dir: folder holding the four IDX ``.gz`` files (``source='idx'``; None = the bundled
+      data_dir: folder holding the four IDX ``.gz`` files (``source='files'``; None = the bundled
         copy), or the TFDS data folder (``source='tfds'``).
-      source: ``'idx'`` for IDX files, ``'tfds'`` for ``tfds.load('mnist')`` (needs internet the
+      source: ``'files'`` for IDX files, ``'tfds'`` for ``tfds.load('mnist')`` (needs internet the
         first time, or a prepared TFDS folder).
       verify_checksums: check the SHA-256 of every IDX file against the canonical MNIST.
     Returns:
@@ -139,8 +152,8 @@ def load_mnist(data_dir=None, source="idx", verify_checksums=True):
     """
     if source == "tfds":
         return _load_mnist_tfds(data_dir)
-    if source != "idx":
-        raise DataError(f"unknown MNIST source {source!r}: use 'idx' or 'tfds'.")
+    if source != "files":
+        raise DataError(f"unknown MNIST source {source!r}: use 'files' or 'tfds'.")
     folder = BUNDLED_DIR if data_dir is None else pathlib.Path(data_dir)
     if not folder.is_dir():
         raise DataError(f"data folder {folder} does not exist. Create it and put the four MNIST "
@@ -169,14 +182,16 @@ def _load_mnist_tfds(data_dir):
         (xtr, ytr), (xte, yte) = arrays("train"), arrays("test")
     except Exception as e:  # TFDS raises many types for "cannot download / not prepared".
         raise DataError(f"tfds.load('mnist') failed ({type(e).__name__}: {e}). It needs internet "
-                        f"access the first time; offline, use the bundled copy (--data=idx).") \
+                        f"access the first time; offline, use the bundled copy (--data=files).") \
             from None
     return Mnist(xtr, ytr, xte, yte)
 
 
 def to_unit_interval(images):
-    """uint8 0..255 -> float32 in [0, 1] (x / 255 in float32, as torchvision's ToTensor)."""
-    return images.astype(np.float32) / np.float32(255)
+    """uint8 0..255 -> float32 in [0, 1] (x / 255 in float32, as torchvision's ToTensor),
+    flattened to (N, D)."""
+    images = np.asarray(images)
+    return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
 
 
 def static_binarize(x, seed=0):
@@ -226,7 +241,8 @@ def train_dataset(images, batch_size, seed, start_step=0, binarized=True, labels
     with a fresh Bernoulli draw keyed by ``(seed, step)`` (dynamic binarisation).
 
     Args:
-      images: uint8 array (N, D) in 0..255, or float array in [0, 1].
+      images: uint8 array (N, D) or (N, H, W, C) in 0..255, or float array in [0, 1]; batches
+        are flattened to (b, D).
       batch_size: examples per step.
       seed: int, the run's seed.
       start_step: the first step to produce (resuming a run continues the same stream).
@@ -236,23 +252,33 @@ def train_dataset(images, batch_size, seed, start_step=0, binarized=True, labels
       A ``tf.data.Dataset`` of float32 batches (b, D) (or pairs with int32 labels).
     """
     images = np.asarray(images)
-    if images.ndim != 2:
-        raise DataError(f"training images must be a 2-D array (N, D), got shape {images.shape}.")
-    n = images.shape[0]
+    if images.ndim < 2:
+        raise DataError(f"training images must be an array (N, D) or (N, H, W, C), got shape "
+                        f"{images.shape}.")
+    n, dim = images.shape[0], int(np.prod(images.shape[1:]))
     if batch_size <= 0:
         raise DataError(f"batch_size must be positive, got {batch_size}.")
     per_epoch = steps_per_epoch(n, batch_size)
     first_epoch, offset = divmod(int(start_step), per_epoch)
-    table = tf.constant(images)
     label_table = None if labels is None else tf.constant(np.asarray(labels, np.int32))
     scale = 255.0 if images.dtype == np.uint8 else 1.0
+    if images.nbytes <= _MAX_CONSTANT_BYTES:
+        table = tf.constant(images.reshape(n, dim))
+        gather = functools.partial(tf.gather, table)
+    else:
+        # A large array (SVHN's extra is 1.6 GB) stays where it is, read once from its file:
+        # each batch is gathered from it by index, instead of copying it into a tf.constant.
+        def gather(idx):
+            rows = tf.numpy_function(lambda i: images[i].reshape(len(i), dim), [idx],
+                                     images.dtype, stateful=False)
+            return tf.ensure_shape(rows, [None, dim])
 
     def epoch_batches(epoch):
         keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
         return tf.data.Dataset.from_tensor_slices(tf.argsort(keys)).batch(batch_size)
 
     def load(step, idx):
-        x = tf.cast(tf.gather(table, idx), tf.float32) / scale  # as to_unit_interval
+        x = tf.cast(gather(idx), tf.float32) / scale  # as to_unit_interval
         if binarized:
             x = binarize(x, tf.stack([tf.cast(seed, tf.int64) + _BINARIZE_SALT, step]))
         return x if label_table is None else (x, tf.gather(label_table, idx))

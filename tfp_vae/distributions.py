@@ -57,6 +57,27 @@ class BernoulliLogits(_Weightless):
                                reinterpreted_batch_ndims=1)
 
 
+class FixedVarianceGaussian(_Weightless):
+    """mean (..., D) -> N(mean, variance * I) with a fixed ``variance`` (the FSVAE decoder; 0.1).
+
+    ``-log_prob(x) = sum_d (x_d - mean_d)^2 / (2 variance) + D/2 log(2 pi variance)``: the
+    reference's reconstruction term keeps the constant (5 * SSE - 713.8 for D = 3072).
+    """
+
+    def __init__(self, variance=0.1, **kwargs):
+        super().__init__(**kwargs)
+        if not float(variance) > 0:
+            raise ValueError(f"variance must be positive, got {variance}.")
+        self.variance = float(variance)
+
+    def call(self, mean):
+        scale = tf.constant(self.variance ** 0.5, mean.dtype)
+        return tfd.Independent(tfd.Normal(mean, scale), reinterpreted_batch_ndims=1)
+
+    def get_config(self):
+        return {**super().get_config(), "variance": self.variance}
+
+
 class CategoricalLogits(_Weightless):
     """logits (..., K) -> Categorical(softmax(logits)) over the K classes (integer samples)."""
 

@@ -15,20 +15,26 @@ over images.
 
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
+
+from tfp_vae import data, networks
 
 IWAE_SAMPLES = (1, 10, 100, 1000)
 
 
 def model_bounds(model):
-    """The two bound functions of a Keras model, compiled with ``tf.function``."""
-    x_spec = tf.TensorSpec([None, model.x_dim], tf.float32)
+    """The two bound functions of a Keras model, compiled with ``tf.function``. For a model of
+    log p(x | y) (``data_kind == "supervised"``) they take the labels after x."""
+    specs = [tf.TensorSpec([None, model.x_dim], tf.float32)]
+    if model.data_kind == "supervised":
+        specs.append(tf.TensorSpec([None], tf.int32))
     seed_spec = tf.TensorSpec([2], tf.int32)
-    elbo = tf.function(lambda x, seed: tuple(model.negative_elbo(x, seed)),
-                       input_signature=[x_spec, seed_spec])
-    iwae = tf.function(lambda x, m, seed: tuple(model.negative_iwae(x, m, seed)),
-                       input_signature=[x_spec, tf.TensorSpec([], tf.int32), seed_spec])
+    elbo = tf.function(lambda *args: tuple(model.negative_elbo(*args)),
+                       input_signature=[*specs, seed_spec])
+    iwae = tf.function(lambda *args: tuple(model.negative_iwae(*args)),
+                       input_signature=[*specs, tf.TensorSpec([], tf.int32), seed_spec])
     return elbo, iwae
 
 
@@ -70,17 +76,61 @@ def reference_protocol(negative_elbo, negative_iwae, x, seed=0, repeats=100,
     return result
 
 
-def full_test_set(negative_elbo, negative_iwae, x, seed=0, iwae_samples=100, batch_size=500):
-    """Mean NELBO (one z per image) and negative IWAE-``iwae_samples`` over all images of ``x``,
-    with the standard error over images."""
+def full_test_set(negative_elbo, negative_iwae, x, *labels, seed=0, iwae_samples=100,
+                  batch_size=500):
+    """Mean NELBO (one z per image) and negative IWAE-``iwae_samples`` over all images of ``x``
+    (for conditional bounds, pass the labels after ``x``), with the standard error over images."""
     nelbo, niwae = [], []
     for start in range(0, len(x), batch_size):
-        batch = tf.convert_to_tensor(x[start:start + batch_size], tf.float32)
-        nelbo.append(negative_elbo(batch, tf.constant([seed, start], tf.int32))[0].numpy())
-        niwae.append(negative_iwae(batch, tf.constant(iwae_samples),
+        batch = [tf.convert_to_tensor(x[start:start + batch_size], tf.float32)]
+        batch += [tf.convert_to_tensor(y[start:start + batch_size], tf.int32) for y in labels]
+        nelbo.append(negative_elbo(*batch, tf.constant([seed, start], tf.int32))[0].numpy())
+        niwae.append(negative_iwae(*batch, tf.constant(iwae_samples),
                                    tf.constant([seed + 1, start], tf.int32))[0].numpy())
     return {"nelbo": _summary(np.concatenate(nelbo)),
             f"niwae_{iwae_samples}": _summary(np.concatenate(niwae))}
+
+
+def train_check_classifier(dataset, steps=3000, batch_size=100, seed=0):
+    """A small classifier (the reference's v1 classifier: D -> 300 -> 300 -> 10, ReLU) trained
+    with Adam on the continuous training images of an :class:`~tfp_vae.data.ImageSet`, to check
+    that conditional samples show their class.
+
+    Returns:
+      ``(probs, test_accuracy)``: a function images (B, D) -> class probabilities, and its
+      accuracy on the continuous test images (how far its verdicts can be trusted).
+    """
+    keras.utils.set_random_seed(seed)
+    dim = int(np.prod(dataset.image_shape))
+    inputs = keras.Input((dim,))
+    net = keras.Model(inputs, networks.MLP(dim, networks.HIDDEN["v1"], 10, "relu")(inputs))
+    net.compile(optimizer=keras.optimizers.Adam(1e-3),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    stream = data.train_dataset(dataset.train_images, batch_size, seed + 7, binarized=False,
+                                labels=dataset.train_labels)
+    net.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+    probs = tf.function(lambda x: tf.nn.softmax(net(x)),
+                        input_signature=[tf.TensorSpec([None, dim], tf.float32)])
+    test = classifier_accuracy(probs, data.to_unit_interval(dataset.test_images),
+                               dataset.test_labels)
+    return probs, test["accuracy"]
+
+
+def conditional_sample_accuracy(model, checker, per_class=100, seed=0):
+    """How often ``checker`` (from :func:`train_check_classifier`) labels the model's
+    class-conditional samples as the class they were drawn for: ``per_class`` samples of each
+    class, each from its own z ~ p(z), pictured as the model's grid pictures them.
+
+    Returns:
+      ``{"accuracy", "n", "confusion", "checker_test_accuracy"}``.
+    """
+    probs, checker_accuracy = checker
+    labels = np.repeat(np.arange(model.num_classes, dtype=np.int32), per_class)
+    pictures = model.sample_labels(labels, tf.constant([seed, 17], tf.int32))
+    result = classifier_accuracy(probs, pictures[model.picture_keys[0]].numpy(), labels,
+                                 model.num_classes)
+    result["checker_test_accuracy"] = checker_accuracy
+    return result
 
 
 def classifier_accuracy(predict_probs, x, y, num_classes=10, batch_size=1000):
@@ -120,9 +170,17 @@ def format_table(results):
         lines.append(f"Test accuracy (10,000 continuous test images): "
                      f"{classifier['accuracy']:.4f}")
         lines.append(format_confusion(classifier["confusion"]))
+    check = results.get("sample_check")
+    if check:
+        lines.append(f"Conditional samples recognised as their class: {check['accuracy']:.4f} "
+                     f"of {check['n']} (checking classifier's test accuracy: "
+                     f"{check['checker_test_accuracy']:.4f})")
+        lines.append(format_confusion(check["confusion"]))
     full = results.get("full_test")
     if full:
-        lines.append("Full test set (10,000 images, binarised once, seed 0)")
+        n = next(iter(full.values()))["n"]
+        lines.append(f"Full test set ({n:,} images, " + (
+            "continuous, bounds of -log p(x | y))" if check else "binarised once, seed 0)"))
         for name, s in full.items():
             label = name.upper() if name == "nelbo" else "-IWAE-" + name.split("_")[1]
             lines.append(f"  {label:<14} {cell(s)}   (+- = standard error over {s['n']} images)")

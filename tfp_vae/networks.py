@@ -94,6 +94,15 @@ class BernoulliDecoder(_Conditional):
         super().__init__(z_dim, x_dim, distributions.BernoulliLogits(), y_dim, nn, **kwargs)
 
 
+class GaussianDecoder(_Conditional):
+    """p(x | z[, y]) = N(mean, variance * I) with a fixed variance (0.1 in the FSVAE): the MLP
+    outputs the mean only (no activation, no clipping, as the reference)."""
+
+    def __init__(self, z_dim, x_dim, y_dim=0, nn="v2", variance=0.1, **kwargs):
+        super().__init__(z_dim, x_dim, distributions.FixedVarianceGaussian(variance), y_dim, nn,
+                         **kwargs)
+
+
 class Classifier(_Conditional):
     """q(y | x) = Categorical(softmax(logits)) from a ReLU MLP (784 -> 300 -> 300 -> classes)."""
 

@@ -8,7 +8,8 @@ the same. A run lives in ``<out_dir>/<run name>/`` (the reference's names, e.g.
     logs/              TensorBoard scalars
     config.json        the configuration of the run
     evaluation.json    the evaluation at the end (also printed as a table)
-    samples.png        200 samples, 10 x 20
+    samples.png        200 samples, 10 x 20 (the FSVAE's: row = class, column = shared z)
+    samples/           the same grid every iter_save steps
     savedmodel/        the SavedModel (signatures: see BaseVAE.export_endpoints)
 
 Starting the same run again resumes from its last checkpoint: the optimiser state and the step
@@ -24,9 +25,10 @@ import sys
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from tfp_vae import data, evaluate, export, files, images, models
+from tfp_vae import data, evaluate, export, files, images, models, svhn
 
 STRATEGIES = ("default", "mirrored")
 JIT_CHOICES = ("auto", "true", "false")
@@ -40,6 +42,7 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Everything a training run needs; ``bin/train`` exposes each field as a flag."""
     model: str = "vae"
+    dataset: str = None   # None: the model's first dataset (mnist; svhn for the fsvae)
     z: int = None         # None: the model's reference default (10; 64 for the SSVAE)
     k: int = 500
     gw: float = 1.0
@@ -48,10 +51,11 @@ class TrainConfig:
     iter_save: int = 10000
     run: int = 0
     seed: int = 0
-    batch_size: int = 97
+    batch_size: int = None  # None: the model's reference default (97; 100 for the fsvae)
     lr: float = 1e-3
-    data: str = "idx"
+    data: str = "files"
     data_dir: str = None
+    svhn_split: str = "extra"
     verify_checksums: bool = True
     out_dir: str = "runs"
     strategy: str = "default"
@@ -63,6 +67,7 @@ class TrainConfig:
     eval_repeats: int = 100
     iwae_samples: tuple = evaluate.IWAE_SAMPLES
     full_test: bool = True
+    check_steps: int = 3000
     export: bool = True
     verbose: int = None  # Keras fit verbosity; None: a live bar on a terminal, else a line per epoch
 
@@ -77,21 +82,30 @@ class TrainConfig:
             self.iter_max = cls.reference_iter_max
         if self.z is None:
             self.z = cls.reference_z
+        if self.batch_size is None:
+            self.batch_size = cls.reference_batch_size
+        if self.dataset is None:
+            self.dataset = cls.datasets[0]
+        if self.dataset not in cls.datasets:
+            raise ConfigError(f"the {self.model} trains on {' or '.join(cls.datasets)}, not "
+                              f"--dataset={self.dataset} (only the fsvae takes svhn).")
+        if self.svhn_split not in svhn.TRAIN_SPLITS:
+            raise ConfigError(f"--svhn_split must be one of {', '.join(svhn.TRAIN_SPLITS)}.")
         if self.gw < 0 or self.cw < 0:
             raise ConfigError(f"--gw and --cw must be >= 0, got gw={self.gw}, cw={self.cw}.")
         if self.z is not None and self.z <= 0:
             raise ConfigError(f"--z must be a positive integer, got {self.z}.")
         for name in ("k", "iter_max", "iter_save", "batch_size", "log_every",
-                     "steps_per_execution", "eval_repeats"):
+                     "steps_per_execution", "eval_repeats", "check_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
         if self.run < 0 or self.seed < 0:
             raise ConfigError("--run and --seed must be non-negative.")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}.")
-        if self.data not in ("idx", "tfds"):
-            raise ConfigError(f"unknown --data={self.data!r}; use 'idx' (bundled or --data_dir) "
-                              f"or 'tfds'.")
+        if self.data not in ("files", "tfds"):
+            raise ConfigError(f"unknown --data={self.data!r}; use 'files' (bundled MNIST, or "
+                              f"--data_dir) or 'tfds'.")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown --strategy={self.strategy!r}; choose one of "
                               f"{', '.join(STRATEGIES)}.")
@@ -115,7 +129,11 @@ class TrainConfig:
 
     def model_kwargs(self):
         """Constructor arguments of the model."""
-        return {_MODEL_ARGS[name]: value for name, value in self._settings().items()}
+        kwargs = {_MODEL_ARGS[name]: value for name, value in self._settings().items()
+                  if name in _MODEL_ARGS}
+        if "dataset" in self._settings():
+            kwargs["image_shape"] = models.fsvae.IMAGE_SHAPES[self.dataset]
+        return kwargs
 
     def run_name(self):
         """The reference's run name, e.g. ``model=gmvae_z=10_k=500_run=0000`` or
@@ -207,6 +225,27 @@ class StepCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class SampleGrids(keras.callbacks.Callback):
+    """Writes the model's sample grid to ``<folder>/step=NNNNNNN.png`` every ``every`` steps, so
+    that a long run can be watched (the reference checks the FSVAE's grid every 10k steps)."""
+
+    def __init__(self, folder, every, seed):
+        super().__init__()
+        self.folder, self.every, self.seed = folder, every, seed
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step % self.every == 0:
+            write_grid(self.model, os.path.join(self.folder, f"step={step:07d}.png"), self.seed)
+
+
+def write_grid(model, path, seed):
+    """Writes ``model.sample_grid(seed)`` as a PNG at ``path``."""
+    pictures, rows, cols = model.sample_grid(seed)
+    return images.write_png(path, images.tile(np.asarray(pictures), rows, cols,
+                                              *model.image_shape))
+
+
 # ------------------------------------------------------------------------------------------ run
 def build_model(config, strategy):
     """The model of ``config``, compiled, under ``strategy``."""
@@ -229,7 +268,7 @@ def run(config):
     config.validate()
     started = time.time()
     strategy = make_strategy(config)
-    mnist = data.load_mnist(config.data_dir, config.data, config.verify_checksums)
+    dataset = load_data(config)
     run_dir = os.path.join(config.out_dir, config.run_name())
     os.makedirs(run_dir, exist_ok=True)
     files.write_bytes_atomic(os.path.join(run_dir, "config.json"),
@@ -247,11 +286,12 @@ def run(config):
 
     train_seconds = 0.0
     if start < config.iter_max:
-        dataset = training_data(model, mnist, config, start)
+        stream = training_data(model, dataset, config, start)
         callbacks = [StepCheckpoint(manager, config.iter_save, config.iter_max),
+                     SampleGrids(os.path.join(run_dir, "samples"), config.iter_save, config.seed),
                      keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))]
         t0 = time.time()
-        model.fit(dataset, epochs=math.ceil(config.iter_max / config.log_every),
+        model.fit(stream, epochs=math.ceil(config.iter_max / config.log_every),
                   initial_epoch=start // config.log_every, steps_per_epoch=config.log_every,
                   callbacks=callbacks, shuffle=False,
                   verbose=config.verbose if config.verbose is not None else
@@ -262,13 +302,11 @@ def run(config):
     results = {"run": config.run_name(), "steps": int(model.optimizer.iterations.numpy()),
                "resumed_from_step": start, "train_seconds": round(train_seconds, 2),
                "train_steps_per_second": round(steps_done / train_seconds, 2) if steps_done else None}
-    results.update(evaluate_model(model, mnist, config))
+    results.update(evaluate_model(model, dataset, config))
     results["wall_seconds"] = round(time.time() - started, 2)
     print(evaluate.format_table(results), flush=True)
 
-    samples, rows, cols = model.sample_grid(config.seed)
-    images.write_png(os.path.join(run_dir, "samples.png"),
-                     images.tile(samples.numpy(), rows, cols, *model.image_shape))
+    write_grid(model, os.path.join(run_dir, "samples.png"), config.seed)
     if "classifier" in results:
         images.write_png(os.path.join(run_dir, "confusion.png"),
                          images.heatmap(results["classifier"]["confusion"]))
@@ -279,28 +317,54 @@ def run(config):
     return results
 
 
-def training_data(model, mnist, config, start_step):
+def load_data(config):
+    """The :class:`~tfp_vae.data.ImageSet` of ``config.dataset`` from ``config.data``."""
+    if config.dataset == "svhn":
+        return svhn.load_svhn(config.data_dir, config.data, config.svhn_split)
+    return data.load_mnist(config.data_dir, config.data, config.verify_checksums)
+
+
+def training_data(model, dataset, config, start_step):
     """The training stream of the model's kind, from ``start_step`` on."""
     if model.data_kind == "semisupervised":
-        xl, yl = data.labelled_subset(mnist)
-        return data.semisupervised_dataset(mnist.train_images, mnist.train_labels, xl, yl,
+        xl, yl = data.labelled_subset(dataset)
+        return data.semisupervised_dataset(dataset.train_images, dataset.train_labels, xl, yl,
                                            config.batch_size, config.seed, start_step)
-    return data.train_dataset(mnist.train_images, config.batch_size, config.seed, start_step)
+    if model.data_kind == "supervised":  # continuous images and their labels, as the reference
+        return data.train_dataset(dataset.train_images, config.batch_size, config.seed,
+                                  start_step, binarized=False, labels=dataset.train_labels)
+    return data.train_dataset(dataset.train_images, config.batch_size, config.seed, start_step)
 
 
-def evaluate_model(model, mnist, config):
+def evaluate_model(model, dataset, config):
     """Unsupervised models: the reference protocol on the 100-image subset and (``full_test``)
     the 10k test set. Classifiers: accuracy on the 10k continuous test images (the reference
-    metric) and the confusion matrix, and the test NELBO."""
+    metric) and the confusion matrix, and the test NELBO. Conditional models: the bounds of
+    log p(x | y) on the continuous test set, and how often a separately trained classifier
+    recognises the requested class in 1000 conditional samples."""
     elbo, iwae = evaluate.model_bounds(model)
+    if model.data_kind == "supervised":
+        x_test = data.to_unit_interval(dataset.test_images)
+        y_test = dataset.test_labels.astype(np.int32)
+        results = {}
+        if config.full_test:
+            t0 = time.time()
+            results["full_test"] = evaluate.full_test_set(elbo, iwae, x_test, y_test)
+            results["full_test_eval_seconds"] = round(time.time() - t0, 2)
+        t0 = time.time()
+        checker = evaluate.train_check_classifier(dataset, config.check_steps, seed=config.seed)
+        results["sample_check"] = evaluate.conditional_sample_accuracy(
+            model, checker, per_class=100, seed=config.seed)
+        results["sample_check_seconds"] = round(time.time() - t0, 2)
+        return results
     if model.data_kind == "semisupervised":
         results = {"classifier": evaluate.classifier_accuracy(
-            model, data.to_unit_interval(mnist.test_images), mnist.test_labels)}
+            model, data.to_unit_interval(dataset.test_images), dataset.test_labels)}
         if config.full_test:
-            x_test, _ = data.full_test_set(mnist)
+            x_test, _ = data.full_test_set(dataset)
             results["full_test"] = evaluate.full_test_set(elbo, iwae, x_test)
         return results
-    x_subset, _ = data.test_subset(mnist)
+    x_subset, _ = data.test_subset(dataset)
     t0 = time.time()
     results = {"subset": evaluate.reference_protocol(elbo, iwae, x_subset, seed=0,
                                                      repeats=config.eval_repeats,
@@ -308,7 +372,7 @@ def evaluate_model(model, mnist, config):
     results["subset_eval_seconds"] = round(time.time() - t0, 2)
     if config.full_test:
         t0 = time.time()
-        x_test, _ = data.full_test_set(mnist)
+        x_test, _ = data.full_test_set(dataset)
         results["full_test"] = evaluate.full_test_set(elbo, iwae, x_test)
         results["full_test_eval_seconds"] = round(time.time() - t0, 2)
     return results

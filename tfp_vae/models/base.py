@@ -78,6 +78,12 @@ class BaseVAE(keras.Model):
     bound_names = ("nelbo", "kl", "rec")
     # Layout of one x for pictures: (height, width, channels).
     image_shape = (28, 28, 1)
+    # The keys of observe()'s dict that hold a sample picture and a mean picture.
+    picture_keys = ("x", "probs")
+    # The datasets the model trains on (bin/train --dataset); the first is the default.
+    datasets = ("mnist",)
+    # bin/train's default --batch_size (the reference's).
+    reference_batch_size = 97
 
     def __init__(self, z_dim=10, x_dim=784, seed=0, iwae_max_rows=10_000, **kwargs):
         super().__init__(**kwargs)
@@ -146,11 +152,19 @@ class BaseVAE(keras.Model):
         """Deterministic reconstruction: the Bernoulli means of p(x | z = E[q(z | x)])."""
         return self.decode(self.encode(self.check_inputs(x)).mean()).mean()
 
+    def observe(self, p_x, seed):
+        """Draws from p(x | z) as a dict of pictures: ``{"x": the draws, "probs": the means}``
+        (the keys of ``picture_keys`` name the sample picture and the mean picture)."""
+        return {"x": p_x.sample(seed=seed), "probs": p_x.mean()}
+
+    def decoded(self, p_x):
+        """p(x | z) as tensors, for the ``decode`` signature: ``{"probs", "logits"}``."""
+        return {"probs": p_x.mean(), "logits": p_x.distribution.logits}
+
     def sample(self, n, seed):
         """n draws z ~ p(z), x ~ p(x | z): ``{"x": the draws, "probs": the means of p(x | z)}``."""
         z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(as_seed(seed), 2))
-        p_x = self.decode(self.prior().sample(n, seed=z_seed))
-        return {"x": p_x.sample(seed=x_seed), "probs": p_x.mean()}
+        return self.observe(self.decode(self.prior().sample(n, seed=z_seed)), x_seed)
 
     def sample_grid(self, seed):
         """The reference picture: 200 samples as (images, rows=10, cols=20)."""
@@ -245,8 +259,7 @@ class BaseVAE(keras.Model):
             return {"mean": q.mean(), "variance": q.variance()}
 
         def decode(z):
-            p_x = self.decode(z)
-            return {"probs": p_x.mean(), "logits": p_x.distribution.logits}
+            return self.decoded(self.decode(z))
 
         def negative_elbo(x, seed):
             return dict(zip(self.bound_names, self.negative_elbo(x, seed)))

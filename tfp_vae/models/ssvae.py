@@ -4,12 +4,12 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vae import bounds, networks
-from tfp_vae.models import base
+from tfp_vae.models import base, conditional
 
 tfd = tfp.distributions
 
 
-class SSVAE(base.BaseVAE):
+class SSVAE(conditional.ConditionalVAE):
     """M2: p(y) uniform over 10 classes, p(z) = N(0, I), p(x | z, y) Bernoulli; the inference
     networks are a classifier q(y | x) and a Gaussian encoder q(z | x, y).
 
@@ -34,7 +34,6 @@ class SSVAE(base.BaseVAE):
     reference_z = 64
     metric_names = ("nelbo", "kl_z", "kl_y", "rec", "ce", "acc")
     bound_names = ("nelbo", "kl_z", "kl_y", "rec")
-    num_classes = 10
 
     def __init__(self, z_dim=64, gw=1.0, cw=100.0, **kwargs):
         self.gw, self.cw = float(gw), float(cw)
@@ -47,14 +46,6 @@ class SSVAE(base.BaseVAE):
     def make_extra_layers(self):
         self.classifier = networks.Classifier(self.x_dim, self.num_classes, name="classifier")
 
-    def make_encoder(self):
-        return networks.GaussianEncoder(self.x_dim, self.z_dim, y_dim=self.num_classes,
-                                        name="encoder")
-
-    def make_decoder(self):
-        return networks.BernoulliDecoder(self.z_dim, self.x_dim, y_dim=self.num_classes,
-                                         name="decoder")
-
     def get_config(self):
         return {**super().get_config(), "gw": self.gw, "cw": self.cw}
 
@@ -63,20 +54,9 @@ class SSVAE(base.BaseVAE):
         """p(y): uniform over the classes."""
         return tfd.Categorical(logits=tf.zeros([self.num_classes]))
 
-    def one_hot(self, y):
-        return tf.one_hot(tf.cast(y, tf.int32), self.num_classes)
-
     def classify(self, x):
         """q(y | x): a Categorical over the classes."""
         return self.classifier(x)
-
-    def encode(self, x, y):
-        """q(z | x, y) for one-hot labels y."""
-        return self.encoder(x, y)
-
-    def decode(self, z, y):
-        """p(x | z, y) for one-hot labels y."""
-        return self.decoder(z, y)
 
     def call(self, x, training=False):
         """Class probabilities q(y | x)."""
@@ -85,11 +65,7 @@ class SSVAE(base.BaseVAE):
     def sample(self, n, y, seed):
         """n digits of each class in ``y`` (integer labels), class by class:
         ``{"x": draws, "probs": Bernoulli means}`` of shape (len(y) * n, x_dim)."""
-        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(base.as_seed(seed), 2))
-        labels = tf.repeat(tf.convert_to_tensor(y, tf.int32), n)
-        z = self.prior().sample(tf.shape(labels)[0], seed=z_seed)
-        p_x = self.decode(z, self.one_hot(labels))
-        return {"x": p_x.sample(seed=x_seed), "probs": p_x.mean()}
+        return self.sample_labels(tf.repeat(tf.convert_to_tensor(y, tf.int32), n), seed)
 
     def sample_grid(self, seed):
         """20 samples of each class: row = class (images, rows=10, cols=20)."""
@@ -113,9 +89,9 @@ class SSVAE(base.BaseVAE):
         def log_weights(n, seed):
             y_seed, z_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
             y = q_y.sample(n, seed=y_seed)
-            q_z = self.encode(x, self.one_hot(y))
+            q_z = self.encode(x, y)
             z = q_z.sample(seed=z_seed)
-            rec = -self.decode(z, self.one_hot(y)).log_prob(x)
+            rec = -self.decode(z, y).log_prob(x)
             kl = q_z.log_prob(z) - p_z.log_prob(z) + q_y.log_prob(y) - p_y.log_prob(y)
             return bounds.Bound(kl + rec, kl, rec)
         return bounds.importance_weighted(log_weights, num_samples, tf.shape(x)[0],
@@ -142,22 +118,11 @@ class SSVAE(base.BaseVAE):
 
     # ---------------------------------------------------------------------------------- export
     def export_endpoints(self):
-        x = tf.TensorSpec([None, self.x_dim], tf.float32, name="x")
-        labels = tf.TensorSpec([None], tf.int32, name="y")
-        seed = tf.TensorSpec([2], tf.int32, name="seed")
-
-        def encode(x, y):
-            q = self.encode(x, self.one_hot(y))
-            return {"mean": q.mean(), "variance": q.variance()}
-
-        def decode(z, y):
-            p_x = self.decode(z, self.one_hot(y))
-            return {"probs": p_x.mean(), "logits": p_x.distribution.logits}
-
         endpoints = super().export_endpoints()
         endpoints.update(
-            classify=(lambda x: {"probs": self.classify(x).probs_parameter()}, [x]),
-            sample=(self.sample, [tf.TensorSpec([], tf.int32, name="n"), labels, seed]),
-            encode=(encode, [x, labels]),
-            decode=(decode, [tf.TensorSpec([None, self.z_dim], tf.float32, name="z"), labels]))
+            classify=(lambda x: {"probs": self.classify(x).probs_parameter()},
+                      [tf.TensorSpec([None, self.x_dim], tf.float32, name="x")]),
+            sample=(self.sample, [tf.TensorSpec([], tf.int32, name="n"),
+                                  tf.TensorSpec([None], tf.int32, name="y"),
+                                  tf.TensorSpec([2], tf.int32, name="seed")]))
         return endpoints

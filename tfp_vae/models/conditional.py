@@ -1,0 +1,92 @@
+"""``ConditionalVAE``: the shared part of the label-conditioned models (SSVAE, FSVAE).
+
+Both have an encoder q(z | x, y) and a decoder p(x | z, y) that take the label as a one-hot
+vector concatenated to their input (REFERENCE.md section 1), and draw class-conditional digits.
+"""
+
+import tensorflow as tf
+
+from tfp_vae import networks
+from tfp_vae.models import base
+
+
+class ConditionalVAE(base.BaseVAE):
+    """A :class:`~tfp_vae.models.base.BaseVAE` whose encoder and decoder are conditioned on a
+    label y in 0..num_classes-1.
+
+    Labels may be given as integers (shape (B,)) or one-hot floats (shape (B, num_classes)).
+    """
+
+    num_classes = 10
+    nn = "v1"  # the reference's network size: "v1" (MNIST MLPs) or "v2" (the SVHN ones)
+
+    def make_encoder(self):
+        return networks.GaussianEncoder(self.x_dim, self.z_dim, y_dim=self.num_classes,
+                                        nn=self.nn, name="encoder")
+
+    def make_decoder(self):
+        return networks.BernoulliDecoder(self.z_dim, self.x_dim, y_dim=self.num_classes,
+                                         nn=self.nn, name="decoder")
+
+    def one_hot(self, y):
+        """Integer labels -> one-hot float rows; one-hot input is passed through."""
+        y = tf.convert_to_tensor(y)
+        if y.dtype.is_integer:
+            return tf.one_hot(tf.cast(y, tf.int32), self.num_classes)
+        return y
+
+    def check_labels(self, y):
+        """Integer labels (B,), checked to lie in 0..num_classes-1 (a clear error otherwise)."""
+        y = tf.convert_to_tensor(y)
+        if not y.dtype.is_integer or y.shape.rank != 1:
+            raise TypeError(f"{type(self).__name__} expects integer labels of shape (batch,), "
+                            f"got {y.dtype.name} of shape {tuple(y.shape)}.")
+        y = tf.cast(y, tf.int32)
+        check = tf.debugging.Assert(
+            tf.reduce_all((y >= 0) & (y < self.num_classes)),
+            [f"Labels must lie in 0..{self.num_classes - 1}; got min and max", tf.reduce_min(y),
+             tf.reduce_max(y)])
+        with tf.control_dependencies([check]):
+            return tf.identity(y)
+
+    def encode(self, x, y):
+        """q(z | x, y): a diagonal Gaussian with batch shape (B,)."""
+        return self.encoder(x, self.one_hot(y))
+
+    def decode(self, z, y):
+        """p(x | z, y), batch shape (B,)."""
+        return self.decoder(z, self.one_hot(y))
+
+    def sample_labels(self, y, seed):
+        """One draw per label of ``y``: z ~ p(z), x ~ p(x | z, y); see :meth:`observe`."""
+        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(base.as_seed(seed), 2))
+        y = tf.convert_to_tensor(y, tf.int32)
+        z = self.prior().sample(tf.shape(y)[0], seed=z_seed)
+        return self.observe(self.decode(z, y), x_seed)
+
+    def class_grid(self, columns, seed):
+        """The reference's class-conditional picture: ``columns`` latents z_j ~ p(z) drawn once;
+        row i, column j is drawn from p(x | z_j, y = i) (row-major, num_classes * columns rows),
+        so a column shows one style in every class."""
+        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(base.as_seed(seed), 2))
+        z = self.prior().sample(columns, seed=z_seed)
+        z = tf.tile(z, [self.num_classes, 1])
+        y = tf.repeat(tf.range(self.num_classes), columns)
+        return self.observe(self.decode(z, y), x_seed)
+
+    def export_endpoints(self):
+        x = tf.TensorSpec([None, self.x_dim], tf.float32, name="x")
+        labels = tf.TensorSpec([None], tf.int32, name="y")
+
+        def encode(x, y):
+            q = self.encode(x, y)
+            return {"mean": q.mean(), "variance": q.variance()}
+
+        endpoints = super().export_endpoints()
+        endpoints.update(
+            encode=(encode, [x, labels]),
+            decode=(lambda z, y: self.decoded(self.decode(z, y)),
+                    [tf.TensorSpec([None, self.z_dim], tf.float32, name="z"), labels]),
+            class_grid=(self.class_grid, [tf.TensorSpec([], tf.int32, name="columns"),
+                                          tf.TensorSpec([2], tf.int32, name="seed")]))
+        return endpoints

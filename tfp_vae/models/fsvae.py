@@ -1,0 +1,135 @@
+"""The FSVAE of CS236 HW2: a fully supervised conditional VAE of SVHN digits (or MNIST)."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from tfp_vae import bounds, networks
+from tfp_vae.models import base, conditional
+
+# bin/train --dataset -> the layout of one image.
+IMAGE_SHAPES = {"svhn": (32, 32, 3), "mnist": (28, 28, 1)}
+
+
+class FSVAE(conditional.ConditionalVAE):
+    """A conditional VAE trained on the ELBO of log p(x | y) (Kingma et al., 2014; Sohn et al.,
+    2015), REFERENCE.md sections 4 and 9:
+
+        -ELBO(x | y) = KL(q(z | x, y) || N(0, I)) + E_q[-log N(x; mu(z, y), 0.1 I)],
+
+    with the analytic KL and one reparameterised z. The decoder learns only the mean mu(z, y);
+    the variance is fixed at 0.1 on every pixel, and the reconstruction term keeps the Gaussian
+    constant (``5 * SSE - 713.8`` for 3072 pixels). Networks are the reference's v2 MLPs
+    (x_dim + 10 -> 500 -> 500, ELU).
+
+    Images are continuous in [0, 1] (no binarisation), flattened in (height, width, channel)
+    order; the reference flattens SVHN channel-first, a fixed permutation of the pixels that a
+    fully connected network with i.i.d. initial weights does not see.
+
+    Training data: ``(images, labels)`` batches with integer labels (see
+    :func:`tfp_vae.data.train_dataset` with ``binarized=False``).
+
+    Args:
+      image_shape: (height, width, channels) of one image: (32, 32, 3) for SVHN (the reference),
+        (28, 28, 1) for MNIST.
+      variance: the decoder's fixed variance (0.1 as the reference).
+    """
+
+    kind = "fsvae"
+    flags = ("dataset",)
+    datasets = ("svhn", "mnist")
+    data_kind = "supervised"
+    nn = "v2"
+    reference_iter_max = 1_000_000
+    reference_batch_size = 100
+    # The grid shows clip(mean, 0, 1), as the reference; a draw adds N(0, 0.1) noise per pixel.
+    picture_keys = ("image", "image")
+
+    def __init__(self, z_dim=10, image_shape=IMAGE_SHAPES["svhn"], variance=0.1,
+                 iwae_max_rows=None, **kwargs):
+        self.image_shape = tuple(int(d) for d in image_shape)
+        if len(self.image_shape) != 3 or min(self.image_shape) <= 0:
+            raise ValueError(f"image_shape must be (height, width, channels), got {image_shape}.")
+        x_dim = math.prod(self.image_shape)
+        if kwargs.pop("x_dim", x_dim) != x_dim:
+            raise ValueError(f"x_dim must be the size of image_shape {self.image_shape}.")
+        self.variance = float(variance)
+        if iwae_max_rows is None:  # keeps each (rows, x_dim) tensor of the IWAE near 32 MB
+            iwae_max_rows = max(100, 8_000_000 // x_dim)
+        super().__init__(z_dim=z_dim, x_dim=x_dim, iwae_max_rows=iwae_max_rows, **kwargs)
+
+    def make_decoder(self):
+        return networks.GaussianDecoder(self.z_dim, self.x_dim, y_dim=self.num_classes,
+                                        nn=self.nn, variance=self.variance, name="decoder")
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": list(self.image_shape),
+                "variance": self.variance}
+
+    # ----------------------------------------------------------------------- distributions
+    def call(self, inputs, training=False):
+        """Deterministic reconstruction of ``(x, y)``: the decoder mean at z = E[q(z | x, y)]."""
+        x, y = inputs
+        return self.decode(self.encode(self.check_inputs(x), y).mean(), y).mean()
+
+    def observe(self, p_x, seed):
+        """``{"x": a draw of N(mean, 0.1 I), "mean": the decoder mean, "image": clip(mean, 0, 1)}``
+        (the reference pictures clip(mean, 0, 1))."""
+        mean = p_x.mean()
+        return {"x": p_x.sample(seed=seed), "mean": mean, "image": tf.clip_by_value(mean, 0, 1)}
+
+    def decoded(self, p_x):
+        mean = p_x.mean()
+        return {"mean": mean, "image": tf.clip_by_value(mean, 0, 1)}
+
+    def sample(self, y, seed):
+        """One image per integer label of ``y``, each from its own z ~ N(0, I); see
+        :meth:`observe` for the fields."""
+        return self.sample_labels(y, seed)
+
+    def sample_grid(self, seed):
+        """The reference picture: 10 x 20, row = class, column = one shared z, clip(mean, 0, 1)."""
+        return self.class_grid(20, seed)["image"], self.num_classes, 20
+
+    # --------------------------------------------------------------------------------- bounds
+    def negative_elbo(self, x, y, seed):
+        """Per-example single-sample negative ELBO of log p(x | y), analytic KL."""
+        return bounds.negative_elbo(x, self.encode(x, y), lambda z: self.decode(z, y),
+                                    self.prior(), base.as_seed(seed), analytic_kl=True)
+
+    def negative_iwae(self, x, y, num_samples, seed):
+        """Per-example negative IWAE-m bound on -log p(x | y) with proposal q(z | x, y)."""
+        return bounds.negative_iwae(x, self.encode(x, y), lambda z: self.decode(z, y),
+                                    self.prior(), num_samples, base.as_seed(seed),
+                                    max_rows=self.iwae_max_rows)
+
+    # -------------------------------------------------------------------------------- training
+    def unpack(self, data):
+        """``(images, labels)`` of a training batch, checked."""
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if y is None:
+            raise ValueError("The FSVAE trains on (images, labels) pairs: the labels condition "
+                             "the encoder and decoder.")
+        return self.check_inputs(x), self.check_labels(y)
+
+    def loss_and_terms(self, data, seed):
+        x, y = self.unpack(data)
+        bound = self.negative_elbo(x, y, seed)
+        return base.global_batch_mean(bound.value), dict(zip(self.bound_names, bound))
+
+    # ---------------------------------------------------------------------------------- export
+    def export_endpoints(self):
+        x = tf.TensorSpec([None, self.x_dim], tf.float32, name="x")
+        y = tf.TensorSpec([None], tf.int32, name="y")
+        seed = tf.TensorSpec([2], tf.int32, name="seed")
+        endpoints = super().export_endpoints()
+        endpoints.update(
+            sample=(self.sample, [y, seed]),
+            negative_elbo=(lambda x, y, seed: dict(zip(self.bound_names,
+                                                       self.negative_elbo(x, y, seed))),
+                           [x, y, seed]),
+            negative_iwae=(lambda x, y, m, seed: dict(zip(("niwae", "kl", "rec"),
+                                                          self.negative_iwae(x, y, m, seed))),
+                           [x, y, tf.TensorSpec([], tf.int32, name="m"), seed]))
+        return endpoints
