@@ -26,7 +26,8 @@ def export(model, path):
     tmp = f"{path}.tmp-{os.getpid()}"
     archive.write_out(tmp, verbose=False)
     metadata = {"kind": model.kind, "config": model.get_config(),
-                "image_shape": list(model.image_shape), "tfp_vae_version": __version__,
+                "image_shape": list(model.image_shape), "picture_keys": list(model.picture_keys),
+                "tfp_vae_version": __version__,
                 "signatures": sorted(model.export_endpoints())}
     files.write_bytes_atomic(os.path.join(tmp, METADATA), json.dumps(metadata, indent=1).encode())
     return files.replace_dir_atomic(tmp, path)

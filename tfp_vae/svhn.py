@@ -95,21 +95,21 @@ def _load_tfds(data_dir, train_split):
     import tensorflow_datasets as tfds  # Imported here: TFDS is slow to import and optional.
 
     def arrays(split):
-        ds, info = tfds.load("svhn_cropped", split=split, as_supervised=True, data_dir=data_dir,
-                             with_info=True)
-        n = info.splits[split].num_examples
+        ds = tfds.load("svhn_cropped", split=split, as_supervised=True, data_dir=data_dir)
+        batches = tfds.as_numpy(ds.batch(10_000))
+        n = int(ds.cardinality())  # known for a prepared TFDS dataset
+        if n < 0:
+            batches = list(batches)
+            n = sum(len(labels) for _, labels in batches)
         # Filled batch by batch: the split is held once (concatenating batches would hold it twice).
         x, y, i = np.empty((n, *IMAGE_SHAPE), np.uint8), np.empty(n, np.uint8), 0
-        for images, labels in tfds.as_numpy(ds.batch(10_000)):
+        for images, labels in batches:
             x[i:i + len(images)], y[i:i + len(images)] = images, labels
             i += len(images)
-        if i != n:
-            raise DataError(f"tfds svhn_cropped/{split} gave {i} images, its info says {n}.")
         return x, y
+
     try:
         (xtr, ytr), (xte, yte) = arrays(train_split), arrays("test")
-    except DataError:
-        raise
     except Exception as e:  # TFDS raises many types for "cannot download / not prepared".
         raise DataError(f"tfds.load('svhn_cropped') failed ({type(e).__name__}: {e}). It needs "
                         f"internet access the first time; offline, use the official .mat files: "
