@@ -4,7 +4,7 @@
 
 Writes a file of ``n`` random images in the official layout (X (32, 32, 3, N) uint8, y (N, 1),
 MATLAB 5, zlib-compressed), loads it with :func:`tfp_vae.svhn.read_mat` in a fresh child process
-and reports how much that raised the child's peak resident memory, next to the size of the images.
+and reports how much that raised the child's peak resident memory (Linux /proc), next to the size of the images.
 """
 
 import argparse
@@ -17,12 +17,19 @@ import numpy as np
 import scipy.io
 
 _CHILD = r"""
-import resource, sys
+import sys
 from tfp_vae import svhn
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def status(key):  # kB fields of /proc/self/status (Linux)
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets the peak (VmHWM) to the current resident size
+before = status("VmRSS")
 images, labels = svhn.read_mat(sys.argv[1])
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print((after - before) * 1024, images.nbytes)
+print(status("VmHWM") - before, status("VmRSS") - before, images.nbytes)
 """
 
 
@@ -39,9 +46,10 @@ def main():
         del x
         out = subprocess.run([sys.executable, "-c", _CHILD, path], capture_output=True, text=True,
                              check=True).stdout.split()
-    peak, size = int(out[0]), int(out[1])
+    peak, held, size = (int(v) for v in out)
     print(f"{args.n} images: {size / 2**20:.0f} MiB of uint8; loading raised peak memory by "
-          f"{peak / 2**20:.0f} MiB ({peak / size:.2f}x the images)")
+          f"{peak / 2**20:.0f} MiB ({peak / size:.2f}x the images) and left "
+          f"{held / 2**20:.0f} MiB held ({held / size:.2f}x)")
 
 
 if __name__ == "__main__":
