@@ -27,6 +27,8 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from tfp_vae.errors import DataError  # re-exported: data.DataError
+
 BUNDLED_DIR = pathlib.Path(__file__).resolve().parent / "mnist"
 
 # name -> (file name, IDX shape, SHA-256 of the decompressed bytes of the canonical file).
@@ -75,8 +77,6 @@ _BINARIZE_SALT = 0x5EED
 _MAX_CONSTANT_BYTES = 256 << 20
 
 
-class DataError(ValueError):
-    """Bad or missing data; the message says what is wrong and how to fix it."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,10 +7,12 @@ Serving), which a plain ``tf.Module`` around a Keras 3 model does not. A small J
 ``assets.extra/`` records what the model is, for tools that need to know (image shape, kind).
 """
 
+import functools
 import json
 import os
 
 from tfp_vae import __version__, files
+from tfp_vae.errors import NotAModelError  # noqa: F401  (re-exported: export.NotAModelError)
 
 METADATA = os.path.join("assets.extra", "tfp_vae.json")
 
@@ -21,7 +23,7 @@ def export(model, path):
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, (fn, signature) in model.export_endpoints().items():
-        archive.add_endpoint(name, fn, input_signature=signature)
+        archive.add_endpoint(name, _check_shapes(name, fn, signature), input_signature=signature)
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
     archive.write_out(tmp, verbose=False)
@@ -33,8 +35,6 @@ def export(model, path):
     return files.replace_dir_atomic(tmp, path)
 
 
-class NotAModelError(ValueError):
-    """A folder that is not a tfp_vae SavedModel."""
 
 
 def read_metadata(path):
@@ -51,3 +51,30 @@ def read_metadata(path):
     except (OSError, ValueError):
         raise NotAModelError(f"{path} is a SavedModel but not one exported by tfp_vae (no "
                              f"readable {METADATA}).") from None
+
+
+def _check_shapes(name, fn, signature):
+    """``fn`` with a run-time check that every input has the shape of its ``TensorSpec``.
+
+    A signature's shape is checked when a loaded function is called as an attribute, but not by
+    ``loaded.signatures[...]`` or TensorFlow's session loader (TF Serving), where a wrong shape
+    would fail deep inside a matmul. The check names the signature, the input and the shape.
+    """
+    import tensorflow as tf  # Here, so that read_metadata (used by bin/sample) stays light.
+
+    @functools.wraps(fn)
+    def checked(*args):
+        checks = []
+        for spec, value in zip(signature, args):
+            want = ", ".join("batch" if d is None else str(d) for d in spec.shape)
+            message = (f"{name}: input '{spec.name}' must have shape ({want}); got a different "
+                       f"shape (shape given below).")
+            shape = tf.shape(value)
+            known = [(i, d) for i, d in enumerate(spec.shape) if d is not None]
+            if not known:
+                continue
+            ok = tf.reduce_all(tf.stack([tf.equal(shape[i], d) for i, d in known]))
+            checks.append(tf.debugging.Assert(ok, [message, shape]))
+        with tf.control_dependencies(checks):
+            return fn(*args)
+    return checked

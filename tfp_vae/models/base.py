@@ -49,6 +49,13 @@ def global_batch_mean(per_example):
     return tf.reduce_mean(per_example) / tf.cast(replicas, per_example.dtype)
 
 
+def _multi_worker(strategy):
+    """Whether ``strategy`` spans several workers, by Keras' own test (its trainer reduces step
+    outputs differently then; the private call mirrors keras/src/backend/tensorflow/trainer.py)."""
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode())
+
+
 class BaseVAE(keras.Model):
     """Encoder q(z|x), decoder p(x|z), prior p(z); trained on the negative ELBO.
 
@@ -229,7 +236,12 @@ class BaseVAE(keras.Model):
         for tracker in self.trackers:
             if tracker.name in terms:
                 tracker.update_state(terms[tracker.name])
-        return {tracker.name: tracker.result() for tracker in self.trackers}
+        results = {tracker.name: tracker.result() for tracker in self.trackers}
+        if _multi_worker(tf.distribute.get_strategy()):
+            # Keras 3.15 reduces step outputs across workers with reduce("MEAN", axis=0), which
+            # fails on scalars ("Invalid reduction dimension 0"); a [1] vector reduces to a scalar.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
 
     def train_step(self, data):
         with tf.GradientTape() as tape:

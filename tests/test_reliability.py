@@ -1,0 +1,173 @@
+"""Crash safety, numerical faults, determinism and refusals of training runs."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT, run_tool
+from tfp_vae import models, train
+from tfp_vae.models import base
+
+FAST = ["--eval_repeats=2", "--iwae_samples=1", "--nofull_test", "--noexport"]
+QUIET = dict(eval_repeats=2, iwae_samples=(1,), full_test=False, export=False, verbose=0)
+
+
+def _digest(stdout):
+    """The final weights digest that bin/train prints."""
+    found = re.findall(r"weights sha256 ([0-9a-f]{64})", stdout)
+    assert found, stdout[-2000:]
+    return found[-1]
+
+
+def _start(*args):
+    return subprocess.Popen([sys.executable, str(ROOT / "bin" / "train"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(folder, proc, newer_than=0, timeout=300):
+    """Waits until the run publishes a checkpoint of a step > newer_than; returns that step."""
+    state = os.path.join(folder, "checkpoint")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        latest = tf.train.latest_checkpoint(folder) if os.path.exists(state) else None
+        if latest and int(latest.rsplit("-", 1)[1]) > newer_than:
+            return int(latest.rsplit("-", 1)[1])
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint after step {newer_than} within {timeout} s")
+
+
+def test_ctrl_c_and_sigkill_then_resume_end_with_the_uninterrupted_weights(tmp_path):
+    """A real bin/train is stopped by SIGINT (it saves the current step and exits 130), started
+    again and killed with SIGKILL at a random moment, then started again: it ends at exactly
+    --iter_max steps with the bit-identical weights of an uninterrupted run."""
+    args = ["--model=vae", "--iter_max=1500", "--iter_save=100", "--log_every=100",
+            "--deterministic", *FAST]
+    reference = run_tool("train", *args, f"--out_dir={tmp_path / 'straight'}")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    out = tmp_path / "interrupted"
+    checkpoints = out / "model=vae_z=10_run=0000" / "checkpoints"
+    proc = _start(*args, f"--out_dir={out}")
+    _wait_for_checkpoint(checkpoints, proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    stopped = int(re.search(r"stopped at step (\d+) of 1500", stderr).group(1))
+    assert 100 <= stopped < 1500
+    assert tf.train.latest_checkpoint(checkpoints).endswith(f"ckpt-{stopped}")
+    assert "Traceback" not in stderr
+
+    proc = _start(*args, f"--out_dir={out}")
+    _wait_for_checkpoint(checkpoints, proc, newer_than=stopped)
+    proc.kill()  # SIGKILL: no handler runs, files may be half written
+    proc.communicate()
+
+    resumed = run_tool("train", *args, f"--out_dir={out}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout
+    result = json.loads((checkpoints.parent / "evaluation.json").read_text())
+    assert result["steps"] == 1500 and result["resumed_from_step"] > stopped
+    assert _digest(resumed.stdout) == _digest(reference.stdout) == result["weights_sha256"]
+    straight = json.loads((tmp_path / "straight" / checkpoints.parent.name /
+                           "evaluation.json").read_text())
+    assert result["subset"] == straight["subset"]  # the same evaluation, number for number
+
+
+def test_deterministic_runs_are_bit_identical(tmp_path):
+    args = ["--model=ssvae", "--iter_max=8", "--iter_save=4", "--log_every=4", "--deterministic",
+            "--nofull_test", "--noexport"]
+    runs = [run_tool("train", *args, f"--out_dir={tmp_path / str(i)}") for i in range(2)]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _digest(runs[0].stdout) == _digest(runs[1].stdout)
+    results = [json.loads((tmp_path / str(i) / "model=ssvae_gw=001_cw=100_run=0000" /
+                           "evaluation.json").read_text()) for i in range(2)]
+    assert results[0]["classifier"] == results[1]["classifier"]
+
+
+def _poisoned_after(step):
+    """VAE.loss_and_terms that turns the loss into NaN from optimiser step ``step`` on."""
+    def loss_and_terms(self, data, seed):
+        loss, terms = base.BaseVAE.loss_and_terms(self, data, seed)
+        poison = tf.where(self.optimizer.iterations >= step, np.nan, 1.0)
+        return loss * poison, {**terms, "nelbo": terms["nelbo"] * poison}
+    return loss_and_terms
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setattr(models.VAE, "loss_and_terms", _poisoned_after(12))
+    config = train.TrainConfig(model="vae", iter_max=40, iter_save=5, log_every=5,
+                               out_dir=str(tmp_path), **QUIET)
+    with pytest.raises(train.Diverged) as failure:
+        train.run(config)
+    folder = tmp_path / config.run_name() / "checkpoints"
+    message = str(failure.value)
+    assert "diverged at step 13" in message and "nelbo" in message
+    assert f"The last good checkpoint, {folder / 'ckpt-10'}, is kept" in message
+    assert "Lower --lr" in message
+    assert tf.train.latest_checkpoint(folder) == str(folder / "ckpt-10")
+    assert sorted(p.name for p in folder.glob("*.index")) == ["ckpt-10.index", "ckpt-5.index"]
+    reader = tf.train.load_checkpoint(str(folder / "ckpt-10"))
+    assert all(np.isfinite(reader.get_tensor(name)).all()
+               for name, _ in tf.train.list_variables(str(folder / "ckpt-10"))
+               if reader.get_variable_to_dtype_map()[name].is_floating)
+    assert not (tmp_path / config.run_name() / "evaluation.json").exists()
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, capsys):
+    config = train.TrainConfig(model="vae", iter_max=20, iter_save=10, log_every=10,
+                               out_dir=str(tmp_path), **QUIET)
+    train.run(config)
+    folder = tmp_path / config.run_name() / "checkpoints"
+    data_file = next(folder.glob("ckpt-20.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[:1000])  # e.g. a disk that filled up
+    capsys.readouterr()
+    result = train.run(train.TrainConfig(model="vae", iter_max=30, iter_save=10, log_every=10,
+                                         out_dir=str(tmp_path), **QUIET))
+    err = capsys.readouterr().err
+    assert f"checkpoint {folder / 'ckpt-20'} cannot be restored" in err
+    assert result["resumed_from_step"] == 10 and result["steps"] == 30
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    train.run(train.TrainConfig(model="vae", iter_max=5, iter_save=5, log_every=5,
+                                out_dir=str(tmp_path), **QUIET))
+    changed = train.TrainConfig(model="vae", iter_max=10, iter_save=5, log_every=5, lr=1e-2,
+                                batch_size=50, out_dir=str(tmp_path), **QUIET)
+    with pytest.raises(train.ConfigError, match=r"started with --batch_size=97 --lr=0.001, but "
+                                                r"this command asks for --batch_size=50 "
+                                                r"--lr=0.01\. Resume with the same settings"):
+        train.run(changed)
+    # What may change between starts (the length, checkpoints, evaluation) is accepted.
+    result = train.run(train.TrainConfig(model="vae", iter_max=10, iter_save=10, log_every=10,
+                                         out_dir=str(tmp_path), **QUIET))
+    assert result["steps"] == 10 and result["resumed_from_step"] == 5
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    (None, "reads the cluster from the TF_CONFIG environment variable, which is not set"),
+    ("{not json", "TF_CONFIG is not a valid cluster description (JSONDecodeError"),
+    ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG is not a valid cluster description (KeyError"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}',
+     "task type 'ps' is not supported"),
+    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}',
+     "task index 2 is outside the 2 worker address(es)"),
+])
+def test_multiworker_refuses_a_missing_or_wrong_tf_config(monkeypatch, tf_config, message):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(train.ConfigError) as e:
+        train.make_strategy(train.TrainConfig(strategy="multiworker").validate())
+    assert message in str(e.value)
