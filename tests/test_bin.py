@@ -105,8 +105,15 @@ def test_train_with_two_mirrored_cpu_replicas(tmp_path):
     (["--iter_save=7", "--steps_per_execution=2"], "must be a multiple of --steps_per_execution"),
     (["--cpu_replicas=2"], "need --strategy=mirrored"),
     (["--strategy=mirrored", "--devices=GPU:7"], "which this machine does not have"),
+    (["--k=0"], "flag --k=0: 0 is not a positive integer"),
+    (["--gw=-1"], "flag --gw=-1: -1.0 is not a non-negative number"),
+    (["--lr=0"], "--lr must be positive, got 0.0"),
+    (["--strategy=multiworker"], "reads the cluster from the TF_CONFIG environment variable"),
+    (["--strategy=mirrored", "--cpu_replicas=2", "--jit_compile=true"],
+     "--jit_compile=true fails under MirroredStrategy"),
 ])
-def test_train_refuses_bad_input_with_a_clear_message(tmp_path, args, message):
+def test_train_refuses_bad_input_with_a_clear_message(tmp_path, args, message, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
     proc = run_tool("train", f"--out_dir={tmp_path}", "--iter_max=1", *args)
     assert proc.returncode != 0
     assert message in proc.stderr
@@ -116,3 +123,12 @@ def test_train_refuses_bad_input_with_a_clear_message(tmp_path, args, message):
 def test_sample_refuses_a_folder_that_is_not_a_model(tmp_path):
     proc = run_tool("sample", f"--model_dir={tmp_path}")
     assert proc.returncode == 2 and "is not a SavedModel folder" in proc.stderr
+
+
+def test_sample_refuses_an_option_for_another_model_kind(trained, tmp_path):
+    run_dir, _ = trained
+    proc = run_tool("sample", f"--model_dir={run_dir / 'savedmodel'}", "--components=0,1",
+                    f"--out={tmp_path / 'c.png'}")
+    assert proc.returncode == 2 and "--components needs a GMVAE" in proc.stderr
+    assert "holds a vae" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "c.png").exists()

@@ -145,3 +145,41 @@ def test_iwae_per_example_does_not_depend_on_the_batch(lg):
                       for i in range(len(x))])
     np.testing.assert_allclose(together, alone, atol=0.05)
     assert together[0] > together[1:].max() + 50  # the hard image keeps its own, large value
+
+
+# ------------------------------------------------------------------ property: never NaN in range
+from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+from tfp_vae import distributions  # noqa: E402
+
+_B, _Z, _X = 3, 2, 5
+
+
+def _floats(shape, bound):
+    return hnp.arrays(np.float32, shape, elements=st.floats(-bound, bound, width=32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=_floats((_B, 2 * _Z), 60.0), w=_floats((_Z, _X), 30.0), b=_floats((_X,), 30.0),
+       x=hnp.arrays(np.float32, (_B, _X), elements=st.floats(0, 1, width=32)),
+       mixture=_floats((2, 2 * _Z), 60.0), m=st.sampled_from([1, 3, 40]),
+       max_rows=st.sampled_from([3, 7, 10_000]), seed=st.integers(0, 2**31 - 1))
+def test_bounds_are_finite_for_any_finite_input_in_range(h, w, b, x, mixture, m, max_rows, seed):
+    """Encoder outputs, decoder weights and mixture parameters anywhere in wide ranges (the
+    variance head's softplus + 1e-8 keeps q proper), pixels anywhere in [0, 1]: no bound is NaN
+    or infinite, for the standard-normal and the mixture prior, analytic or Monte-Carlo KL, any
+    m and any chunking."""
+    q = distributions.DiagonalGaussian()(h)
+    likelihood = lambda z: distributions.BernoulliLogits()(tf.tensordot(z, w, 1) + b)  # noqa
+    mean, variance = distributions.gaussian_parameters(mixture)
+    mixture_prior = tfd.MixtureSameFamily(
+        tfd.Categorical(logits=tf.zeros(2)),
+        tfd.Independent(tfd.Normal(mean, tf.sqrt(variance)), reinterpreted_batch_ndims=1))
+    seed = tf.constant([seed, 1])
+    for prior, analytic in ((_normal(np.zeros(_Z, np.float32), 1.0), True), (mixture_prior, False)):
+        elbo = bounds.negative_elbo(x, q, likelihood, prior, seed, analytic_kl=analytic)
+        iwae = bounds.negative_iwae(x, q, likelihood, prior, m, seed, max_rows=max_rows)
+        for bound in (elbo, iwae):
+            for part in bound:
+                assert np.isfinite(part.numpy()).all(), (bound, h, w, b, x)

@@ -141,3 +141,12 @@ def test_tfds_source_uses_tfds_load():
         mnist = data.load_mnist(source="tfds")
     assert mnist.train_images.shape == (12, 784) and mnist.train_images.dtype == np.uint8
     assert mnist.test_labels.shape == (12,)
+
+
+def test_labels_out_of_range_are_a_clear_error(mnist_copy):
+    path = mnist_copy / "train-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[8 + 17] = 12  # a label 12 in an otherwise valid file
+    path.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(data.DataError, match=r"train labels in .* are outside 0\.\.9"):
+        data.load_mnist(mnist_copy, verify_checksums=False)

@@ -91,3 +91,21 @@ def test_export_replaces_an_older_model_atomically(exported, tmp_path):
     export.export(model, path)
     export.export(model, path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary or old folder left
+
+
+def test_a_wrong_input_shape_names_the_signature_and_the_shape(exported, tmp_path):
+    import tensorflow as tf
+    _, path, _ = exported
+    loaded = tf.saved_model.load(str(path))
+    with pytest.raises(TypeError, match=r"TensorSpec\(shape=\(None, 784\)"):
+        loaded.encode(x=np.zeros((2, 100), np.float32))  # checked by TensorFlow
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"encode: input x must have shape \(batch, 784\)"):
+        loaded.signatures["encode"](x=tf.zeros((2, 100)))  # checked by the exported function
+    np.save(tmp_path / "bad.npy", np.zeros((2, 100), np.float32))
+    proc = subprocess.run(["saved_model_cli", "run", "--dir", str(path), "--tag_set", "serve",
+                           "--signature_def", "encode", "--inputs", f"x={tmp_path / 'bad.npy'}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "Cannot feed value of shape (2, 100) for Tensor encode_x:0, which has shape (None, 784)" \
+        in proc.stderr

@@ -171,3 +171,53 @@ def test_multiworker_refuses_a_missing_or_wrong_tf_config(monkeypatch, tf_config
     with pytest.raises(train.ConfigError) as e:
         train.make_strategy(train.TrainConfig(strategy="multiworker").validate())
     assert message in str(e.value)
+
+
+def _free_ports(n):
+    import socket
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_identically_and_resume_after_a_worker_is_killed(tmp_path):
+    """--strategy=multiworker with two processes on 127.0.0.1: one is SIGKILLed after the first
+    checkpoint, the other is stopped, both are started again and finish from the checkpoint with
+    the same weights; only the chief writes the run's files."""
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    args = ["--model=vae", "--strategy=multiworker", "--iter_max=250", "--iter_save=50",
+            "--log_every=50", f"--out_dir={tmp_path}", *FAST]
+    run_dir = tmp_path / "model=vae_z=10_run=0000"
+
+    def start_both():
+        procs = []
+        for index in range(2):
+            env = dict(os.environ, TF_CONFIG=json.dumps(
+                {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+            procs.append(subprocess.Popen(
+                [sys.executable, str(ROOT / "bin" / "train"), *args], env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        return procs
+
+    chief, worker = start_both()
+    first = _wait_for_checkpoint(run_dir / "checkpoints", chief)
+    worker.kill()
+    chief.kill()  # its peer is gone: the cluster is restarted as a whole
+    for proc in (chief, worker):
+        proc.communicate()
+
+    procs = start_both()
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    for proc, (stdout, stderr) in zip(procs, outputs):
+        assert proc.returncode == 0, stderr[-3000:]
+        assert "resumed from" in stdout
+    assert _digest(outputs[0][0]) == _digest(outputs[1][0])
+    result = json.loads((run_dir / "evaluation.json").read_text())
+    assert result["steps"] == 250 and result["resumed_from_step"] >= first >= 50
+    assert result["weights_sha256"] == _digest(outputs[1][0])
+    assert "Reference protocol" in outputs[0][0] and "Reference protocol" not in outputs[1][0]
+    assert not (run_dir / "workers").exists()  # the non-chief's scratch checkpoints are gone

@@ -67,7 +67,7 @@ def _check_shapes(name, fn, signature):
         checks = []
         for spec, value in zip(signature, args):
             want = ", ".join("batch" if d is None else str(d) for d in spec.shape)
-            message = (f"{name}: input '{spec.name}' must have shape ({want}); got a different "
+            message = (f"{name}: input {spec.name} must have shape ({want}); got a different "
                        f"shape (shape given below).")
             shape = tf.shape(value)
             known = [(i, d) for i, d in enumerate(spec.shape) if d is not None]

@@ -522,6 +522,8 @@ def run(config):
                "weights_sha256": digest}
     if not chief:
         shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):  # Empty once every worker has finished.
+            os.rmdir(os.path.dirname(scratch))
         return results
     results.update(evaluate_model(model, dataset, config))
     results["wall_seconds"] = round(time.time() - started, 2)
