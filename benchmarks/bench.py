@@ -1,26 +1,36 @@
 """Speed of tfp_vae on this machine, as a ratio to what its matrix-multiply rate allows.
 
-    python benchmarks/bench.py            # about two minutes on 2 CPU cores
+    python benchmarks/bench.py        # about five minutes on 2 CPU cores; writes RESULTS.md
 
-Measures, in one run:
+One run measures, and prints as one table (also written to ``benchmarks/RESULTS.md`` with the
+date, CPU and library versions):
+
 * the machine's float32 matmul rate (TensorFlow, 2048 x 2048, all cores): the "peak";
-* VAE training steps per second at batch 97 through ``model.fit`` on the reference data stream,
-  for a few settings of ``steps_per_execution`` / ``jit_compile``; the same for the SSVAE (gw = 1:
-  97 unlabelled images, each through the encoder and decoder once per label, plus the classifier
-  on them and on the 100 labelled images);
-* the time of the reference subset IWAE-1000 evaluation (100 images x 1000 samples);
-and for each the floor: the matmul FLOPs of the work divided by the peak rate.
+* for each model at its reference batch size, training steps per second through ``model.fit``
+  on the reference data stream (the FSVAE on SVHN-shaped random images: its speed does not depend
+  on the pixels), with ``bin/train``'s defaults on one device and, for comparison, without XLA
+  and with one step per call (the settings before the performance work);
+* the subset IWAE-1000 evaluation (100 images x 1000 samples) of the VAE and the GMVAE, and the
+  full-test-set IWAE-100 (10,000 images x 100 samples);
+* the peak resident memory each of these added (Linux ``/proc``);
+* the start-up of ``bin/train`` (launch to the end of the first training step);
+* the wall time of the full reference-length ``bin/train`` of each model, read from the
+  ``evaluation.json`` of runs made earlier (``--runs_dir``), so the benchmark itself stays short.
 
-FLOP counts (dense layers only; activations, sampling and the optimiser are extra work that the
-floor does not count): a forward pass over a batch of B rows through a layer of fan_in x fan_out
-costs 2 B fan_in fan_out; a training step costs the forward pass, the weight gradients (same
-again) and the input gradients (same again, except for the first encoder layer, whose input
-gradient is not needed).
+Floor = the matmul FLOPs of the work / the peak rate. FLOP counts (dense layers only; activations,
+sampling, the mixture prior's density and the optimiser are extra work that the floor does not
+count): a forward pass of B rows through a fan_in x fan_out layer costs 2 B fan_in fan_out; a
+training step costs the forward pass, the weight gradients (the same again) and the input
+gradients (the same again, except for layers fed by data, whose input gradient is not needed).
 """
 
 import argparse
+import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,10 +38,50 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tensorflow_probability as tfp  # noqa: E402
 
-from tfp_vae import data, evaluate, models  # noqa: E402
+from tfp_vae import data, evaluate, models, train  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The reference runs whose logs give the full-length wall times: (label, command, run folder).
+REFERENCE_RUNS = (
+    ("VAE", "bin/train --model=vae", "model=vae_z=10_run=0000"),
+    ("GMVAE", "bin/train --model=gmvae", "model=gmvae_z=10_k=500_run=0000"),
+    ("SSVAE", "bin/train --model=ssvae --gw=1 --cw=100", "model=ssvae_gw=001_cw=100_run=0000"),
+    ("FSVAE (MNIST)", "bin/train --model=fsvae --dataset=mnist --iter_max=50000",
+     "model=fsvae_dataset=mnist_run=0000"),
+)
 
 
+# ------------------------------------------------------------------------------------- memory
+def _status(key):
+    """A byte count from /proc/self/status (Linux), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+
+
+def reset_peak():
+    """Resets the peak resident size (VmHWM) to the current one; returns the current one."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    return _status("VmRSS")
+
+
+def peak_since(base):
+    peak = _status("VmHWM")
+    return None if peak is None or base is None else peak - base
+
+
+# -------------------------------------------------------------------------------------- flops
 def matmul_rate(n=2048, repeats=20):
     """Measured float32 matmul FLOP/s (best of a few timed batches)."""
     a = tf.random.normal([n, n])
@@ -63,6 +113,14 @@ def train_step_flops(parts):
     return total
 
 
+def step_parts(model, batch):
+    """The networks of one training step and the rows each sees."""
+    if model.kind == "ssvae":  # each unlabelled image once per label; the classifier on all
+        return [(model.encoder, 10 * batch, True), (model.decoder, 10 * batch, False),
+                (model.classifier, batch + 100, True)]
+    return [(model.encoder, batch, True), (model.decoder, batch, False)]
+
+
 def iwae_flops(model, images, samples):
     """Encoder once per image, decoder once per (sample, image) row."""
     enc = sum(2 * images * i * o for i, o in dense_shapes(model.encoder))
@@ -70,55 +128,173 @@ def iwae_flops(model, images, samples):
     return enc + dec
 
 
-def train_speed(mnist, steps, spe, jit, kind="vae", batch=97):
-    model = models.get(kind)()
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=spe,
-                  jit_compile=jit)
+# ----------------------------------------------------------------------------------- training
+def training_stream(kind, mnist, batch):
     if kind == "ssvae":
         xl, yl = data.labelled_subset(mnist)
-        ds = data.semisupervised_dataset(mnist.train_images, mnist.train_labels, xl, yl, batch, 0)
-    else:
-        ds = data.train_dataset(mnist.train_images, batch, seed=0)
-    model.fit(ds, epochs=1, steps_per_epoch=max(100, spe), verbose=0)  # trace and warm up
+        return data.semisupervised_dataset(mnist.train_images, mnist.train_labels, xl, yl,
+                                           batch, seed=0)
+    if kind == "fsvae":  # SVHN-shaped images (the speed does not depend on their content)
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (20_000, 32, 32, 3), dtype=np.uint8)
+        labels = rng.integers(0, 10, 20_000).astype(np.int64)
+        return data.train_dataset(images, batch, seed=0, binarized=False, labels=labels)
+    return data.train_dataset(mnist.train_images, batch, seed=0)
+
+
+def train_speed(kind, mnist, steps, spe, jit):
+    """Steps per second of ``model.fit`` (after a warm-up), the model and the peak memory added."""
+    cls = models.get(kind)
+    batch = cls.reference_batch_size
+    base = reset_peak()
+    model = cls(z_dim=cls.reference_z)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=spe,
+                  jit_compile=jit)
+    stream = training_stream(kind, mnist, batch)
+    warm = max(2 * spe, 20)
+    model.fit(stream, epochs=1, steps_per_epoch=warm, verbose=0)  # trace, compile, warm up
+    steps = max(spe, steps // spe * spe)
     t0 = time.perf_counter()
-    model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
-    return steps / (time.perf_counter() - t0), model
+    model.fit(stream, epochs=1, steps_per_epoch=steps, verbose=0)
+    rate = steps / (time.perf_counter() - t0)
+    return rate, model, batch, peak_since(base)
+
+
+def default_settings():
+    """bin/train's defaults on one device: (steps_per_execution, jit_compile)."""
+    config = train.TrainConfig().validate()
+    return config.steps_per_execution, train.resolve_jit(config, tf.distribute.get_strategy())
+
+
+# --------------------------------------------------------------------------------- evaluation
+def time_subset_iwae(model, mnist, m=1000):
+    _, iwae = evaluate.model_bounds(model)
+    x, _ = data.test_subset(mnist)
+    x = tf.constant(x)
+    iwae(x, tf.constant(m), tf.constant([0, 0]))[0].numpy()  # trace
+    base = reset_peak()
+    t0 = time.perf_counter()
+    iwae(x, tf.constant(m), tf.constant([0, 1]))[0].numpy()
+    return time.perf_counter() - t0, iwae_flops(model, len(x), m), peak_since(base)
+
+
+def time_full_test_iwae(model, mnist, m=100, batch=500):
+    _, iwae = evaluate.model_bounds(model)
+    x, _ = data.full_test_set(mnist)
+    iwae(tf.constant(x[:batch]), tf.constant(m), tf.constant([0, 0]))[0].numpy()  # trace
+    base = reset_peak()
+    t0 = time.perf_counter()
+    for i in range(0, len(x), batch):
+        iwae(tf.constant(x[i:i + batch]), tf.constant(m), tf.constant([1, i]))[0].numpy()
+    return time.perf_counter() - t0, iwae_flops(model, len(x), m), peak_since(base)
+
+
+# ------------------------------------------------------------------------------------ start-up
+def startup_seconds():
+    """Launch of ``bin/train --model=vae`` to the end of its first training step."""
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([sys.executable, os.path.join(ROOT, "bin", "train"), "--model=vae",
+                        "--iter_max=1", "--iter_save=1", "--log_every=1", "--eval_repeats=1",
+                        "--iwae_samples=1", "--nofull_test", "--noexport", f"--out_dir={out}"],
+                       check=True, capture_output=True)
+        with open(os.path.join(out, "model=vae_z=10_run=0000", "evaluation.json")) as f:
+            return json.load(f)["startup_seconds"]
+
+
+def reference_run_rows(runs_dir):
+    rows = []
+    for label, command, name in REFERENCE_RUNS:
+        path = os.path.join(runs_dir, name, "evaluation.json")
+        if not os.path.isfile(path):
+            rows.append(f"| {label} | `{command}` | (no run in {runs_dir}) | | | |")
+            continue
+        with open(path) as f:
+            run = json.load(f)
+        rows.append(f"| {label} | `{command}` | {run['steps']} | {run['train_seconds']:.0f} s "
+                    f"({run['train_steps_per_second']:.1f} steps/s) | {run['wall_seconds']:.0f} s "
+                    f"| `{run.get('commit') or '?'}` |")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- main
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _mib(nbytes):
+    return "n/a" if nbytes is None else f"{nbytes / 2**20:.0f} MiB"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=2000, help="timed training steps per setting")
+    parser.add_argument("--steps", type=int, default=1000,
+                        help="timed training steps per setting (a tenth for the SSVAE)")
+    parser.add_argument("--runs_dir", default=os.path.join(ROOT, "runs"),
+                        help="folder of the reference runs whose wall times are reported")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"),
+                        help="where to write the table ('' to skip)")
     args = parser.parse_args()
+    lines = []
+
+    def emit(line=""):
+        print(line, flush=True)
+        lines.append(line)
+
     mnist = data.load_mnist()
     peak = matmul_rate()
-    print(f"tfp_vae benchmark  {time.strftime('%Y-%m-%d')}  {platform.processor() or platform.machine()}"
-          f"  {os.cpu_count()} cores  TF {tf.__version__}  Keras {keras.__version__}")
-    print(f"float32 matmul peak (2048^3, TensorFlow): {peak / 1e9:.1f} GFLOP/s\n")
-    print(f"| {'work':<45} | {'measured':>12} | {'floor':>12} | {'ratio':>6} |")
-    print(f"|{'-' * 47}|{'-' * 14}|{'-' * 14}|{'-' * 8}|")
-    for kind, spe, jit in (("vae", 1, False), ("vae", 10, False), ("vae", 10, True),
-                           ("ssvae", 1, False), ("ssvae", 10, False)):
-        steps = args.steps if kind == "vae" else max(args.steps // 10, 10)
-        rate, trained = train_speed(mnist, steps, spe, jit, kind)
-        if kind == "vae":
-            model = trained
-            parts = [(trained.encoder, 97, True), (trained.decoder, 97, False)]
-        else:
-            parts = [(trained.encoder, 970, True), (trained.decoder, 970, False),
-                     (trained.classifier, 197, True)]
-        floor = train_step_flops(parts) / peak
-        label = f"{kind.upper()} train step, batch 97, spe={spe}, jit={jit}"
-        print(f"| {label:<45} | {1e3 / rate:>9.2f} ms | {floor * 1e3:>9.2f} ms | "
-              f"{1 / rate / floor:>5.1f}x |", flush=True)
-    elbo, iwae = evaluate.model_bounds(model)
-    x, _ = data.test_subset(mnist)
-    iwae(x, tf.constant(1000), tf.constant([0, 0]))  # trace
-    t0 = time.perf_counter()
-    iwae(x, tf.constant(1000), tf.constant([0, 1]))[0].numpy()
-    seconds = time.perf_counter() - t0
-    floor = iwae_flops(model, 100, 1000) / peak
-    print(f"| {'subset IWAE-1000 (100 images x 1000 samples)':<45} | {seconds:>10.2f} s | "
-          f"{floor:>10.2f} s | {seconds / floor:>5.1f}x |")
+    spe, jit = default_settings()
+    emit(f"# tfp_vae benchmark, {time.strftime('%Y-%m-%d')}")
+    emit()
+    emit(f"`python benchmarks/bench.py` at commit `{train.source_commit() or '?'}`: {_cpu_name()}, "
+         f"{os.cpu_count()} cores; Python {platform.python_version()}, TensorFlow {tf.__version__}, "
+         f"Keras {keras.__version__}, TFP {tfp.__version__}.")
+    emit()
+    emit(f"float32 matmul peak (2048^3, TensorFlow): **{peak / 1e9:.1f} GFLOP/s**. "
+         f"bin/train's defaults on one device: steps_per_execution={spe}, jit_compile={jit}.")
+    emit()
+    emit("| work | measured | floor | ratio | peak memory added |")
+    emit("|---|---|---|---|---|")
+    trained = {}
+    for kind in ("vae", "gmvae", "ssvae", "fsvae"):
+        settings = [(1, False), (spe, jit)] if (spe, jit) != (1, False) else [(1, False)]
+        for s, j in settings:
+            steps = args.steps // 10 if kind == "ssvae" else args.steps
+            rate, model, batch, memory = train_speed(kind, mnist, steps, s, j)
+            trained[kind] = model
+            floor = train_step_flops(step_parts(model, batch)) / peak
+            tag = "default" if (s, j) == (spe, jit) else "before"
+            emit(f"| {kind.upper()} train step, batch {batch}, spe={s}, jit={j} ({tag}) | "
+                 f"{1e3 / rate:.2f} ms ({rate:.0f} steps/s) | {floor * 1e3:.2f} ms | "
+                 f"{1 / rate / floor:.1f}x | {_mib(memory)} |")
+    for kind in ("vae", "gmvae"):
+        seconds, flops, memory = time_subset_iwae(trained[kind], mnist)
+        emit(f"| {kind.upper()} subset IWAE-1000 (100 images x 1000 samples) | {seconds:.2f} s | "
+             f"{flops / peak:.2f} s | {seconds / (flops / peak):.1f}x | {_mib(memory)} |")
+        seconds, flops, memory = time_full_test_iwae(trained[kind], mnist)
+        emit(f"| {kind.upper()} full test IWAE-100 (10,000 images x 100 samples) | {seconds:.2f} s "
+             f"| {flops / peak:.2f} s | {seconds / (flops / peak):.1f}x | {_mib(memory)} |")
+    emit()
+    emit(f"bin/train start-up (launch to the end of the first training step): "
+         f"**{startup_seconds():.1f} s**.")
+    emit()
+    emit(f"Full reference-length runs (from their `evaluation.json` in {args.runs_dir}; wall = "
+         f"start-up, training, evaluation, pictures and export):")
+    emit()
+    emit("| model | command | steps | training | wall | commit |")
+    emit("|---|---|---|---|---|---|")
+    for row in reference_run_rows(args.runs_dir):
+        emit(row)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

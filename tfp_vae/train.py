@@ -298,6 +298,7 @@ class StepCheckpoint(keras.callbacks.Callback):
         self.stop_requested = stop_requested
         self.failure = None
         self.interrupted_at = None
+        self.first_step_at = None  # seconds from process start to the end of the first step
 
     def _diverged(self, step, what):
         self.model.stop_training = True
@@ -310,6 +311,8 @@ class StepCheckpoint(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
+        if self.first_step_at is None:
+            self.first_step_at = process_age()
         bad = sorted(name for name, value in (logs or {}).items()
                      if not np.all(np.isfinite(np.asarray(value, np.float64))))
         if bad:
@@ -377,6 +380,30 @@ def restore_latest(checkpoint, directory):
                   f"the one before it.", file=sys.stderr, flush=True)
     raise ConfigError(f"no checkpoint in {directory} can be restored into this model. Move the "
                       f"folder aside to start the run afresh.")
+
+
+def process_age():
+    """Seconds since this process started (Linux /proc; None elsewhere): start-up is measured
+    from the launch of the interpreter, imports included."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def source_commit():
+    """The git commit of the tfp_vae source tree, or None outside a git checkout."""
+    import subprocess
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10, cwd=os.path.dirname(os.path.abspath(__file__)))
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def weights_digest(model):
@@ -485,7 +512,7 @@ def run(config):
         print(f"resumed from {restored}", flush=True)
     start = int(model.optimizer.iterations.numpy())
 
-    train_seconds = 0.0
+    train_seconds, startup_seconds = 0.0, None
     if start < config.iter_max:
         stream = training_data(model, dataset, config, start)
         # Under multiworker every worker must stop at the same step: a signal reaching one
@@ -505,6 +532,7 @@ def run(config):
                       verbose=config.verbose if config.verbose is not None else
                       (1 if sys.stdout.isatty() else 2))
             train_seconds = time.time() - t0
+        startup_seconds = saver.first_step_at
         if saver.failure is not None:
             raise saver.failure
         if saver.interrupted_at is not None:
@@ -513,13 +541,17 @@ def run(config):
                               f"command again to resume.")
     steps = int(model.optimizer.iterations.numpy())
     digest = weights_digest(model)
+    if startup_seconds is not None:
+        print(f"start-up: {startup_seconds:.1f} s from launch to the end of the first step",
+              flush=True)
     print(f"step {steps}: weights sha256 {digest}", flush=True)
 
     results = {"run": config.run_name(), "steps": steps, "resumed_from_step": start,
                "train_seconds": round(train_seconds, 2),
                "train_steps_per_second":
                    round((steps - start) / train_seconds, 2) if steps > start else None,
-               "weights_sha256": digest}
+               "startup_seconds": startup_seconds, "weights_sha256": digest,
+               "commit": source_commit()}
     if not chief:
         shutil.rmtree(scratch, ignore_errors=True)
         with contextlib.suppress(OSError):  # Empty once every worker has finished.
