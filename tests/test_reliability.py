@@ -112,7 +112,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp
                                                                              monkeypatch):
     monkeypatch.setattr(models.VAE, "loss_and_terms", _poisoned_after(12))
     config = train.TrainConfig(model="vae", iter_max=40, iter_save=5, log_every=5,
-                               out_dir=str(tmp_path), **QUIET)
+                               steps_per_execution=1, out_dir=str(tmp_path), **QUIET)
     with pytest.raises(train.Diverged) as failure:
         train.run(config)
     folder = tmp_path / config.run_name() / "checkpoints"
@@ -226,3 +226,34 @@ def test_two_workers_train_identically_and_resume_after_a_worker_is_killed(tmp_p
     assert result["weights_sha256"] == _digest(outputs[1][0])
     assert "Reference protocol" in outputs[0][0] and "Reference protocol" not in outputs[1][0]
     assert not (run_dir / "workers").exists()  # the non-chief's scratch checkpoints are gone
+
+
+def test_several_steps_per_call_name_the_range_of_a_divergence(tmp_path, monkeypatch):
+    monkeypatch.setattr(models.VAE, "loss_and_terms", _poisoned_after(12))
+    config = train.TrainConfig(model="vae", iter_max=40, iter_save=10, log_every=10,
+                               out_dir=str(tmp_path), **QUIET)  # 10 steps per call
+    with pytest.raises(train.Diverged, match=r"diverged at step 20 \(within steps 11-20, run in "
+                                             r"one call; --steps_per_execution=1 names"):
+        train.run(config)
+    folder = tmp_path / config.run_name() / "checkpoints"
+    assert tf.train.latest_checkpoint(folder) == str(folder / "ckpt-10")
+
+
+@pytest.mark.parametrize("settings, start, expected", [
+    (dict(iter_save=10000, log_every=1000, iter_max=20000), 0, 50),
+    (dict(iter_save=10000, log_every=1000, iter_max=20000), 10150, 50),
+    (dict(iter_save=10000, log_every=1000, iter_max=20000), 10130, 10),
+    (dict(iter_save=10, log_every=10, iter_max=25), 0, 5),
+    (dict(iter_save=7, log_every=7, iter_max=21), 0, 1),
+    (dict(iter_save=100, log_every=100, iter_max=1000, strategy="mirrored"), 0, 1),
+])
+def test_steps_per_execution_divides_every_boundary(settings, start, expected):
+    config = train.TrainConfig(**settings).validate()
+    assert train.resolve_steps_per_execution(config, start) == expected
+
+
+def test_explicit_steps_per_execution_must_fit_the_resumed_step():
+    config = train.TrainConfig(iter_save=100, log_every=100, iter_max=1000,
+                               steps_per_execution=50).validate()
+    with pytest.raises(train.ConfigError, match="resumes at step 130, which is not a multiple"):
+        train.resolve_steps_per_execution(config, 130)
