@@ -215,10 +215,11 @@ def bin_train_callbacks(model):
             train.SampleGrids(folder, never, seed=0)]
 
 
-def default_settings():
-    """bin/train's defaults on one device: (steps_per_execution, jit_compile)."""
-    config = train.TrainConfig().validate()
-    return config.steps_per_execution, train.resolve_jit(config, tf.distribute.get_strategy())
+def default_settings(kind):
+    """bin/train's defaults for ``kind`` on one device: (steps_per_execution, jit_compile)."""
+    config = train.TrainConfig(model=kind).validate()
+    return (train.resolve_steps_per_execution(config, 0),
+            train.resolve_jit(config, tf.distribute.get_strategy()))
 
 
 # --------------------------------------------------------------------------------- evaluation
@@ -295,6 +296,9 @@ def main():
                         help="folder of the reference runs whose wall times are reported")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"),
                         help="where to write the table ('' to skip)")
+    parser.add_argument("--only_runs", action="store_true",
+                        help="only re-read the reference runs and rewrite that part of --out "
+                             "(after new full-length runs; the speed part is kept)")
     args = parser.parse_args()
     lines = []
 
@@ -302,23 +306,31 @@ def main():
         print(line, flush=True)
         lines.append(line)
 
+    if args.only_runs:
+        with open(args.out) as f:
+            kept = f.read().split(_RUNS_HEADING)[0].rstrip("\n").splitlines()
+        lines.extend(kept)
+        emit()
+        emit_runs(args, emit)
+        return write(args, lines)
     mnist = data.load_mnist()
     peak = matmul_rate()
-    spe, jit = default_settings()
     emit(f"# tfp_vae benchmark, {time.strftime('%Y-%m-%d')}")
     emit()
     emit(f"`python benchmarks/bench.py` at commit `{train.source_commit() or '?'}`: {_cpu_name()}, "
          f"{os.cpu_count()} cores; Python {platform.python_version()}, TensorFlow {tf.__version__}, "
          f"Keras {keras.__version__}, TFP {tfp.__version__}.")
     emit()
-    emit(f"float32 matmul peak (2048^3, TensorFlow): **{peak / 1e9:.1f} GFLOP/s**. "
-         f"bin/train's defaults on one device: steps_per_execution={spe}, jit_compile={jit}.")
+    emit(f"float32 matmul peak (2048^3, TensorFlow): **{peak / 1e9:.1f} GFLOP/s**. Each "
+         f"model is timed with the settings of bin/train before the performance work "
+         f"(steps_per_execution=1, no XLA) and with today's defaults on one device.")
     emit()
     emit("| work | measured | floor (peak rate) | ratio | its matmuls alone | ratio | peak memory "
          "added |")
     emit("|---|---|---|---|---|---|---|")
     trained, shape_floor = {}, {}
     for kind in ("vae", "gmvae", "ssvae", "fsvae"):
+        spe, jit = default_settings(kind)
         settings = [(1, False), (spe, jit)] if (spe, jit) != (1, False) else [(1, False)]
         for s, j in settings:
             steps = args.steps // 10 if kind == "ssvae" else args.steps
@@ -342,13 +354,24 @@ def main():
     emit(f"bin/train start-up (launch to the end of the first training step): "
          f"**{startup_seconds():.1f} s**.")
     emit()
-    emit(f"Full reference-length runs (from their `evaluation.json` in {args.runs_dir}; wall = "
-         f"start-up, training, evaluation, pictures and export):")
+    emit_runs(args, emit)
+    write(args, lines)
+
+
+_RUNS_HEADING = "Full reference-length runs"
+
+
+def emit_runs(args, emit):
+    emit(f"{_RUNS_HEADING} (from their `evaluation.json` in {args.runs_dir}; wall = start-up, "
+         f"training, evaluation, pictures and export):")
     emit()
     emit("| model | command | steps | training | wall | commit |")
     emit("|---|---|---|---|---|---|")
     for row in reference_run_rows(args.runs_dir):
         emit(row)
+
+
+def write(args, lines):
     if args.out:
         with open(args.out, "w") as f:
             f.write("\n".join(lines) + "\n")
