@@ -9,6 +9,8 @@ Priors have no input, and a Keras 3 layer cannot be called without one, so prior
 their variables and return their distribution from :meth:`distribution`.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -126,8 +128,36 @@ class MixturePrior(keras.layers.Layer):
         return tfd.Independent(tfd.Normal(mean, tf.sqrt(variance)), reinterpreted_batch_ndims=1)
 
     def distribution(self):
-        """The mixture as a ``tfd.MixtureSameFamily`` with event shape (dim,)."""
-        return tfd.MixtureSameFamily(tfd.Categorical(logits=tf.zeros([self.k])), self.components())
+        """The mixture as a ``tfd.MixtureSameFamily`` with event shape (dim,) (whose ``log_prob``
+        is computed by matrix products, see :class:`_DiagonalGaussianMixture`)."""
+        return _DiagonalGaussianMixture(tfd.Categorical(logits=tf.zeros([self.k])),
+                                        self.components())
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "k": self.k}
+
+
+class _DiagonalGaussianMixture(tfd.MixtureSameFamily):
+    """``MixtureSameFamily`` of diagonal Gaussians whose ``log_prob`` uses two matrix products.
+
+    Expanding the square, the log-density of component j at z is
+
+        log N(z; mu_j, diag(v_j)) = -1/2 [ z^2 . (1/v_j) - 2 z . (mu_j / v_j)
+                                           + sum_d (mu_jd^2 / v_jd + log(2 pi v_jd)) ],
+
+    so all k components cost two (rows, dim) x (dim, k) products instead of a (rows, k, dim)
+    elementwise tensor: the GMVAE's IWAE-1000 spends most of its time here otherwise. Written by
+    hand because TFP evaluates every component separately. In float32 the expansion is accurate to
+    about 1e-7 of the largest term, which ``tests/test_gmvae.py`` checks against float64 NumPy,
+    near the components and 1000 units away.
+    """
+
+    def _log_prob(self, x):
+        normal = self.components_distribution.distribution  # Normal(loc (k, d), scale (k, d))
+        mean, variance = normal.loc, tf.square(normal.scale)
+        precision = 1.0 / variance
+        const = tf.reduce_sum(tf.square(mean) * precision + tf.math.log(2 * math.pi * variance), -1)
+        quadratic = (tf.einsum("...d,kd->...k", tf.square(x), precision)
+                     - 2.0 * tf.einsum("...d,kd->...k", x, mean * precision) + const)
+        log_weights = tf.nn.log_softmax(self.mixture_distribution.logits)
+        return tf.reduce_logsumexp(log_weights - 0.5 * quadratic, axis=-1)
