@@ -262,13 +262,15 @@ def reference_run_rows(runs_dir):
     for label, command, name in REFERENCE_RUNS:
         path = os.path.join(runs_dir, name, "evaluation.json")
         if not os.path.isfile(path):
-            rows.append(f"| {label} | `{command}` | (no run in {runs_dir}) | | | |")
+            rows.append(f"| {label} | `{command}` | (no run in {runs_dir}) | | | | |")
             continue
         with open(path) as f:
             run = json.load(f)
-        rows.append(f"| {label} | `{command}` | {run['steps']} | {run['train_seconds']:.0f} s "
-                    f"({run['train_steps_per_second']:.1f} steps/s) | {run['wall_seconds']:.0f} s "
-                    f"| `{run.get('commit') or '?'}` |")
+        startup = run.get("startup_seconds")
+        rows.append(f"| {label} | `{command}` | {run['steps']} | "
+                    f"{'?' if startup is None else f'{startup:.1f} s'} | "
+                    f"{run['train_seconds']:.0f} s ({run['train_steps_per_second']:.1f} steps/s) | "
+                    f"{run['wall_seconds']:.0f} s | `{run.get('commit') or '?'}` |")
     return rows
 
 
@@ -365,8 +367,8 @@ def emit_runs(args, emit):
     emit(f"{_RUNS_HEADING} (from their `evaluation.json` in {args.runs_dir}; wall = start-up, "
          f"training, evaluation, pictures and export):")
     emit()
-    emit("| model | command | steps | training | wall | commit |")
-    emit("|---|---|---|---|---|---|")
+    emit("| model | command | steps | start-up | training | wall | commit |")
+    emit("|---|---|---|---|---|---|---|")
     for row in reference_run_rows(args.runs_dir):
         emit(row)
 

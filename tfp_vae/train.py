@@ -276,7 +276,7 @@ def _worker_scratch(run_dir, strategy):
 
 
 def resolve_jit(config, strategy):
-    """``--jit_compile=auto``: XLA on a single replica for the models it speeds up (the VAE,
+    """``--jit_compile=auto``: XLA on a single replica for the models it clearly speeds up (the
     GMVAE and FSVAE; see README "Performance"), never under MirroredStrategy, where it fails on
     logical CPUs."""
     if config.jit_compile == "true":
