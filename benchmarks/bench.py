@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
-from tfp_vae import data, evaluate, models, train  # noqa: E402
+from tfp_vae import data, evaluate, guard, models, train  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -243,7 +243,7 @@ def bin_train_callbacks(model):
     checkpoint = tf.train.Checkpoint(model=model)
     manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=1)
     never = 10 ** 9
-    return [train.StepCheckpoint(manager, never, never),
+    return [guard.StepCheckpoint(manager, never, never),
             train.SampleGrids(folder, never, seed=0)]
 
 

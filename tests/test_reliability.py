@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT, run_tool
-from tfp_vae import models, train
+from tfp_vae import distribute, models, train
 from tfp_vae.models import base
 
 FAST = ["--eval_repeats=2", "--iwae_samples=1", "--nofull_test", "--noexport"]
@@ -174,7 +174,7 @@ def test_multiworker_refuses_a_missing_or_wrong_tf_config(monkeypatch, tf_config
     else:
         monkeypatch.setenv("TF_CONFIG", tf_config)
     with pytest.raises(train.ConfigError) as e:
-        train.make_strategy(train.TrainConfig(strategy="multiworker").validate())
+        distribute.make_strategy(train.TrainConfig(strategy="multiworker").validate())
     assert message in str(e.value)
 
 

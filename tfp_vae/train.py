@@ -26,24 +26,21 @@ must have the settings it was started with.
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import shutil
-import signal
 import sys
-import threading
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfp_vae import data, evaluate, export, files, images, models, svhn
+from tfp_vae import data, distribute, evaluate, export, files, guard, images, models, svhn
 from tfp_vae.errors import ConfigError, Diverged, Interrupted  # noqa: F401 (re-exported)
 
-STRATEGIES = ("default", "mirrored", "multiworker")
+STRATEGIES = distribute.STRATEGIES
 JIT_CHOICES = ("auto", "true", "false")
 
 
@@ -165,116 +162,6 @@ class TrainConfig:
 _MODEL_ARGS = {"z": "z_dim", "k": "k", "gw": "gw", "cw": "cw"}
 
 
-# ------------------------------------------------------------------------------------ strategy
-def ensure_logical_cpus(n):
-    """Splits the CPU into ``n`` logical devices (for MirroredStrategy tests without GPUs).
-
-    Must run before TensorFlow initialises its devices; if it already has, the existing logical
-    CPUs are used when there are enough of them.
-    """
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    current = tf.config.get_logical_device_configuration(cpu)
-    if current is not None and len(current) >= n:
-        return
-    try:
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
-    except RuntimeError:
-        have = len(tf.config.list_logical_devices("CPU"))
-        if have < n:
-            raise ConfigError(f"--cpu_replicas={n} needs {n} logical CPUs, but TensorFlow was "
-                              f"already initialised with {have}; start a fresh process.") from None
-
-
-def _device_id(name):
-    """'/physical_device:GPU:0', '/device:GPU:0', '/gpu:0' or 'GPU:0' -> 'GPU:0'."""
-    return name.upper().rsplit("DEVICE:", 1)[-1].lstrip("/")
-
-
-def make_strategy(config):
-    """The tf.distribute strategy of ``config``: ``default`` (one device), ``mirrored`` (devices of
-    this machine) or ``multiworker`` (MultiWorkerMirroredStrategy over the hosts of TF_CONFIG)."""
-    if config.strategy != "mirrored" and (config.cpu_replicas or config.devices):
-        raise ConfigError("--cpu_replicas and --devices need --strategy=mirrored.")
-    if config.strategy == "default":
-        return tf.distribute.get_strategy()
-    if config.strategy == "multiworker":
-        cluster_from_tf_config()
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if config.cpu_replicas:
-        ensure_logical_cpus(config.cpu_replicas)
-        devices = [f"/cpu:{i}" for i in range(config.cpu_replicas)]
-    elif config.devices:
-        devices = [d.strip() for d in config.devices.split(",") if d.strip()]
-        known = {_device_id(d.name) for d in tf.config.list_physical_devices()}
-        for d in devices:
-            if _device_id(d) not in known:
-                raise ConfigError(f"--devices names {d!r}, which this machine does not have "
-                                  f"(it has: {', '.join(sorted(known))}).")
-    else:
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus] or ["/cpu:0"]
-    return tf.distribute.MirroredStrategy(devices)
-
-
-_TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-                      '"task": {"type": "worker", "index": 0}}\' on host1 (index 1 on host2)')
-
-
-def cluster_from_tf_config():
-    """Checks the TF_CONFIG environment variable that MultiWorkerMirroredStrategy reads.
-
-    Returns:
-      ``(task_type, task_index, number of workers)``.
-    Raises:
-      ConfigError naming what is missing or wrong, with an example.
-    """
-    text = os.environ.get("TF_CONFIG")
-    if not text:
-        raise ConfigError(f"--strategy=multiworker reads the cluster from the TF_CONFIG "
-                          f"environment variable, which is not set. Set it on every host, e.g. "
-                          f"{_TF_CONFIG_EXAMPLE}.")
-    try:
-        tf_config = json.loads(text)
-        cluster, task = tf_config["cluster"], tf_config["task"]
-        task_type, index = task["type"], int(task["index"])
-        workers = list(cluster.get("chief", [])) + list(cluster.get("worker", []))
-        hosts = cluster.get(task_type, [])
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"TF_CONFIG is not a valid cluster description ({type(e).__name__}: "
-                          f"{e}); it needs 'cluster' with a 'worker' list and 'task' with 'type' "
-                          f"and 'index', e.g. {_TF_CONFIG_EXAMPLE}.") from None
-    if task_type not in ("chief", "worker"):
-        raise ConfigError(f"TF_CONFIG task type {task_type!r} is not supported by "
-                          f"--strategy=multiworker; use 'worker' (or one 'chief').")
-    if not workers:
-        raise ConfigError(f"TF_CONFIG's cluster has no 'worker' addresses, e.g. "
-                          f"{_TF_CONFIG_EXAMPLE}.")
-    if not 0 <= index < len(hosts):
-        raise ConfigError(f"TF_CONFIG task index {index} is outside the {len(hosts)} "
-                          f"{task_type} address(es) of its cluster.")
-    return task_type, index, len(workers)
-
-
-def is_chief(strategy):
-    """Whether this process writes the run's files: always, except on the non-chief workers of a
-    multi-worker cluster (the chief is task 'chief', or else worker 0)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    if resolver.task_type == "chief":
-        return True
-    return resolver.task_type == "worker" and resolver.task_id == 0 \
-        and "chief" not in resolver.cluster_spec().as_dict()
-
-
-def _worker_scratch(run_dir, strategy):
-    """Where a non-chief worker writes what the chief writes for real (its checkpoints and
-    logs must be written too: saving may need every worker, but only the chief's are kept)."""
-    resolver = strategy.cluster_resolver
-    return os.path.join(run_dir, "workers", f"{resolver.task_type}-{resolver.task_id}")
-
-
 def resolve_jit(config, strategy):
     """``--jit_compile=auto``: XLA on a single replica for the models it clearly speeds up (the
     GMVAE and FSVAE; see README "Performance"), never under MirroredStrategy, where it fails on
@@ -322,111 +209,6 @@ def resolve_steps_per_execution(config, start_step):
 
 
 # ----------------------------------------------------------------------------------- callbacks
-class StepCheckpoint(keras.callbacks.Callback):
-    """Saves a checkpoint every ``every`` optimiser steps, at ``last`` and when a stop is
-    requested (Ctrl-C, SIGTERM), and stops training at ``last`` (so that a run ends at exactly
-    ``--iter_max`` steps, resumed or not).
-
-    A non-finite metric (the loss terms of the step) or weight stops training at once without
-    saving: ``self.failure`` then holds a :class:`Diverged` naming the step and the last good
-    checkpoint. Weights are checked before every save, so a checkpoint never holds NaN.
-    """
-
-    def __init__(self, manager, every, last, stop_requested=lambda: False):
-        super().__init__()
-        self.manager, self.every, self.last = manager, every, last
-        self.stop_requested = stop_requested
-        self.failure = None
-        self.interrupted_at = None
-        self.first_step_at = None  # seconds from process start to the end of the first step
-
-    def _diverged(self, step, what):
-        self.model.stop_training = True
-        if self.model.steps_per_execution > 1:  # the callback sees one call of several steps
-            first = step - self.model.steps_per_execution + 1
-            step = f"{step} (within steps {first}-{step}, run in one call; " \
-                   f"--steps_per_execution=1 names the exact step)"
-        last = self.manager.latest_checkpoint
-        kept = (f"The last good checkpoint, {last}, is kept; starting the same command again "
-                f"resumes from it" if last else "No checkpoint had been saved yet")
-        self.failure = Diverged(
-            f"training diverged at step {step}: {what} became non-finite. Training stopped and "
-            f"nothing after the last good checkpoint was saved. {kept}. Lower --lr, or check "
-            f"the data.")
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if self.first_step_at is None:
-            self.first_step_at = process_age()
-        bad = sorted(name for name, value in (logs or {}).items()
-                     if not np.all(np.isfinite(np.asarray(value, np.float64))))
-        if bad:
-            return self._diverged(step, f"the training loss ({', '.join(bad)})")
-        stop = self.stop_requested()
-        if step % self.every == 0 or step >= self.last or stop:
-            if not all(np.isfinite(w).all() for w in self.model.get_weights()):
-                return self._diverged(step, "a model weight")
-            self.manager.save(checkpoint_number=step)
-        if stop:
-            self.interrupted_at = step
-        if step >= self.last or stop:
-            self.model.stop_training = True
-
-
-@contextlib.contextmanager
-def stop_requests(enabled=True):
-    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request that training polls at the next
-    step boundary (so a checkpoint is saved first); a second Ctrl-C stops at once.
-
-    Yields a function that tells whether a stop was requested. Signal handlers can only be set in
-    the main thread; elsewhere (or with ``enabled=False``) signals keep their default behaviour.
-    """
-    requested = []
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-
-    def handler(signum, frame):
-        if requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        requested.append(signum)
-        print(f"\n{signal.Signals(signum).name}: saving a checkpoint after this step, then "
-              f"stopping (Ctrl-C again stops at once, losing the steps since the last "
-              f"checkpoint).", file=sys.stderr, flush=True)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield lambda: bool(requested)
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def restore_latest(checkpoint, directory):
-    """Restores the newest readable checkpoint in ``directory``; returns its path or None.
-
-    TensorFlow publishes a checkpoint in the folder's ``checkpoint`` file only after writing it
-    completely, so a crash while saving leaves the previous one as the newest. A checkpoint that
-    was damaged later (disk full, a truncated copy) is reported and the one before it is used.
-    """
-    state = tf.train.get_checkpoint_state(directory)
-    if state is None:
-        return None
-    candidates = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-    for path in reversed(candidates):
-        try:
-            checkpoint.restore(path).assert_existing_objects_matched()
-            return path
-        except Exception as e:  # noqa: BLE001  Any unreadable checkpoint (TF raises OpError,
-            # IndexError, ValueError or AssertionError, depending on the damage) means: use an
-            # older one; restoring it assigns every variable again.
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            print(f"warning: checkpoint {path} cannot be restored ({first_line[:200]}); trying "
-                  f"the one before it.", file=sys.stderr, flush=True)
-    raise ConfigError(f"no checkpoint in {directory} can be restored into this model. Move the "
-                      f"folder aside to start the run afresh.")
-
-
 def process_age():
     """Seconds since this process started (Linux /proc; None elsewhere): start-up is measured
     from the launch of the interpreter, imports included."""
@@ -449,14 +231,6 @@ def source_commit():
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def weights_digest(model):
-    """SHA-256 of all model weights (bitwise), to compare runs and workers."""
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return digest.hexdigest()
 
 
 class SampleGrids(keras.callbacks.Callback):
@@ -493,29 +267,6 @@ def build_model(config, strategy):
     return model
 
 
-# Settings that a resumed run must share with the run it continues (the others, such as
-# --iter_max, --iter_save or the evaluation settings, may change between starts).
-RESUME_SETTINGS = ("model", "dataset", "z", "k", "gw", "cw", "seed", "batch_size", "lr", "data",
-                   "svhn_split")
-
-
-def check_resume_settings(run_dir, config):
-    """Refuses to continue a run with settings other than those it was started with."""
-    try:
-        with open(os.path.join(run_dir, "config.json")) as f:
-            before = json.load(f)
-    except (OSError, ValueError):
-        return  # No record (or an unreadable one, from a crash before its rename): nothing to compare.
-    now = dataclasses.asdict(config)
-    changed = [name for name in RESUME_SETTINGS if name in before and before[name] != now[name]]
-    if changed:
-        was = " ".join(f"--{name}={before[name]}" for name in changed)
-        asked = " ".join(f"--{name}={now[name]}" for name in changed)
-        raise ConfigError(f"{run_dir} has checkpoints of a run started with {was}, but this "
-                          f"command asks for {asked}. Resume with the same settings, or start a "
-                          f"new run with another --run (or --out_dir).")
-
-
 def run(config):
     """Trains (or resumes) the run of ``config``, then evaluates, draws samples and exports.
 
@@ -531,17 +282,17 @@ def run(config):
     started = time.time()
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(config)
-    chief = is_chief(strategy)
+    strategy = distribute.make_strategy(config)
+    chief = distribute.is_chief(strategy)
     dataset = load_data(config)
     run_dir = os.path.join(config.out_dir, config.run_name())
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
     # Non-chief workers save into scratch folders (saving needs every worker) and restore from
     # the chief's checkpoints, which all hosts must see (a shared file system).
-    scratch = None if chief else _worker_scratch(run_dir, strategy)
+    scratch = None if chief else distribute.worker_scratch(run_dir, strategy)
     os.makedirs(run_dir, exist_ok=True)
     if tf.train.latest_checkpoint(checkpoint_dir):
-        check_resume_settings(run_dir, config)
+        guard.check_resume_settings(run_dir, config)
     if chief:
         files.write_bytes_atomic(os.path.join(run_dir, "config.json"),
                                  json.dumps(dataclasses.asdict(config), indent=1).encode())
@@ -552,7 +303,7 @@ def run(config):
     manager = tf.train.CheckpointManager(
         checkpoint, checkpoint_dir if chief else os.path.join(scratch, "checkpoints"),
         max_to_keep=3)
-    restored = restore_latest(checkpoint, checkpoint_dir)
+    restored = guard.restore_latest(checkpoint, checkpoint_dir)
     if restored:
         print(f"resumed from {restored}", flush=True)
     start = int(model.optimizer.iterations.numpy())
@@ -564,8 +315,9 @@ def run(config):
         # Under multiworker every worker must stop at the same step: a signal reaching one
         # worker cannot be shared, so signals keep their default effect there (resume from the
         # last periodic checkpoint).
-        with stop_requests(enabled=config.strategy != "multiworker") as stop_requested:
-            saver = StepCheckpoint(manager, config.iter_save, config.iter_max, stop_requested)
+        with guard.stop_requests(enabled=config.strategy != "multiworker") as stop_requested:
+            saver = guard.StepCheckpoint(manager, config.iter_save, config.iter_max,
+                                         stop_requested)
             callbacks = [saver]
             if chief:
                 callbacks += [SampleGrids(os.path.join(run_dir, "samples"), config.iter_save,
@@ -578,7 +330,9 @@ def run(config):
                       verbose=config.verbose if config.verbose is not None else
                       (1 if sys.stdout.isatty() else 2))
             train_seconds = time.time() - t0
-        startup_seconds = saver.first_step_at
+        if saver.first_step_at is not None and process_age() is not None:
+            launched = time.time() - process_age()
+            startup_seconds = round(saver.first_step_at - launched, 2)
         if saver.failure is not None:
             raise saver.failure
         if saver.interrupted_at is not None:
@@ -586,7 +340,7 @@ def run(config):
                               f"checkpoint saved in {manager.latest_checkpoint}. Start the same "
                               f"command again to resume.")
     steps = int(model.optimizer.iterations.numpy())
-    digest = weights_digest(model)
+    digest = guard.weights_digest(model)
     if startup_seconds is not None:
         print(f"start-up: {startup_seconds:.1f} s from launch to the end of the first step",
               flush=True)

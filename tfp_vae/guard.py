@@ -1,0 +1,161 @@
+"""What keeps a training run safe: checkpoints, stop requests, divergence and resume checks.
+
+* :class:`StepCheckpoint` saves every ``iter_save`` steps, at the end and on a stop request, and
+  stops training on a non-finite loss or weight without saving (the last good checkpoint stays).
+* :func:`stop_requests` turns Ctrl-C and SIGTERM into a request honoured between steps.
+* :func:`restore_latest` restores the newest readable checkpoint (a damaged one is skipped).
+* :func:`check_resume_settings` refuses to continue a run with other settings.
+* :func:`weights_digest` fingerprints the weights, to compare runs and workers bit for bit.
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfp_vae.errors import ConfigError, Diverged
+
+
+class StepCheckpoint(keras.callbacks.Callback):
+    """Saves a checkpoint every ``every`` optimiser steps, at ``last`` and when a stop is
+    requested (Ctrl-C, SIGTERM), and stops training at ``last`` (so that a run ends at exactly
+    ``--iter_max`` steps, resumed or not).
+
+    A non-finite metric (the loss terms of the step) or weight stops training at once without
+    saving: ``self.failure`` then holds a :class:`Diverged` naming the step and the last good
+    checkpoint. Weights are checked before every save, so a checkpoint never holds NaN.
+    """
+
+    def __init__(self, manager, every, last, stop_requested=lambda: False):
+        super().__init__()
+        self.manager, self.every, self.last = manager, every, last
+        self.stop_requested = stop_requested
+        self.failure = None
+        self.interrupted_at = None
+        self.first_step_at = None  # time.time() at the end of the first call
+
+    def _diverged(self, step, what):
+        self.model.stop_training = True
+        if self.model.steps_per_execution > 1:  # the callback sees one call of several steps
+            first = step - self.model.steps_per_execution + 1
+            step = f"{step} (within steps {first}-{step}, run in one call; " \
+                   f"--steps_per_execution=1 names the exact step)"
+        last = self.manager.latest_checkpoint
+        kept = (f"The last good checkpoint, {last}, is kept; starting the same command again "
+                f"resumes from it" if last else "No checkpoint had been saved yet")
+        self.failure = Diverged(
+            f"training diverged at step {step}: {what} became non-finite. Training stopped and "
+            f"nothing after the last good checkpoint was saved. {kept}. Lower --lr, or check "
+            f"the data.")
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
+        bad = sorted(name for name, value in (logs or {}).items()
+                     if not np.all(np.isfinite(np.asarray(value, np.float64))))
+        if bad:
+            return self._diverged(step, f"the training loss ({', '.join(bad)})")
+        stop = self.stop_requested()
+        if step % self.every == 0 or step >= self.last or stop:
+            if not all(np.isfinite(w).all() for w in self.model.get_weights()):
+                return self._diverged(step, "a model weight")
+            self.manager.save(checkpoint_number=step)
+        if stop:
+            self.interrupted_at = step
+        if step >= self.last or stop:
+            self.model.stop_training = True
+
+
+@contextlib.contextmanager
+def stop_requests(enabled=True):
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request that training polls at the next
+    step boundary (so a checkpoint is saved first); a second Ctrl-C stops at once.
+
+    Yields a function that tells whether a stop was requested. Signal handlers can only be set in
+    the main thread; elsewhere (or with ``enabled=False``) signals keep their default behaviour.
+    """
+    requested = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requested.append(signum)
+        print(f"\n{signal.Signals(signum).name}: saving a checkpoint after this step, then "
+              f"stopping (Ctrl-C again stops at once, losing the steps since the last "
+              f"checkpoint).", file=sys.stderr, flush=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(requested)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def restore_latest(checkpoint, directory):
+    """Restores the newest readable checkpoint in ``directory``; returns its path or None.
+
+    TensorFlow publishes a checkpoint in the folder's ``checkpoint`` file only after writing it
+    completely, so a crash while saving leaves the previous one as the newest. A checkpoint that
+    was damaged later (disk full, a truncated copy) is reported and the one before it is used.
+    """
+    state = tf.train.get_checkpoint_state(directory)
+    if state is None:
+        return None
+    candidates = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    for path in reversed(candidates):
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+            return path
+        except Exception as e:  # noqa: BLE001  Any unreadable checkpoint (TF raises OpError,
+            # IndexError, ValueError or AssertionError, depending on the damage) means: use an
+            # older one; restoring it assigns every variable again.
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"warning: checkpoint {path} cannot be restored ({first_line[:200]}); trying "
+                  f"the one before it.", file=sys.stderr, flush=True)
+    raise ConfigError(f"no checkpoint in {directory} can be restored into this model. Move the "
+                      f"folder aside to start the run afresh.")
+
+
+def weights_digest(model):
+    """SHA-256 of all model weights (bitwise), to compare runs and workers."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+# Settings that a resumed run must share with the run it continues (the others, such as
+# --iter_max, --iter_save or the evaluation settings, may change between starts).
+RESUME_SETTINGS = ("model", "dataset", "z", "k", "gw", "cw", "seed", "batch_size", "lr", "data",
+                   "svhn_split")
+
+
+def check_resume_settings(run_dir, config):
+    """Refuses to continue a run with settings other than those it was started with."""
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            before = json.load(f)
+    except (OSError, ValueError):
+        return  # No record (or an unreadable one, from a crash before its rename): nothing to compare.
+    now = dataclasses.asdict(config)
+    changed = [name for name in RESUME_SETTINGS if name in before and before[name] != now[name]]
+    if changed:
+        was = " ".join(f"--{name}={before[name]}" for name in changed)
+        asked = " ".join(f"--{name}={now[name]}" for name in changed)
+        raise ConfigError(f"{run_dir} has checkpoints of a run started with {was}, but this "
+                          f"command asks for {asked}. Resume with the same settings, or start a "
+                          f"new run with another --run (or --out_dir).")
