@@ -12,7 +12,7 @@ setuptools.setup(
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["tfp_vae", "tfp_vae.*"]),
     package_data={"tfp_vae": ["mnist/*.gz"]},
-    scripts=["bin/train", "bin/sample"],
+    scripts=["bin/train", "bin/sample", "bin/evaluate"],
     # Pinned to the versions that work together: TFP 0.25 is built against TF 2.21 (its [tf]
     # extra brings tf-keras, which TFP imports; our code uses Keras 3). TFDS 4.9.10 imports
     # importlib_resources without declaring it. SciPy reads SVHN's .mat files.

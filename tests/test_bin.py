@@ -132,3 +132,25 @@ def test_sample_refuses_an_option_for_another_model_kind(trained, tmp_path):
     assert proc.returncode == 2 and "--components needs a GMVAE" in proc.stderr
     assert "holds a vae" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "c.png").exists()
+
+
+def test_evaluate_reproduces_the_run_evaluation_from_the_savedmodel(trained, tmp_path):
+    run_dir, _ = trained
+    out = tmp_path / "eval.json"
+    proc = run_tool("evaluate", f"--model_dir={run_dir / 'savedmodel'}", "--repeats=2",
+                    "--iwae_samples=1,10", "--nofull_test", f"--out={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Reference protocol" in proc.stdout and "-IWAE-10" in proc.stdout
+    fresh = json.loads(out.read_text())["subset"]
+    logged = json.loads((run_dir / "evaluation.json").read_text())["subset"]
+    for name in ("nelbo", "kl", "rec"):  # the same seeds: equal up to float32 rounding
+        np.testing.assert_allclose(fresh[name]["mean"], logged[name]["mean"], rtol=1e-4)
+    for m in ("1", "10"):
+        np.testing.assert_allclose(fresh["niwae"][m]["mean"], logged["niwae"][m]["mean"],
+                                   rtol=1e-4)
+
+
+def test_evaluate_refuses_a_folder_that_is_not_a_model(tmp_path):
+    proc = run_tool("evaluate", f"--model_dir={tmp_path}")
+    assert proc.returncode == 2 and "is not a SavedModel folder" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -14,6 +14,7 @@ over images.
 """
 
 import math
+import time
 
 import keras
 import numpy as np
@@ -38,16 +39,64 @@ def model_bounds(model):
     return elbo, iwae
 
 
-def saved_model_bounds(loaded):
-    """The two bound functions of a SavedModel loaded with ``tf.saved_model.load``."""
-    def elbo(x, seed):
-        out = loaded.negative_elbo(x=x, seed=seed)
-        return out["nelbo"], out["kl"], out["rec"]
+def saved_model_bounds(loaded, conditional=False):
+    """The two bound functions of a SavedModel loaded with ``tf.saved_model.load``; with
+    ``conditional`` (the FSVAE) they take the labels after x. Each returns the bound first, then
+    its parts in the order of their names (``kl``, ``rec`` for the Bernoulli models)."""
+    def parts(out, first):
+        return (out[first],) + tuple(out[k] for k in sorted(out) if k != first)
 
-    def iwae(x, m, seed):
-        out = loaded.negative_iwae(x=x, m=m, seed=seed)
-        return out["niwae"], out["kl"], out["rec"]
+    def elbo(x, *rest):
+        inputs = dict(zip(("y", "seed") if conditional else ("seed",), rest))
+        return parts(loaded.negative_elbo(x=x, **inputs), "nelbo")
+
+    def iwae(x, *rest):
+        inputs = dict(zip(("y", "m", "seed") if conditional else ("m", "seed"), rest))
+        return parts(loaded.negative_iwae(x=x, **inputs), "niwae")
     return elbo, iwae
+
+
+def evaluate(data_kind, negative_elbo, negative_iwae, dataset, repeats=100,
+             iwae_samples=IWAE_SAMPLES, full_test=True, classify=None, sample_check=None):
+    """The evaluation of one model, by its kind of data (``model.data_kind``).
+
+    * ``"unsupervised"`` (VAE, GMVAE): the reference protocol on the 100-image subset
+      (:func:`reference_protocol`) and, with ``full_test``, the binarised 10k test set.
+    * ``"semisupervised"`` (SSVAE): the accuracy of ``classify`` (images -> class
+      probabilities) on the 10k continuous test images, the reference metric, with the confusion
+      matrix; with ``full_test``, the bounds on the binarised test set.
+    * ``"supervised"`` (FSVAE): with ``full_test``, the bounds of -log p(x | y) on the continuous
+      test set; and ``sample_check()`` (see :func:`conditional_sample_accuracy`) if given.
+
+    Returns:
+      The dictionary that ``evaluation.json`` holds, with the seconds each part took.
+    """
+    results = {}
+
+    def timed(name, fn):
+        t0 = time.time()
+        results[name] = fn()
+        results[f"{name}_eval_seconds"] = round(time.time() - t0, 2)
+
+    if data_kind == "supervised":
+        x_test = data.to_unit_interval(dataset.test_images)
+        y_test = dataset.test_labels.astype(np.int32)
+        if full_test:
+            timed("full_test", lambda: full_test_set(negative_elbo, negative_iwae, x_test, y_test))
+        if sample_check is not None:
+            timed("sample_check", sample_check)
+        return results
+    if data_kind == "semisupervised":
+        timed("classifier", lambda: classifier_accuracy(
+            classify, data.to_unit_interval(dataset.test_images), dataset.test_labels))
+    else:
+        x_subset, _ = data.test_subset(dataset)
+        timed("subset", lambda: reference_protocol(negative_elbo, negative_iwae, x_subset, seed=0,
+                                                   repeats=repeats, iwae_samples=iwae_samples))
+    if full_test:
+        x_test, _ = data.full_test_set(dataset)
+        timed("full_test", lambda: full_test_set(negative_elbo, negative_iwae, x_test))
+    return results
 
 
 def _summary(values):

@@ -392,42 +392,15 @@ def training_data(model, dataset, config, start_step):
 
 
 def evaluate_model(model, dataset, config):
-    """Unsupervised models: the reference protocol on the 100-image subset and (``full_test``)
-    the 10k test set. Classifiers: accuracy on the 10k continuous test images (the reference
-    metric) and the confusion matrix, and the test NELBO. Conditional models: the bounds of
-    log p(x | y) on the continuous test set, and how often a separately trained classifier
-    recognises the requested class in 1000 conditional samples."""
+    """The evaluation of :func:`tfp_vae.evaluate.evaluate` for a trained Keras model."""
     elbo, iwae = evaluate.model_bounds(model)
-    if model.data_kind == "supervised":
-        x_test = data.to_unit_interval(dataset.test_images)
-        y_test = dataset.test_labels.astype(np.int32)
-        results = {}
-        if config.full_test:
-            t0 = time.time()
-            results["full_test"] = evaluate.full_test_set(elbo, iwae, x_test, y_test)
-            results["full_test_eval_seconds"] = round(time.time() - t0, 2)
-        t0 = time.time()
+    classify = model if model.data_kind == "semisupervised" else None
+
+    def sample_check():
         checker = evaluate.train_check_classifier(dataset, config.check_steps, seed=config.seed)
-        results["sample_check"] = evaluate.conditional_sample_accuracy(
-            model, checker, per_class=100, seed=config.seed)
-        results["sample_check_seconds"] = round(time.time() - t0, 2)
-        return results
-    if model.data_kind == "semisupervised":
-        results = {"classifier": evaluate.classifier_accuracy(
-            model, data.to_unit_interval(dataset.test_images), dataset.test_labels)}
-        if config.full_test:
-            x_test, _ = data.full_test_set(dataset)
-            results["full_test"] = evaluate.full_test_set(elbo, iwae, x_test)
-        return results
-    x_subset, _ = data.test_subset(dataset)
-    t0 = time.time()
-    results = {"subset": evaluate.reference_protocol(elbo, iwae, x_subset, seed=0,
-                                                     repeats=config.eval_repeats,
-                                                     iwae_samples=config.iwae_samples)}
-    results["subset_eval_seconds"] = round(time.time() - t0, 2)
-    if config.full_test:
-        t0 = time.time()
-        x_test, _ = data.full_test_set(dataset)
-        results["full_test"] = evaluate.full_test_set(elbo, iwae, x_test)
-        results["full_test_eval_seconds"] = round(time.time() - t0, 2)
-    return results
+        return evaluate.conditional_sample_accuracy(model, checker, per_class=100,
+                                                    seed=config.seed)
+    return evaluate.evaluate(model.data_kind, elbo, iwae, dataset, repeats=config.eval_repeats,
+                             iwae_samples=config.iwae_samples, full_test=config.full_test,
+                             classify=classify,
+                             sample_check=sample_check if model.data_kind == "supervised" else None)
