@@ -226,6 +226,15 @@ def test_bin_train_fsvae_on_official_svhn_files(svhn_dir, tmp_path):
     proc = run_tool("sample", f"--model_dir={run_dir / 'savedmodel'}", f"--out={png}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert tuple(tf.io.decode_png(png.read_bytes()).shape) == (320, 640, 3)
+    out = tmp_path / "eval.json"
+    proc = run_tool("evaluate", f"--model_dir={run_dir / 'savedmodel'}", f"--data_dir={folder}",
+                    "--check_steps=5", f"--out={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fresh = json.loads(out.read_text())
+    assert fresh["kind"] == "fsvae" and fresh["sample_check"]["n"] == 1000
+    for name in ("nelbo", "niwae_100"):  # the same seeds as bin/train's evaluation
+        np.testing.assert_allclose(fresh["full_test"][name]["mean"],
+                                   result["full_test"][name]["mean"], rtol=1e-4)
 
 
 def test_bin_train_refuses_svhn_for_bernoulli_models_and_missing_data(tmp_path):
