@@ -168,3 +168,17 @@ def test_bin_train_ssvae_reports_accuracy_and_confusion(tmp_path):
     assert "true \\ predicted" in proc.stdout
     assert tuple(tf.io.decode_png((run_dir / "confusion.png").read_bytes()).shape) == (240, 240, 1)
     assert tuple(tf.io.decode_png((run_dir / "samples.png").read_bytes()).shape) == (280, 560, 1)
+
+
+def test_bin_evaluate_gives_the_models_own_test_accuracy(tmp_path, mnist):
+    from tfp_vae import evaluate
+    model = models.SSVAE(z_dim=4, seed=3)
+    export.export(model, tmp_path / "m")
+    out = tmp_path / "eval.json"
+    proc = run_tool("evaluate", f"--model_dir={tmp_path / 'm'}", "--nofull_test", f"--out={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fresh = json.loads(out.read_text())["classifier"]
+    own = evaluate.classifier_accuracy(model, data.to_unit_interval(mnist.test_images),
+                                       mnist.test_labels)
+    assert fresh["n"] == 10000 and fresh["confusion"] == own["confusion"]
+    assert "true \\ predicted" in proc.stdout
