@@ -1,0 +1,84 @@
+"""The pretrained models in savedmodels/: each loads in a fresh process without tfp_vae, has the
+signatures its metadata lists, samples, and its evaluation.json agrees with a fresh evaluation."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_tool
+
+KINDS = ("vae", "gmvae", "ssvae", "fsvae")
+FOLDER = ROOT / "savedmodels"
+
+_LOAD_ALL = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+out = {}
+for path in sys.argv[1:]:
+    meta = json.load(open(path + "/assets.extra/tfp_vae.json"))
+    m = tf.saved_model.load(path)
+    seed = tf.constant([1, 2], tf.int32)
+    if "class_grid" in meta["signatures"]:
+        pictures = m.class_grid(columns=tf.constant(3), seed=seed)
+    else:
+        pictures = m.sample(n=tf.constant(6), seed=seed)
+    picture = pictures[meta["picture_keys"][1]].numpy()
+    out[meta["kind"]] = {"signatures": sorted(m.signatures), "listed": meta["signatures"],
+                         "shape": list(picture.shape), "min": float(picture.min()),
+                         "max": float(picture.max()), "std": float(picture.std())}
+out["tfp_vae_imported"] = any(name.startswith("tfp_vae") for name in sys.modules)
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_each_pretrained_model_loads_without_tfp_vae_and_samples():
+    paths = [str(FOLDER / kind) for kind in KINDS]
+    proc = subprocess.run([sys.executable, "-c", _LOAD_ALL, *paths], capture_output=True,
+                          text=True, timeout=300, cwd="/")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert not out.pop("tfp_vae_imported")
+    assert sorted(out) == sorted(KINDS)
+    for kind, result in out.items():
+        assert result["signatures"] == sorted(result["listed"] + ["serving_default"]), kind
+        rows = 30 if kind in ("ssvae", "fsvae") else 6
+        assert result["shape"] == [rows, 784], kind
+        assert 0 <= result["min"] and result["max"] <= 1 and result["std"] > 0.05, kind
+
+
+def test_each_pretrained_model_has_its_evaluation_and_stays_small():
+    for kind in KINDS:
+        evaluation = json.loads((FOLDER / kind / "evaluation.json").read_text())
+        assert evaluation["run"].startswith(f"model={kind}")
+        size = sum(p.stat().st_size for p in (FOLDER / kind).rglob("*") if p.is_file())
+        assert size < 15 * 2**20, (kind, size)
+
+
+@pytest.mark.parametrize("kind", ["vae", "gmvae"])
+def test_pretrained_evaluation_agrees_with_a_fresh_one(kind, tmp_path):
+    """Two repeats of the reference protocol against the stored 100: equal within four standard
+    deviations of the Monte-Carlo noise of two repeats."""
+    stored = json.loads((FOLDER / kind / "evaluation.json").read_text())["subset"]["nelbo"]
+    out = tmp_path / "eval.json"
+    proc = run_tool("evaluate", f"--model_dir={FOLDER / kind}", "--repeats=2",
+                    "--iwae_samples=1", "--nofull_test", f"--out={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fresh = json.loads(out.read_text())["subset"]["nelbo"]
+    spread = stored["se"] * math.sqrt(stored["n"])  # sd of one repeat
+    assert abs(fresh["mean"] - stored["mean"]) < 4 * spread / math.sqrt(2) + 4 * stored["se"]
+
+
+def test_pretrained_ssvae_accuracy_is_reproduced_exactly(tmp_path):
+    stored = json.loads((FOLDER / "ssvae" / "evaluation.json").read_text())["classifier"]
+    out = tmp_path / "eval.json"
+    proc = run_tool("evaluate", f"--model_dir={FOLDER / 'ssvae'}", "--nofull_test",
+                    f"--out={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fresh = json.loads(out.read_text())["classifier"]
+    assert fresh["accuracy"] == stored["accuracy"]
+    np.testing.assert_array_equal(fresh["confusion"], stored["confusion"])
