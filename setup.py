@@ -25,6 +25,7 @@ setuptools.setup(
         "numpy>=1.26",
         "absl-py>=2",
         "scipy>=1.11",
+        "matplotlib>=3.8",  # the pictures of a run (tfp_vae.pictures)
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6"]},
 )

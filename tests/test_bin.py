@@ -35,6 +35,12 @@ def test_train_writes_the_whole_run(trained):
     assert set(result["subset"]["niwae"]) == {"1", "10"}
     assert 100 < result["subset"]["nelbo"]["mean"] < 600
     assert _png_shape(run_dir / "samples.png") == (280, 560, 1)
+    for plot in ("curves.png", "iwae.png", "latent.png"):  # matplotlib plots, 640 x 400
+        assert _png_shape(run_dir / plot)[:2] == (400, 640), plot
+        assert tf.io.decode_png((run_dir / plot).read_bytes()).numpy().std() > 10, plot
+    assert _png_shape(run_dir / "reconstructions.png") == (6 * 28, 10 * 28, 1)  # 3 pairs of rows
+    rows = (run_dir / "history.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,kl,nelbo,rec") and len(rows) == 3  # steps 10 and 20
     assert (run_dir / "savedmodel" / "saved_model.pb").is_file()
     assert list((run_dir / "logs" / "train").iterdir())  # TensorBoard events
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.index")) == \

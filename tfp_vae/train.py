@@ -9,6 +9,8 @@ the same. A run lives in ``<out_dir>/<run name>/`` (the reference's names, e.g.
     config.json        the configuration of the run
     evaluation.json    the evaluation at the end (also printed as a table)
     samples.png        200 samples, 10 x 20 (the FSVAE's: row = class, column = shared z)
+    history.csv        the training metrics every log_every steps (Keras CSVLogger)
+    curves.png, iwae.png, latent.png, reconstructions.png   see tfp_vae.pictures
     samples/           the same grid every iter_save steps
     savedmodel/        the SavedModel (signatures: see BaseVAE.export_endpoints)
 
@@ -37,7 +39,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfp_vae import data, distribute, evaluate, export, files, guard, images, models, svhn
+from tfp_vae import (data, distribute, evaluate, export, files, guard, images, models,
+                     pictures, svhn)
 from tfp_vae.errors import ConfigError, Diverged, Interrupted  # noqa: F401 (re-exported)
 
 STRATEGIES = distribute.STRATEGIES
@@ -322,7 +325,9 @@ def run(config):
             if chief:
                 callbacks += [SampleGrids(os.path.join(run_dir, "samples"), config.iter_save,
                                           config.seed),
-                              keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"))]
+                              keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+                              keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"),
+                                                        append=True)]
             t0 = time.time()
             model.fit(stream, epochs=math.ceil(config.iter_max / config.log_every),
                       initial_epoch=start // config.log_every, steps_per_epoch=config.log_every,
@@ -369,6 +374,7 @@ def run(config):
         export.export(model, os.path.join(run_dir, "savedmodel"))
     files.write_bytes_atomic(os.path.join(run_dir, "evaluation.json"),
                              json.dumps(results, indent=1).encode())
+    pictures.write_all(model, dataset, results, run_dir, config.log_every)
     return results
 
 

@@ -1,0 +1,132 @@
+"""Pictures of a trained model, written by ``bin/train`` at the end of a run.
+
+* ``curves.png``: the training metrics (nelbo, kl, rec, ...) against the step, from the run's
+  ``history.csv`` (Keras' ``CSVLogger``, one row per ``--log_every`` steps);
+* ``iwae.png``: -IWAE-m against m (log scale) with standard errors, and the NELBO;
+* ``latent.png``: the encoder means of 2,000 test images, coloured by digit (their first two
+  principal components when z has more than two dimensions);
+* ``reconstructions.png``: test images (odd rows) above their reconstructions (even rows).
+
+Plots use matplotlib's non-interactive Agg backend; grids use :mod:`tfp_vae.images`.
+"""
+
+import csv
+import os
+
+import numpy as np
+
+from tfp_vae import images
+
+SIZE = (6.4, 4.0)  # inches; at 100 dpi every plot is 640 x 400 pixels
+DPI = 100
+
+
+def _figure():
+    import matplotlib
+    matplotlib.use("Agg")  # no display: write files only
+    import matplotlib.pyplot as plt
+    return plt, plt.figure(figsize=SIZE, dpi=DPI)
+
+
+def _save(plt, fig, path):
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    fig.savefig(tmp, dpi=DPI)
+    plt.close(fig)
+    os.replace(tmp, path)  # atomic, as every file of a run
+    return path
+
+
+def training_curves(history_csv, path, steps_per_row):
+    """Each metric column of ``history_csv`` against the training step (one panel each)."""
+    with open(history_csv) as f:
+        rows = list(csv.DictReader(f))
+    def numeric(name):  # Keras also writes "val_*" columns of "NA" when nothing is validated
+        try:
+            return all(np.isfinite(float(r[name])) for r in rows)
+        except ValueError:
+            return False
+    names = [k for k in (rows[0] if rows else {}) if k != "epoch" and numeric(k)]
+    plt, fig = _figure()
+    steps = [(int(r["epoch"]) + 1) * steps_per_row for r in rows]
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), i + 1)
+        ax.plot(steps, [float(r[name]) for r in rows])
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return _save(plt, fig, path)
+
+
+def iwae_against_m(subset, path):
+    """-IWAE-m (mean and standard error over the protocol's repeats) against m, with the NELBO."""
+    points = sorted((int(m), s) for m, s in subset["niwae"].items())  # int or JSON str keys
+    ms = [m for m, _ in points]
+    means = [s["mean"] for _, s in points]
+    errors = [s["se"] or 0.0 for _, s in points]
+    plt, fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    ax.errorbar(ms, means, yerr=errors, marker="o", capsize=3, label="-IWAE-m")
+    ax.axhline(subset["nelbo"]["mean"], color="gray", linestyle="--", label="NELBO")
+    ax.set_xscale("log")
+    ax.set_xlabel("m (importance samples)")
+    ax.set_ylabel("nats")
+    ax.legend()
+    fig.tight_layout()
+    return _save(plt, fig, path)
+
+
+def latent_view(means, labels, path):
+    """A scatter of latent means coloured by label (first two principal components if needed)."""
+    means = np.asarray(means, np.float64)
+    projected = means.shape[1] > 2
+    if projected:
+        centred = means - means.mean(0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        means = centred @ vt[:2].T
+    plt, fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    points = ax.scatter(means[:, 0], means[:, 1], c=labels, cmap="tab10", s=4, vmin=-0.5,
+                        vmax=9.5)
+    fig.colorbar(points, ticks=range(10), label="digit")
+    ax.set_xlabel("principal component 1 of E[z | x]" if projected else "E[z_1 | x]")
+    ax.set_ylabel("principal component 2 of E[z | x]" if projected else "E[z_2 | x]")
+    fig.tight_layout()
+    return _save(plt, fig, path)
+
+
+def reconstructions(x, x_hat, path, image_shape, columns=10):
+    """Pairs of rows: ``columns`` inputs above their reconstructions."""
+    x = np.asarray(x, np.float32).reshape(-1, columns, int(np.prod(image_shape)))
+    x_hat = np.clip(np.asarray(x_hat, np.float32), 0, 1).reshape(x.shape)
+    pairs = np.stack([x, x_hat], 1).reshape(-1, x.shape[-1])
+    return images.write_png(path, images.tile(pairs, len(pairs) // columns, columns,
+                                              *image_shape))
+
+
+def write_all(model, dataset, results, run_dir, log_every, n_latent=2000, n_pairs=30):
+    """Writes the pictures of a run into ``run_dir``; returns their paths."""
+    import tensorflow as tf
+    from tfp_vae import data
+    written = []
+    history = os.path.join(run_dir, "history.csv")
+    if os.path.isfile(history) and os.path.getsize(history):
+        written.append(training_curves(history, os.path.join(run_dir, "curves.png"), log_every))
+    if "subset" in results:
+        written.append(iwae_against_m(results["subset"], os.path.join(run_dir, "iwae.png")))
+    if model.data_kind == "supervised":  # continuous images, the labels condition the encoder
+        x = data.to_unit_interval(dataset.test_images[:n_latent])
+    else:
+        x, _ = data.full_test_set(dataset)
+        x = x[:n_latent]
+    y = tf.constant(dataset.test_labels[:len(x)].astype(np.int32))
+    conditional = model.data_kind in ("supervised", "semisupervised")
+    x = tf.constant(x.reshape(len(x), -1), tf.float32)
+    q = model.encode(x, y) if conditional else model.encode(x)
+    written.append(latent_view(q.mean().numpy(), y.numpy(), os.path.join(run_dir, "latent.png")))
+    z = q.mean()[:n_pairs]
+    p = model.decode(z, y[:n_pairs]) if conditional else model.decode(z)
+    written.append(reconstructions(x[:n_pairs], p.mean(), os.path.join(run_dir,
+                                                                       "reconstructions.png"),
+                                   model.image_shape))
+    return written
