@@ -1,6 +1,7 @@
 """bin/train and bin/sample end to end, on the bundled MNIST with a few steps."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,8 @@ def test_train_writes_the_whole_run(trained):
     assert "Reference protocol" in proc.stdout and "-IWAE-10" in proc.stdout
     result = json.loads((run_dir / "evaluation.json").read_text())
     assert result["steps"] == 20
+    assert 1 < result["startup_seconds"] < 120  # launch to the end of the first call
+    assert re.fullmatch(r"[0-9a-f]{7,}", result["commit"])  # the tests run in a git checkout
     assert set(result["subset"]["niwae"]) == {"1", "10"}
     assert 100 < result["subset"]["nelbo"]["mean"] < 600
     assert _png_shape(run_dir / "samples.png") == (280, 560, 1)

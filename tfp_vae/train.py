@@ -335,9 +335,9 @@ def run(config):
                       verbose=config.verbose if config.verbose is not None else
                       (1 if sys.stdout.isatty() else 2))
             train_seconds = time.time() - t0
-        if saver.first_step_at is not None and process_age() is not None:
-            launched = time.time() - process_age()
-            startup_seconds = round(saver.first_step_at - launched, 2)
+        age = process_age()
+        if saver.first_step_at is not None and age is not None:
+            startup_seconds = round(saver.first_step_at - (time.time() - age), 2)
         if saver.failure is not None:
             raise saver.failure
         if saver.interrupted_at is not None:
