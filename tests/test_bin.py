@@ -19,6 +19,24 @@ def _png_shape(path):
     return tuple(tf.io.decode_png(open(path, "rb").read()).shape)
 
 
+def _png(path):
+    return tf.io.decode_png(open(path, "rb").read()).numpy()
+
+
+def _tensorboard(folder):
+    """{tag: [(step, value)]} of every TensorBoard event file under ``folder`` (images as the
+    decoded picture, scalars as floats)."""
+    events = {}
+    for path in folder.rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for v in event.summary.value:
+                value = tf.make_ndarray(v.tensor)
+                if v.metadata.plugin_data.plugin_name == "images":  # [width, height, png...]
+                    value = tf.io.decode_png(value[2]).numpy()
+                events.setdefault(v.tag, []).append((event.step, value))
+    return events
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
@@ -46,6 +64,18 @@ def test_train_writes_the_whole_run(trained):
     assert rows[0].startswith("epoch,kl,nelbo,rec") and len(rows) == 3  # steps 10 and 20
     assert (run_dir / "savedmodel" / "saved_model.pb").is_file()
     assert list((run_dir / "logs" / "train").iterdir())  # TensorBoard events
+    samples = _tensorboard(run_dir / "logs" / "samples")["samples"]
+    assert [step for step, _ in samples] == [10, 20]  # every --iter_save steps
+    np.testing.assert_array_equal(samples[-1][1], _png(run_dir / "samples" / "step=0000020.png"))
+    final = _tensorboard(run_dir / "logs" / "evaluation")
+    for name in ("samples", "curves", "iwae", "latent", "reconstructions"):  # the same pictures
+        ((step, picture),) = final[name]
+        assert step == 20
+        np.testing.assert_array_equal(picture, _png(run_dir / f"{name}.png"))
+    ((_, nelbo),) = final["evaluation/subset/nelbo"]
+    assert float(nelbo) == pytest.approx(result["subset"]["nelbo"]["mean"], rel=1e-6)
+    ((_, niwae),) = final["evaluation/subset/niwae/10"]
+    assert float(niwae) == pytest.approx(result["subset"]["niwae"]["10"]["mean"], rel=1e-6)
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.index")) == \
         ["ckpt-10.index", "ckpt-20.index"]
 
@@ -147,9 +177,20 @@ def test_evaluate_reproduces_the_run_evaluation_from_the_savedmodel(trained, tmp
     run_dir, _ = trained
     out = tmp_path / "eval.json"
     proc = run_tool("evaluate", f"--model_dir={run_dir / 'savedmodel'}", "--repeats=2",
-                    "--iwae_samples=1,10", "--nofull_test", f"--out={out}")
+                    "--iwae_samples=1,10", "--nofull_test", f"--out={out}",
+                    f"--pictures_dir={tmp_path / 'pictures'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Reference protocol" in proc.stdout and "-IWAE-10" in proc.stdout
+    # The pictures of bin/train, drawn again from the SavedModel alone (the curves from the
+    # run's history.csv beside it): the same sample grid, the same reconstructions up to one
+    # grey level of float rounding.
+    pictures = tmp_path / "pictures"
+    np.testing.assert_array_equal(_png(pictures / "samples.png"), _png(run_dir / "samples.png"))
+    assert np.abs(_png(pictures / "reconstructions.png").astype(int)
+                  - _png(run_dir / "reconstructions.png")).max() <= 1
+    for plot in ("curves.png", "iwae.png", "latent.png"):
+        assert _png_shape(pictures / plot) == _png_shape(run_dir / plot), plot
+        assert _png(pictures / plot).std() > 10, plot
     fresh = json.loads(out.read_text())["subset"]
     logged = json.loads((run_dir / "evaluation.json").read_text())["subset"]
     for name in ("nelbo", "kl", "rec"):  # the same seeds: equal up to float32 rounding

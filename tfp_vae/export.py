@@ -52,6 +52,29 @@ def read_metadata(path):
         raise NotAModelError(f"{path} is a SavedModel but not one exported by tfp_vae (no "
                              f"readable {METADATA}).") from None
 
+def sample_grid(loaded, metadata, n=200, seed=0, means=False):
+    """A loaded model's sample grid, as ``bin/sample`` draws it: ``(pictures, rows, cols)``.
+
+    Class-conditional models (a ``class_grid`` signature): one row per class, ``n // 10``
+    columns, each column one shared z. Others: ``n`` draws of ``sample`` in the grid of
+    :func:`tfp_vae.images.grid_shape` (200 -> the reference's 10 x 20). ``means`` takes the mean
+    picture (e.g. Bernoulli probabilities) instead of the draws.
+    """
+    import tensorflow as tf
+    from tfp_vae import images
+    seed = tf.constant([seed, 0], tf.int32)
+    if "class_grid" in metadata["signatures"]:
+        if n % 10:
+            raise ValueError(f"must be a multiple of 10 for the {metadata['kind']} (one row per "
+                             f"class), got {n}.")
+        out = loaded.class_grid(columns=tf.constant(n // 10), seed=seed)
+        rows, cols = 10, n // 10
+    else:
+        out = loaded.sample(n=tf.constant(n, tf.int32), seed=seed)
+        rows, cols = images.grid_shape(n)
+    sample_key, mean_key = metadata.get("picture_keys", ("x", "probs"))
+    return out[mean_key if means else sample_key].numpy(), rows, cols
+
 
 def _check_shapes(name, fn, signature):
     """``fn`` with a run-time check that every input has the shape of its ``TensorSpec``.

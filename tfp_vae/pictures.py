@@ -1,11 +1,15 @@
-"""Pictures of a trained model, written by ``bin/train`` at the end of a run.
+"""Pictures of a trained model, written by ``bin/train`` at the end of a run and by
+``bin/evaluate`` from a SavedModel.
 
 * ``curves.png``: the training metrics (nelbo, kl, rec, ...) against the step, from the run's
   ``history.csv`` (Keras' ``CSVLogger``, one row per ``--log_every`` steps);
 * ``iwae.png``: -IWAE-m against m (log scale) with standard errors, and the NELBO;
 * ``latent.png``: the encoder means of 2,000 test images, coloured by digit (their first two
   principal components when z has more than two dimensions);
-* ``reconstructions.png``: test images (odd rows) above their reconstructions (even rows).
+* ``reconstructions.png``: test images (odd rows) above their reconstructions (even rows);
+* ``samples.png``: the model's sample grid, and ``confusion.png`` for a classifier.
+
+The same pictures and the evaluation's numbers also go to TensorBoard (:func:`to_tensorboard`).
 
 Plots use matplotlib's non-interactive Agg backend; grids use :mod:`tfp_vae.images`.
 """
@@ -104,29 +108,103 @@ def reconstructions(x, x_hat, path, image_shape, columns=10):
                                               *image_shape))
 
 
-def write_all(model, dataset, results, run_dir, log_every, n_latent=2000, n_pairs=30):
-    """Writes the pictures of a run into ``run_dir``; returns their paths."""
+def keras_functions(model):
+    """``(encode_mean, decode_mean)`` of a Keras model: E[z | x (, y)] and the mean picture of
+    p(x | z (, y)) as NumPy arrays, the two views :func:`write_all` needs."""
+    conditional = model.data_kind in ("supervised", "semisupervised")
+    mean_key = model.picture_keys[1]
+
+    def encode_mean(x, y):
+        return (model.encode(x, y) if conditional else model.encode(x)).mean().numpy()
+
+    def decode_mean(z, y):
+        p = model.decode(z, y) if conditional else model.decode(z)
+        return model.decoded(p)[mean_key].numpy()
+    return encode_mean, decode_mean
+
+
+def saved_model_functions(loaded, metadata):
+    """``(encode_mean, decode_mean)`` of a loaded SavedModel (its ``encode`` and ``decode``
+    signatures), so that :func:`write_all` draws the same pictures from an export."""
+    conditional = "class_grid" in metadata["signatures"]  # the label-conditioned models
+    mean_key = metadata["picture_keys"][1]
+
+    def encode_mean(x, y):
+        return (loaded.encode(x=x, y=y) if conditional else loaded.encode(x=x))["mean"].numpy()
+
+    def decode_mean(z, y):
+        return (loaded.decode(z=z, y=y) if conditional else loaded.decode(z=z))[mean_key].numpy()
+    return encode_mean, decode_mean
+
+
+def write_all(out_dir, results, dataset, data_kind, image_shape, encode_mean, decode_mean, grid,
+              history=None, log_every=None, n_latent=2000, n_pairs=30):
+    """Writes every picture of an evaluated model into ``out_dir``; returns their paths.
+
+    Args:
+      results: the evaluation dictionary (``tfp_vae.evaluate.evaluate``): ``iwae.png`` needs its
+        ``subset``, ``confusion.png`` its ``classifier``.
+      dataset: the :class:`~tfp_vae.data.ImageSet` whose test images are encoded.
+      data_kind: the model's kind of data ("binarized", "semisupervised" or "supervised").
+      encode_mean, decode_mean: from :func:`keras_functions` or :func:`saved_model_functions`.
+      grid: ``(pictures, rows, cols)``, the sample grid written as ``samples.png``.
+      history: a Keras ``CSVLogger`` file (one row per ``log_every`` steps) for ``curves.png``.
+    """
     import tensorflow as tf
     from tfp_vae import data
-    written = []
-    history = os.path.join(run_dir, "history.csv")
-    if os.path.isfile(history) and os.path.getsize(history):
-        written.append(training_curves(history, os.path.join(run_dir, "curves.png"), log_every))
+    os.makedirs(out_dir, exist_ok=True)
+    pictures, rows, cols = grid
+    written = [images.write_png(os.path.join(out_dir, "samples.png"),
+                                images.tile(np.asarray(pictures), rows, cols, *image_shape))]
+    if "classifier" in results:
+        written.append(images.write_png(os.path.join(out_dir, "confusion.png"),
+                                        images.heatmap(results["classifier"]["confusion"])))
+    if history and os.path.isfile(history) and os.path.getsize(history):
+        written.append(training_curves(history, os.path.join(out_dir, "curves.png"), log_every))
     if "subset" in results:
-        written.append(iwae_against_m(results["subset"], os.path.join(run_dir, "iwae.png")))
-    if model.data_kind == "supervised":  # continuous images, the labels condition the encoder
+        written.append(iwae_against_m(results["subset"], os.path.join(out_dir, "iwae.png")))
+    if data_kind == "supervised":  # continuous images, the labels condition the encoder
         x = data.to_unit_interval(dataset.test_images[:n_latent])
     else:
         x, _ = data.full_test_set(dataset)
         x = x[:n_latent]
     y = tf.constant(dataset.test_labels[:len(x)].astype(np.int32))
-    conditional = model.data_kind in ("supervised", "semisupervised")
     x = tf.constant(x.reshape(len(x), -1), tf.float32)
-    q = model.encode(x, y) if conditional else model.encode(x)
-    written.append(latent_view(q.mean().numpy(), y.numpy(), os.path.join(run_dir, "latent.png")))
-    z = q.mean()[:n_pairs]
-    p = model.decode(z, y[:n_pairs]) if conditional else model.decode(z)
-    written.append(reconstructions(x[:n_pairs], p.mean(), os.path.join(run_dir,
-                                                                       "reconstructions.png"),
-                                   model.image_shape))
+    means = encode_mean(x, y)
+    written.append(latent_view(means, y.numpy(), os.path.join(out_dir, "latent.png")))
+    x_hat = decode_mean(tf.constant(means[:n_pairs]), y[:n_pairs])
+    written.append(reconstructions(x[:n_pairs], x_hat,
+                                   os.path.join(out_dir, "reconstructions.png"), image_shape))
     return written
+
+
+def scalars(results, prefix="evaluation"):
+    """The numbers of an evaluation dictionary as ``{tag: value}`` for TensorBoard: the mean of
+    each bound (``evaluation/subset/niwae/1000``), accuracies, times; not counts or errors."""
+    out = {}
+    for key, value in results.items():
+        tag = f"{prefix}/{key}"
+        if isinstance(value, dict):
+            if "mean" in value and isinstance(value["mean"], (int, float)):
+                out[tag] = float(value["mean"])
+            else:
+                out.update(scalars(value, tag))
+        elif (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and key not in ("n", "se")):
+            out[tag] = float(value)
+    return out
+
+
+def to_tensorboard(log_dir, paths, results, step):
+    """Adds the PNGs of ``paths`` (tag: the file name without ``.png``) and the evaluation's
+    :func:`scalars` to the TensorBoard logs in ``log_dir`` at ``step``."""
+    import tensorflow as tf
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        for path in paths:
+            with open(path, "rb") as f:
+                picture = tf.io.decode_png(f.read())
+            tf.summary.image(os.path.splitext(os.path.basename(path))[0], picture[None], step=step)
+        for tag, value in scalars(results).items():
+            tf.summary.scalar(tag, value, step=step)
+    writer.close()

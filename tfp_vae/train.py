@@ -5,7 +5,9 @@ the same. A run lives in ``<out_dir>/<run name>/`` (the reference's names, e.g.
 ``model=vae_z=10_run=0000``)::
 
     checkpoints/       tf.train.Checkpoint of model + optimizer every iter_save steps
-    logs/              TensorBoard scalars
+    logs/              TensorBoard: train/ (Keras: nelbo, kl, rec, ... every log_every steps),
+                       samples/ (the sample grid every iter_save steps), evaluation/ (the
+                       pictures below and the evaluation's numbers, at the end)
     config.json        the configuration of the run
     evaluation.json    the evaluation at the end (also printed as a table)
     samples.png        200 samples, 10 x 20 (the FSVAE's: row = class, column = shared z)
@@ -238,16 +240,28 @@ def source_commit():
 
 class SampleGrids(keras.callbacks.Callback):
     """Writes the model's sample grid to ``<folder>/step=NNNNNNN.png`` every ``every`` steps, so
-    that a long run can be watched (the reference checks the FSVAE's grid every 10k steps)."""
+    that a long run can be watched (the reference checks the FSVAE's grid every 10k steps), and
+    to TensorBoard (tag ``samples``) when ``log_dir`` is given."""
 
-    def __init__(self, folder, every, seed):
+    def __init__(self, folder, every, seed, log_dir=None):
         super().__init__()
         self.folder, self.every, self.seed = folder, every, seed
+        self.writer = tf.summary.create_file_writer(log_dir) if log_dir else None
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         if step % self.every == 0:
-            write_grid(self.model, os.path.join(self.folder, f"step={step:07d}.png"), self.seed)
+            path = write_grid(self.model, os.path.join(self.folder, f"step={step:07d}.png"),
+                              self.seed)
+            if self.writer is not None:
+                with self.writer.as_default():
+                    tf.summary.image("samples", tf.io.decode_png(tf.io.read_file(path))[None],
+                                     step=step)
+                self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
 
 
 def write_grid(model, path, seed):
@@ -324,7 +338,7 @@ def run(config):
             callbacks = [saver]
             if chief:
                 callbacks += [SampleGrids(os.path.join(run_dir, "samples"), config.iter_save,
-                                          config.seed),
+                                          config.seed, os.path.join(run_dir, "logs", "samples")),
                               keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
                               keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"),
                                                         append=True)]
@@ -366,15 +380,16 @@ def run(config):
     results["wall_seconds"] = round(time.time() - started, 2)
     print(evaluate.format_table(results), flush=True)
 
-    write_grid(model, os.path.join(run_dir, "samples.png"), config.seed)
-    if "classifier" in results:
-        images.write_png(os.path.join(run_dir, "confusion.png"),
-                         images.heatmap(results["classifier"]["confusion"]))
     if config.export:
         export.export(model, os.path.join(run_dir, "savedmodel"))
     files.write_bytes_atomic(os.path.join(run_dir, "evaluation.json"),
                              json.dumps(results, indent=1).encode())
-    pictures.write_all(model, dataset, results, run_dir, config.log_every)
+    written = pictures.write_all(run_dir, results, dataset, model.data_kind, model.image_shape,
+                                 *pictures.keras_functions(model),
+                                 grid=model.sample_grid(config.seed),
+                                 history=os.path.join(run_dir, "history.csv"),
+                                 log_every=config.log_every)
+    pictures.to_tensorboard(os.path.join(run_dir, "logs", "evaluation"), written, results, steps)
     return results
 
 
