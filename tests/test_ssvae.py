@@ -12,7 +12,7 @@ import tensorflow_probability as tfp
 
 import conftest
 
-from tfp_vae import bounds, data, export, models
+from tfp_vae import bounds, data, export, images, models
 from conftest import run_tool
 
 tfd = tfp.distributions
@@ -175,8 +175,17 @@ def test_bin_evaluate_gives_the_models_own_test_accuracy(tmp_path, mnist):
     model = models.SSVAE(z_dim=4, seed=3)
     export.export(model, tmp_path / "m")
     out = tmp_path / "eval.json"
-    proc = run_tool("evaluate", f"--model_dir={tmp_path / 'm'}", "--nofull_test", f"--out={out}")
+    proc = run_tool("evaluate", f"--model_dir={tmp_path / 'm'}", "--nofull_test", f"--out={out}",
+                    f"--pictures_dir={tmp_path / 'pictures'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    pictures = {p.name: tf.io.decode_png(p.read_bytes()).numpy() for p in
+                (tmp_path / "pictures").iterdir()}
+    assert sorted(pictures) == ["confusion.png", "latent.png", "reconstructions.png",
+                                "samples.png"]  # no history.csv: no curves; no subset: no iwae
+    drawn, rows, cols = model.sample_grid(0)  # the model's own grid: row = class, shared z
+    own = images.tile(drawn.numpy(), rows, cols) * 255
+    assert np.mean(pictures["samples.png"] != own) < 1e-3  # binary draws, same seed
+    assert pictures["confusion.png"].shape == (240, 240, 1)
     fresh = json.loads(out.read_text())["classifier"]
     own = evaluate.classifier_accuracy(model, data.to_unit_interval(mnist.test_images),
                                        mnist.test_labels)

@@ -43,6 +43,7 @@ class DiagonalGaussian(_Weightless):
     """
 
     def call(self, h):
+        """The Gaussian of ``h``: batch shape ``h.shape[:-1]``, event shape (d,)."""
         mean, variance = gaussian_parameters(h)
         return tfd.Independent(tfd.Normal(mean, tf.sqrt(variance)), reinterpreted_batch_ndims=1)
 
@@ -55,6 +56,7 @@ class BernoulliLogits(_Weightless):
     """
 
     def call(self, logits):
+        """Independent Bernoullis: batch shape ``logits.shape[:-1]``, event shape (D,)."""
         return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=logits.dtype),
                                reinterpreted_batch_ndims=1)
 
@@ -73,6 +75,7 @@ class FixedVarianceGaussian(_Weightless):
         self.variance = float(variance)
 
     def call(self, mean):
+        """N(mean, variance * I): batch shape ``mean.shape[:-1]``, event shape (D,)."""
         scale = tf.constant(self.variance ** 0.5, mean.dtype)
         return tfd.Independent(tfd.Normal(mean, scale), reinterpreted_batch_ndims=1)
 
@@ -84,6 +87,7 @@ class CategoricalLogits(_Weightless):
     """logits (..., K) -> Categorical(softmax(logits)) over the K classes (integer samples)."""
 
     def call(self, logits):
+        """A Categorical with batch shape ``logits.shape[:-1]``."""
         return tfd.Categorical(logits=logits)
 
 

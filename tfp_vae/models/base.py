@@ -110,12 +110,18 @@ class BaseVAE(keras.Model):
 
     # ----------------------------------------------------------------------------- structure
     def make_encoder(self):
+        """The layer of q(z | x); override for other encoders (must return a ``tfd``
+        distribution over z with event shape (z_dim,))."""
         return networks.GaussianEncoder(self.x_dim, self.z_dim, name="encoder")
 
     def make_decoder(self):
+        """The layer of p(x | z); override for other likelihoods (must return a ``tfd``
+        distribution over x with event shape (x_dim,))."""
         return networks.BernoulliDecoder(self.z_dim, self.x_dim, name="decoder")
 
     def make_prior(self):
+        """The layer of p(z): its ``distribution()`` is built on each call, so that gradients
+        reach a learned prior's variables (see the GMVAE)."""
         return distributions.StandardNormalPrior(self.z_dim, name="prior")
 
     def make_extra_layers(self):
@@ -246,6 +252,8 @@ class BaseVAE(keras.Model):
         return results
 
     def train_step(self, data):
+        """One optimiser step on :meth:`loss_and_terms` (the negative ELBO for the base model),
+        with the step's stateless seed; returns the running means of the reported terms."""
         with tf.GradientTape() as tape:
             loss, terms = self.loss_and_terms(data, self.step_seed())
         grads = tape.gradient(loss, self.trainable_variables)
@@ -253,6 +261,8 @@ class BaseVAE(keras.Model):
         return self._update_metrics(terms)
 
     def test_step(self, data):
+        """The terms of :meth:`loss_and_terms` on a batch (for ``model.evaluate``), with fresh
+        seeds from the model's evaluation seed generator."""
         return self._update_metrics(self.loss_and_terms(data, self._eval_seeds.next())[1])
 
     # ---------------------------------------------------------------------------------- export

@@ -74,6 +74,12 @@ class ConditionalVAE(base.BaseVAE):
         y = tf.repeat(tf.range(self.num_classes), columns)
         return self.observe(self.decode(z, y), x_seed)
 
+    def sample_grid(self, seed):
+        """The reference's picture of a conditional model: :meth:`class_grid` with 20 columns
+        (row = class, column = one shared z), as (images, rows=10, cols=20); the FSVAE's
+        images are clip(mean, 0, 1), the SSVAE's binary draws (``picture_keys[0]``)."""
+        return self.class_grid(20, seed)[self.picture_keys[0]], self.num_classes, 20
+
     def export_endpoints(self):
         x = tf.TensorSpec([None, self.x_dim], tf.float32, name="x")
         labels = tf.TensorSpec([None], tf.int32, name="y")

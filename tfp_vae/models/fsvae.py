@@ -88,10 +88,6 @@ class FSVAE(conditional.ConditionalVAE):
         :meth:`observe` for the fields."""
         return self.sample_labels(y, seed)
 
-    def sample_grid(self, seed):
-        """The reference picture: 10 x 20, row = class, column = one shared z, clip(mean, 0, 1)."""
-        return self.class_grid(20, seed)["image"], self.num_classes, 20
-
     # --------------------------------------------------------------------------------- bounds
     def negative_elbo(self, x, y, seed):
         """Per-example single-sample negative ELBO of log p(x | y), analytic KL."""
@@ -114,6 +110,7 @@ class FSVAE(conditional.ConditionalVAE):
         return self.check_inputs(x), self.check_labels(y)
 
     def loss_and_terms(self, data, seed):
+        """The batch mean of -ELBO(x | y) (:meth:`negative_elbo`) and its KL and Rec terms."""
         x, y = self.unpack(data)
         bound = self.negative_elbo(x, y, seed)
         return base.global_batch_mean(bound.value), dict(zip(self.bound_names, bound))

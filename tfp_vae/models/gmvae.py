@@ -32,6 +32,7 @@ class GMVAE(base.BaseVAE):
         super().__init__(z_dim=z_dim, iwae_max_rows=iwae_max_rows, **kwargs)
 
     def make_prior(self):
+        """The learned mixture of ``k`` Gaussians (:class:`~tfp_vae.distributions.MixturePrior`)."""
         return distributions.MixturePrior(self.z_dim, self.k, name="prior")
 
     def get_config(self):

@@ -68,10 +68,6 @@ class SSVAE(conditional.ConditionalVAE):
         ``{"x": draws, "probs": Bernoulli means}`` of shape (len(y) * n, x_dim)."""
         return self.sample_labels(tf.repeat(tf.convert_to_tensor(y, tf.int32), n), seed)
 
-    def sample_grid(self, seed):
-        """20 samples of each class: row = class (images, rows=10, cols=20)."""
-        return self.sample(20, tf.range(self.num_classes), seed)["x"], self.num_classes, 20
-
     # --------------------------------------------------------------------------------- bounds
     def negative_elbo(self, x, seed):
         """Per-example negative ELBO with the label summed out under q(y | x)."""
@@ -100,6 +96,9 @@ class SSVAE(conditional.ConditionalVAE):
 
     # -------------------------------------------------------------------------------- training
     def loss_and_terms(self, data, seed):
+        """``gw * mean[-ELBO(xu)] + cw * mean[-log q(yl | xl)]`` (see the class docstring), each
+        mean scaled by :func:`~tfp_vae.models.base.global_batch_mean`; reports the bound's terms,
+        ``ce`` and, when the stream carries the unlabelled images' labels, ``acc``."""
         if isinstance(data, dict):
             xl = self.check_inputs(data["x_labelled"])
             ce = -self.classify(xl).log_prob(tf.cast(data["y_labelled"], tf.int32))
