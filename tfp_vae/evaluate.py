@@ -202,6 +202,10 @@ def format_confusion(confusion):
     return "\n".join(lines)
 
 
+def _repeats(n):
+    return f"{n} repeat" + ("" if n == 1 else "s")
+
+
 def format_table(results):
     """A plain-text table of :func:`reference_protocol` / :func:`full_test_set` results."""
     def cell(s):
@@ -211,9 +215,9 @@ def format_table(results):
     if subset:
         lines.append("Reference protocol (100-image test subset, static binarisation)")
         for name in ("nelbo", "kl", "rec"):
-            lines.append(f"  {name.upper():<14} {cell(subset[name])}   ({subset[name]['n']} repeats)")
+            lines.append(f"  {name.upper():<14} {cell(subset[name])}   ({_repeats(subset[name]['n'])})")
         for m, s in subset["niwae"].items():
-            lines.append(f"  {'-IWAE-' + str(m):<14} {cell(s)}   ({s['n']} repeats)")
+            lines.append(f"  {'-IWAE-' + str(m):<14} {cell(s)}   ({_repeats(s['n'])})")
     classifier = results.get("classifier")
     if classifier:
         lines.append(f"Test accuracy (10,000 continuous test images): "
