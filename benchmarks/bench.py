@@ -213,14 +213,15 @@ def training_stream(kind, mnist, batch):
     return data.train_dataset(mnist.train_images, batch, seed=0)
 
 
-def train_speed(kind, mnist, steps, spe, jit, windows=4):
-    """Steps per second of ``model.fit`` (after a warm-up), the model and the peak memory added."""
+def train_speed(kind, mnist, steps, spe, jit, windows=4, fused=True):
+    """Steps per second of ``model.fit`` (after a warm-up), the model and the peak memory added.
+    ``fused``: bin/train's optimiser (``train.make_optimizer``), else ``keras.optimizers.Adam``."""
     cls = models.get(kind)
     batch = cls.reference_batch_size
     base = reset_peak()
     model = cls(z_dim=cls.reference_z)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=spe,
-                  jit_compile=jit)
+    model.compile(optimizer=train.make_optimizer(1e-3) if fused else keras.optimizers.Adam(1e-3),
+                  steps_per_execution=spe, jit_compile=jit)
     stream = training_stream(kind, mnist, batch)
     callbacks = bin_train_callbacks(model)
     warm = max(2 * spe, 20)

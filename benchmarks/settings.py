@@ -1,6 +1,11 @@
-"""Training-step time of one model under several (steps_per_execution, jit_compile) settings.
+"""Training-step time of one model under several (steps_per_execution, jit_compile, optimiser)
+settings.
 
     python benchmarks/settings.py --model=gmvae --steps=1000 --settings=1:0,50:0,50:1
+    python benchmarks/settings.py --model=vae --settings=50:0:keras,50:0:fused,50:1:fused
+
+The optimiser is ``fused`` (bin/train's :class:`tfp_vae.optimizers.FusedAdam`, the default) or
+``keras`` (``keras.optimizers.Adam``).
 
 Each setting is timed as :func:`bench.train_speed` times it (model.fit with bin/train's per-step
 callbacks, best of four windows). This is how the defaults of bin/train were chosen: several steps
@@ -22,14 +27,19 @@ def main():
     parser.add_argument("--model", default="vae", help="vae, gmvae, ssvae or fsvae")
     parser.add_argument("--steps", type=int, default=1000, help="timed steps per setting")
     parser.add_argument("--settings", default="1:0,50:0,50:1",
-                        help="comma-separated steps_per_execution:jit (jit 0 or 1)")
+                        help="comma-separated steps_per_execution:jit[:optimiser] (jit 0 or 1; "
+                        "optimiser fused or keras, default fused)")
     args = parser.parse_args()
     mnist = data.load_mnist()
     for setting in args.settings.split(","):
-        spe, jit = (int(v) for v in setting.split(":"))
-        rate, _, batch, _ = bench.train_speed(args.model, mnist, args.steps, spe, bool(jit))
-        print(f"{args.model} batch {batch} steps_per_execution={spe} jit_compile={bool(jit)}: "
-              f"{1e3 / rate:.2f} ms/step", flush=True)
+        spe, jit, optimizer = (setting.split(":") + ["fused"])[:3]
+        spe, jit = int(spe), bool(int(jit))
+        if optimizer not in ("fused", "keras"):
+            parser.error(f"optimiser must be fused or keras, got {optimizer!r} in {setting!r}")
+        rate, _, batch, _ = bench.train_speed(args.model, mnist, args.steps, spe, jit,
+                                              fused=optimizer == "fused")
+        print(f"{args.model} batch {batch} steps_per_execution={spe} jit_compile={jit} "
+              f"optimiser={optimizer}: {1e3 / rate:.2f} ms/step", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,99 @@
+"""FusedAdam makes the updates of keras.optimizers.Adam, on one device and on two replicas."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import conftest
+from tfp_vae import models, train
+from tfp_vae.optimizers import FusedAdam
+
+
+def _gradients(variables, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    return [[tf.constant(rng.normal(0, 1, v.shape).astype(np.float32)) for v in variables]
+            for _ in range(steps)]
+
+
+def _run(optimizer, steps=5, clipnorm=None):
+    keras.utils.set_random_seed(0)
+    variables = [keras.Variable(np.full((3, 4), 0.5, np.float32)),
+                 keras.Variable(np.linspace(-1, 1, 4).astype(np.float32))]
+    for grads in _gradients(variables, steps):
+        optimizer.apply(grads, variables)
+    return [v.numpy() for v in variables], [v.numpy() for v in optimizer.variables]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"beta_1": 0.5, "beta_2": 0.9, "epsilon": 1e-3},
+                                    {"clipnorm": 0.1}, {"weight_decay": 0.01}])
+def test_fused_adam_makes_kerass_adam_updates(kwargs):
+    fused_weights, fused_state = _run(FusedAdam(1e-2, **kwargs))
+    keras_weights, keras_state = _run(keras.optimizers.Adam(1e-2, **kwargs))
+    start = np.full((3, 4), 0.5, np.float32)
+    assert not np.allclose(fused_weights[0], start)  # the steps did move the weights
+    for a, b in zip(fused_weights + fused_state, keras_weights + keras_state):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # the same formulas, float32 rounding
+
+
+def test_fused_adam_follows_a_learning_rate_schedule():
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=1, decay_rate=0.5)
+    fused, _ = _run(FusedAdam(schedule))
+    reference, _ = _run(keras.optimizers.Adam(schedule))
+    constant, _ = _run(FusedAdam(1e-2))
+    np.testing.assert_allclose(fused[0], reference[0], rtol=1e-6)
+    assert not np.allclose(fused[0], constant[0])
+
+
+def test_fused_adam_on_two_replicas_equals_one_device():
+    """One fit step of a model on 2 replicas and on 1 device: the same new weights."""
+    rng = np.random.default_rng(1)
+    x = (rng.random((16, 784)) < 0.3).astype(np.float32)
+    weights = models.VAE(z_dim=3).get_weights()
+
+    def one_step(strategy):
+        with strategy.scope():
+            model = models.VAE(z_dim=3)
+            model.set_weights(weights)
+            model.compile(optimizer=train.make_optimizer(1e-3))
+        model.fit(tf.data.Dataset.from_tensor_slices(x).batch(16), epochs=1, verbose=0)
+        return model.get_weights(), model.optimizer.variables
+
+    one, one_state = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    two, two_state = one_step(conftest.two_cpu_strategy())
+    assert isinstance(train.make_optimizer(1e-3), FusedAdam)
+    for a, b, w0 in zip(one, two, weights):
+        assert not np.allclose(a, w0)
+        # Each replica draws its own noise, so the gradients differ a little; Adam's first step
+        # moves every weight by about lr * sign(gradient), so the steps agree to a fraction of lr.
+        np.testing.assert_allclose(a, b, atol=2e-3)
+    assert int(one_state[0].numpy()) == int(two_state[0].numpy()) == 1  # one step counted
+
+
+def test_fused_adam_restores_a_keras_adam_checkpoint(tmp_path):
+    variables = [tf.Variable(np.ones((2, 2), np.float32))]
+    adam = keras.optimizers.Adam(1e-2)
+    adam.apply([tf.ones((2, 2))], variables)
+    tf.train.Checkpoint(optimizer=adam).write(str(tmp_path / "ckpt"))
+    fused = FusedAdam(1e-2)
+    fused.build(variables)
+    tf.train.Checkpoint(optimizer=fused).read(str(tmp_path / "ckpt")).assert_consumed()
+    for a, b in zip(adam.variables, fused.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def _op_types(optimizer):
+    variables = [keras.Variable(np.ones((2, 2), np.float32))]
+    optimizer.build(variables)
+    apply = tf.function(lambda g: optimizer.apply([g], variables))
+    graph = apply.get_concrete_function(tf.TensorSpec([2, 2], tf.float32)).graph
+    types = {op.type for op in graph.get_operations()}
+    for function in graph.as_graph_def().library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def test_fused_adam_uses_the_fused_kernel_and_falls_back_for_amsgrad():
+    assert "ResourceApplyAdam" in _op_types(FusedAdam(1e-2))
+    assert "ResourceApplyAdam" not in _op_types(FusedAdam(1e-2, amsgrad=True))
+    assert "ResourceApplyAdam" not in _op_types(keras.optimizers.Adam(1e-2))
