@@ -8,8 +8,9 @@ date, CPU and library versions):
 * the machine's float32 matmul rate (TensorFlow, 2048 x 2048, all cores): the "peak";
 * for each model at its reference batch size, training steps per second through ``model.fit``
   on the reference data stream (the FSVAE on SVHN-shaped random images: its speed does not depend
-  on the pixels), with ``bin/train``'s defaults on one device and, for comparison, without XLA
-  and with one step per call (the settings before the performance work);
+  on the pixels), with ``bin/train``'s defaults on one device, the same with
+  ``keras.optimizers.Adam`` instead of :class:`tfp_vae.optimizers.FusedAdam`, and with the
+  settings before the performance work (one step per call, no XLA, Keras' Adam);
 * the subset IWAE-1000 evaluation (100 images x 1000 samples) of the VAE and the GMVAE, and the
   full-test-set IWAE-100 (10,000 images x 100 samples);
 * the peak resident memory each of these added (Linux ``/proc``);
@@ -358,7 +359,8 @@ def main():
     emit()
     emit(f"float32 matmul peak (2048^3, TensorFlow): **{peak / 1e9:.1f} GFLOP/s**. Each "
          f"model is timed with the settings of bin/train before the performance work "
-         f"(steps_per_execution=1, no XLA) and with today's defaults on one device.")
+         f"(steps_per_execution=1, no XLA, keras.optimizers.Adam), with today's defaults on one "
+         f"device but Keras' Adam, and with today's defaults (FusedAdam).")
     emit()
     emit("| work | measured | floor (peak rate) | ratio | its matmuls alone | ratio | peak memory "
          "added |")
@@ -366,14 +368,15 @@ def main():
     trained, shape_floor = {}, {}
     for kind in ("vae", "gmvae", "ssvae", "fsvae"):
         spe, jit = default_settings(kind)
-        settings = [(1, False), (spe, jit)] if (spe, jit) != (1, False) else [(1, False)]
-        for s, j in settings:
+        # Before the performance work; today's step with Keras' Adam; today's defaults.
+        settings = [(1, False, False, "before"), (spe, jit, False, "Keras Adam"),
+                    (spe, jit, True, "default")]
+        for s, j, fused, tag in settings:
             steps = args.steps // 10 if kind == "ssvae" else args.steps
-            rate, model, batch, memory = train_speed(kind, mnist, steps, s, j)
+            rate, model, batch, memory = train_speed(kind, mnist, steps, s, j, fused=fused)
             trained[kind] = model
             floor = train_step_flops(step_parts(model, batch)) / peak
             alone = shape_floor.setdefault(kind, matmuls_alone(step_parts(model, batch)))
-            tag = "default" if (s, j) == (spe, jit) else "before"
             emit(f"| {kind.upper()} train step, batch {batch}, spe={s}, jit={j} ({tag}) | "
                  f"{1e3 / rate:.2f} ms ({rate:.0f} steps/s) | {floor * 1e3:.2f} ms | "
                  f"{1 / rate / floor:.1f}x | {alone * 1e3:.2f} ms | {1 / rate / alone:.1f}x | "

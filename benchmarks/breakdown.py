@@ -1,7 +1,7 @@
 """Where the time of one training step goes: the step timed with and without each piece.
 
-    python benchmarks/breakdown.py                    # VAE and GMVAE at batch 97, about 3 minutes
-    python benchmarks/breakdown.py --models=vae --jit=0
+    python benchmarks/breakdown.py                    # VAE and GMVAE at batch 97, about 4 minutes
+    python benchmarks/breakdown.py --models=vae --steps=50
 
 For each model at its reference batch size, on one fixed binarised batch (so no input pipeline),
 each piece runs ``--steps`` times inside one ``tf.function`` (as ``bin/train``'s 50 steps per
@@ -41,7 +41,7 @@ import bench  # noqa: E402  (the floors and the fit timing of the main benchmark
 from tfp_vae import data, models, train  # noqa: E402
 
 
-def timed(fn, steps, windows=5):
+def timed(fn, steps, windows=10):
     """Seconds per step of ``fn`` (which runs ``steps`` steps per call): best of ``windows``."""
     fn().numpy()  # trace and compile
     best = math.inf

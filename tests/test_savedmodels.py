@@ -82,3 +82,19 @@ def test_pretrained_ssvae_accuracy_is_reproduced_exactly(tmp_path):
     fresh = json.loads(out.read_text())["classifier"]
     assert fresh["accuracy"] == stored["accuracy"]
     np.testing.assert_array_equal(fresh["confusion"], stored["confusion"])
+
+
+def test_pretrained_fsvae_bounds_are_reproduced_exactly(tmp_path):
+    """The same seeds as the run's evaluation: the bounds of -log p(x | y) on the 10k test images
+    agree to float32 rounding; a briefly trained checking classifier still recognises most
+    samples."""
+    stored = json.loads((FOLDER / "fsvae" / "evaluation.json").read_text())
+    out = tmp_path / "eval.json"
+    proc = run_tool("evaluate", f"--model_dir={FOLDER / 'fsvae'}", "--check_steps=300",
+                    f"--out={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fresh = json.loads(out.read_text())
+    for name in ("nelbo", "niwae_100"):
+        np.testing.assert_allclose(fresh["full_test"][name]["mean"],
+                                   stored["full_test"][name]["mean"], rtol=1e-4)
+    assert fresh["sample_check"]["n"] == 1000 and fresh["sample_check"]["accuracy"] > 0.8
