@@ -15,8 +15,9 @@ call do) and is timed as the best of a few windows:
 * ``loss``: the negative ELBO alone (forward);
 * ``loss, plain TF``: the same bound written with plain TensorFlow ops instead of ``tfd``
   distribution objects (the overhead of the distribution objects' graphs);
-* ``Adam update``: ``optimizer.apply`` of fixed gradients alone, for bin/train's
-  :class:`tfp_vae.optimizers.FusedAdam` and for ``keras.optimizers.Adam``;
+* ``Adam update``: ``optimizer.apply`` of fixed gradients alone, for
+  :class:`tfp_vae.optimizers.FusedAdam` (bin/train's without XLA) and ``keras.optimizers.Adam``
+  (bin/train's with XLA);
 * ``matmuls alone``: the step's matrix products at their shapes (forward, weight and input
   gradients), as in ``benchmarks/bench.py``.
 
@@ -38,7 +39,7 @@ import tensorflow as tf  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the floors and the fit timing of the main benchmark)
 
-from tfp_vae import data, models, train  # noqa: E402
+from tfp_vae import data, models, optimizers  # noqa: E402
 
 
 def timed(fn, steps, windows=10):
@@ -71,7 +72,7 @@ def pieces(kind, steps, jit, mnist):
     cls = models.get(kind)
     batch = cls.reference_batch_size
     model = cls(z_dim=cls.reference_z)
-    model.compile(optimizer=train.make_optimizer(1e-3))  # as bin/train
+    model.compile(optimizer=optimizers.FusedAdam(1e-3))  # as bin/train without XLA
     model.optimizer.build(model.trainable_variables)
     keras_adam = keras.optimizers.Adam(1e-3)
     keras_adam.build(model.trainable_variables)
@@ -115,7 +116,7 @@ def pieces(kind, steps, jit, mnist):
     bodies = {"train_step": train_step, "loss + gradients": loss_and_grads, "loss": loss}
     if kind == "vae":
         bodies["loss, plain TF"] = plain_loss
-    bodies["Adam update (FusedAdam, bin/train's)"] = adam
+    bodies["Adam update (FusedAdam)"] = adam
     bodies["Adam update (keras.optimizers.Adam)"] = adam_keras
     return {name: timed(loop(body), steps) for name, body in bodies.items()}, model
 

@@ -61,7 +61,8 @@ def test_fused_adam_on_two_replicas_equals_one_device():
 
     one, one_state = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
     two, two_state = one_step(conftest.two_cpu_strategy())
-    assert isinstance(train.make_optimizer(1e-3), FusedAdam)
+    assert isinstance(train.make_optimizer(1e-3), FusedAdam)  # bin/train's choice without XLA
+    assert not isinstance(train.make_optimizer(1e-3, jit_compile=True), FusedAdam)
     for a, b, w0 in zip(one, two, weights):
         assert not np.allclose(a, w0)
         # Each replica draws its own noise, so the gradients differ a little; Adam's first step

@@ -272,10 +272,13 @@ def write_grid(model, path, seed):
 
 
 # ------------------------------------------------------------------------------------------ run
-def make_optimizer(lr):
-    """The optimiser of every run: Adam (the reference's), with TensorFlow's fused update
-    kernel (:class:`tfp_vae.optimizers.FusedAdam`, measured faster; the same update)."""
-    return optimizers.FusedAdam(lr)
+def make_optimizer(lr, jit_compile=False):
+    """The optimiser of a run: Adam (the reference's). Without XLA, with TensorFlow's fused
+    update kernel (:class:`tfp_vae.optimizers.FusedAdam`: the same update, measured 1.2-1.4 ms
+    per step faster, ``benchmarks/breakdown.py``); under XLA, which fuses Keras' Adam itself
+    (both measured 0.3 ms), ``keras.optimizers.Adam``, which measured as fast or faster in the
+    whole step there (``benchmarks/settings.py --model=fsvae``)."""
+    return keras.optimizers.Adam(lr) if jit_compile else optimizers.FusedAdam(lr)
 
 
 def build_model(config, strategy):
@@ -284,8 +287,8 @@ def build_model(config, strategy):
     with strategy.scope():
         model = cls(seed=config.seed, **config.model_kwargs())
         # steps_per_execution is set once the step to resume from is known (run()).
-        model.compile(optimizer=make_optimizer(config.lr),
-                      jit_compile=resolve_jit(config, strategy))
+        jit = resolve_jit(config, strategy)
+        model.compile(optimizer=make_optimizer(config.lr, jit), jit_compile=jit)
         model.optimizer.build(model.trainable_variables)
     return model
 
