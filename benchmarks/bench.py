@@ -1,6 +1,6 @@
 """Speed of tfp_vae on this machine, as a ratio to what its matrix-multiply rate allows.
 
-    python benchmarks/bench.py        # about five minutes on 2 CPU cores; writes RESULTS.md
+    python benchmarks/bench.py        # about twelve minutes on 2 CPU cores; writes RESULTS.md
 
 One run measures, and prints as one table (also written to ``benchmarks/RESULTS.md`` with the
 date, CPU and library versions):
