@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
-from tfp_vae import data, evaluate, guard, models, train  # noqa: E402
+from tfp_vae import data, evaluate, guard, models, optimizers, train  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -214,16 +214,19 @@ def training_stream(kind, mnist, batch):
     return data.train_dataset(mnist.train_images, batch, seed=0)
 
 
-def train_speed(kind, mnist, steps, spe, jit, windows=4, fused=True):
+OPTIMIZERS = {"default": train.make_optimizer,  # bin/train's: FusedAdam without XLA
+              "fused": lambda lr, jit: optimizers.FusedAdam(lr),
+              "keras": lambda lr, jit: keras.optimizers.Adam(lr)}
+
+
+def train_speed(kind, mnist, steps, spe, jit, windows=4, optimizer="default"):
     """Steps per second of ``model.fit`` (after a warm-up), the model and the peak memory added.
-    ``fused``: bin/train's optimiser (``train.make_optimizer``: FusedAdam without XLA), else
-    ``keras.optimizers.Adam``."""
+    ``optimizer``: a key of :data:`OPTIMIZERS`."""
     cls = models.get(kind)
     batch = cls.reference_batch_size
     base = reset_peak()
     model = cls(z_dim=cls.reference_z)
-    model.compile(optimizer=train.make_optimizer(1e-3, jit) if fused else
-                  keras.optimizers.Adam(1e-3),
+    model.compile(optimizer=OPTIMIZERS[optimizer](1e-3, jit),
                   steps_per_execution=spe, jit_compile=jit)
     stream = training_stream(kind, mnist, batch)
     callbacks = bin_train_callbacks(model)
@@ -377,7 +380,8 @@ def main():
             [] if jit else [(spe, jit, False, "Keras Adam")]) + [(spe, jit, True, "default")]
         for s, j, fused, tag in settings:
             steps = args.steps // 10 if kind == "ssvae" else args.steps
-            rate, model, batch, memory = train_speed(kind, mnist, steps, s, j, fused=fused)
+            rate, model, batch, memory = train_speed(kind, mnist, steps, s, j,
+                                                     optimizer="default" if fused else "keras")
             trained[kind] = model
             floor = train_step_flops(step_parts(model, batch)) / peak
             alone = shape_floor.setdefault(kind, matmuls_alone(step_parts(model, batch)))

@@ -4,8 +4,8 @@ settings.
     python benchmarks/settings.py --model=gmvae --steps=1000 --settings=1:0,50:0,50:1
     python benchmarks/settings.py --model=vae --settings=50:0:keras,50:0:fused,50:1:fused
 
-The optimiser is ``fused`` (bin/train's :class:`tfp_vae.optimizers.FusedAdam`, the default) or
-``keras`` (``keras.optimizers.Adam``).
+The optimiser is ``default`` (bin/train's choice: :class:`tfp_vae.optimizers.FusedAdam` without
+XLA, ``keras.optimizers.Adam`` with it), ``fused`` (FusedAdam) or ``keras`` (Keras' Adam).
 
 Each setting is timed as :func:`bench.train_speed` times it (model.fit with bin/train's per-step
 callbacks, best of four windows). This is how the defaults of bin/train were chosen: several steps
@@ -28,16 +28,17 @@ def main():
     parser.add_argument("--steps", type=int, default=1000, help="timed steps per setting")
     parser.add_argument("--settings", default="1:0,50:0,50:1",
                         help="comma-separated steps_per_execution:jit[:optimiser] (jit 0 or 1; "
-                        "optimiser fused or keras, default fused)")
+                        "optimiser default, fused or keras; default: default)")
     args = parser.parse_args()
     mnist = data.load_mnist()
     for setting in args.settings.split(","):
-        spe, jit, optimizer = (setting.split(":") + ["fused"])[:3]
+        spe, jit, optimizer = (setting.split(":") + ["default"])[:3]
         spe, jit = int(spe), bool(int(jit))
-        if optimizer not in ("fused", "keras"):
-            parser.error(f"optimiser must be fused or keras, got {optimizer!r} in {setting!r}")
+        if optimizer not in bench.OPTIMIZERS:
+            parser.error(f"optimiser must be one of {sorted(bench.OPTIMIZERS)}, got "
+                         f"{optimizer!r} in {setting!r}")
         rate, _, batch, _ = bench.train_speed(args.model, mnist, args.steps, spe, jit,
-                                              fused=optimizer == "fused")
+                                              optimizer=optimizer)
         print(f"{args.model} batch {batch} steps_per_execution={spe} jit_compile={jit} "
               f"optimiser={optimizer}: {1e3 / rate:.2f} ms/step", flush=True)
 

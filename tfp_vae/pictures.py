@@ -127,7 +127,7 @@ def saved_model_functions(loaded, metadata):
     """``(encode_mean, decode_mean)`` of a loaded SavedModel (its ``encode`` and ``decode``
     signatures), so that :func:`write_all` draws the same pictures from an export."""
     conditional = "class_grid" in metadata["signatures"]  # the label-conditioned models
-    mean_key = metadata["picture_keys"][1]
+    mean_key = metadata.get("picture_keys", ("x", "probs"))[1]  # older exports lack the keys
 
     def encode_mean(x, y):
         return (loaded.encode(x=x, y=y) if conditional else loaded.encode(x=x))["mean"].numpy()

@@ -274,8 +274,8 @@ def write_grid(model, path, seed):
 # ------------------------------------------------------------------------------------------ run
 def make_optimizer(lr, jit_compile=False):
     """The optimiser of a run: Adam (the reference's). Without XLA, with TensorFlow's fused
-    update kernel (:class:`tfp_vae.optimizers.FusedAdam`: the same update, measured 1.2-1.4 ms
-    per step faster, ``benchmarks/breakdown.py``); under XLA, which fuses Keras' Adam itself
+    update kernel (:class:`tfp_vae.optimizers.FusedAdam`: the same update, measured 0.7 to 1.4
+    ms per step faster, ``benchmarks/breakdown.py``); under XLA, which fuses Keras' Adam itself
     (both measured 0.3 ms), ``keras.optimizers.Adam``, which measured as fast or faster in the
     whole step there (``benchmarks/settings.py --model=fsvae``)."""
     return keras.optimizers.Adam(lr) if jit_compile else optimizers.FusedAdam(lr)
