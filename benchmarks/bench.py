@@ -137,7 +137,6 @@ def matmuls_alone(parts, repeats=200):
 
     @tf.function
     def step():
-        grads = []
         with tf.GradientTape() as tape:
             total = 0.0
             for weights, inputs, _ in networks:

@@ -16,7 +16,7 @@ def _gradients(variables, steps, seed=0):
             for _ in range(steps)]
 
 
-def _run(optimizer, steps=5, clipnorm=None):
+def _run(optimizer, steps=5):
     keras.utils.set_random_seed(0)
     variables = [keras.Variable(np.full((3, 4), 0.5, np.float32)),
                  keras.Variable(np.linspace(-1, 1, 4).astype(np.float32))]
@@ -67,7 +67,7 @@ def test_fused_adam_on_two_replicas_makes_kerass_adam_step():
     reference = one_step(keras.optimizers.Adam)
     assert isinstance(train.make_optimizer(1e-3), FusedAdam)  # bin/train's choice without XLA
     assert not isinstance(train.make_optimizer(1e-3, jit_compile=True), FusedAdam)
-    for i, (copies, reference_copies) in enumerate(zip(fused, reference)):
+    for copies, reference_copies in zip(fused, reference):
         assert len(copies) == 2
         np.testing.assert_array_equal(copies[0], copies[1])  # the replicas stay in sync
         np.testing.assert_allclose(copies[0], reference_copies[0], rtol=1e-5, atol=1e-7)

@@ -57,7 +57,8 @@ def saved_model_bounds(loaded, conditional=False):
 
 
 def evaluate(data_kind, negative_elbo, negative_iwae, dataset, repeats=100,
-             iwae_samples=IWAE_SAMPLES, full_test=True, classify=None, sample_check=None):
+             iwae_samples=IWAE_SAMPLES, full_test=True, classify=None, sampler=None,
+             check_steps=3000, seed=0):
     """The evaluation of one model, by its kind of data (``model.data_kind``).
 
     * ``"unsupervised"`` (VAE, GMVAE): the reference protocol on the 100-image subset
@@ -66,7 +67,12 @@ def evaluate(data_kind, negative_elbo, negative_iwae, dataset, repeats=100,
       probabilities) on the 10k continuous test images, the reference metric, with the confusion
       matrix; with ``full_test``, the bounds on the binarised test set.
     * ``"supervised"`` (FSVAE): with ``full_test``, the bounds of -log p(x | y) on the continuous
-      test set; and ``sample_check()`` (see :func:`conditional_sample_accuracy`) if given.
+      test set; and, given a ``sampler`` (a model with ``sample_labels``), how often a checking
+      classifier (:func:`train_check_classifier`, ``check_steps`` steps) recognises its samples
+      (:func:`conditional_sample_accuracy`), both with ``seed``.
+
+    Arguments a kind does not use are ignored (``classify`` outside the SSVAE, ``sampler``
+    outside the FSVAE), so callers may pass them for every model.
 
     Returns:
       The dictionary that ``evaluation.json`` holds, with the seconds each part took.
@@ -83,8 +89,10 @@ def evaluate(data_kind, negative_elbo, negative_iwae, dataset, repeats=100,
         y_test = dataset.test_labels.astype(np.int32)
         if full_test:
             timed("full_test", lambda: full_test_set(negative_elbo, negative_iwae, x_test, y_test))
-        if sample_check is not None:
-            timed("sample_check", sample_check)
+        if sampler is not None:
+            timed("sample_check", lambda: conditional_sample_accuracy(
+                sampler, train_check_classifier(dataset, check_steps, seed=seed), per_class=100,
+                seed=seed))
         return results
     if data_kind == "semisupervised":
         timed("classifier", lambda: classifier_accuracy(

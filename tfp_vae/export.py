@@ -52,6 +52,12 @@ def read_metadata(path):
         raise NotAModelError(f"{path} is a SavedModel but not one exported by tfp_vae (no "
                              f"readable {METADATA}).") from None
 
+def picture_keys(metadata):
+    """``(sample key, mean key)``: the output fields of a loaded model's ``sample`` and
+    ``decode`` that picture a draw and a mean (exports older than the field: the Bernoulli ones)."""
+    return tuple(metadata.get("picture_keys", ("x", "probs")))
+
+
 def sample_grid(loaded, metadata, n=200, seed=0, means=False):
     """A loaded model's sample grid, as ``bin/sample`` draws it: ``(pictures, rows, cols)``.
 
@@ -72,7 +78,7 @@ def sample_grid(loaded, metadata, n=200, seed=0, means=False):
     else:
         out = loaded.sample(n=tf.constant(n, tf.int32), seed=seed)
         rows, cols = images.grid_shape(n)
-    sample_key, mean_key = metadata.get("picture_keys", ("x", "probs"))
+    sample_key, mean_key = picture_keys(metadata)
     return out[mean_key if means else sample_key].numpy(), rows, cols
 
 

@@ -127,7 +127,8 @@ def saved_model_functions(loaded, metadata):
     """``(encode_mean, decode_mean)`` of a loaded SavedModel (its ``encode`` and ``decode``
     signatures), so that :func:`write_all` draws the same pictures from an export."""
     conditional = "class_grid" in metadata["signatures"]  # the label-conditioned models
-    mean_key = metadata.get("picture_keys", ("x", "probs"))[1]  # older exports lack the keys
+    from tfp_vae import export
+    mean_key = export.picture_keys(metadata)[1]
 
     def encode_mean(x, y):
         return (loaded.encode(x=x, y=y) if conditional else loaded.encode(x=x))["mean"].numpy()
@@ -165,9 +166,8 @@ def write_all(out_dir, results, dataset, data_kind, image_shape, encode_mean, de
         written.append(iwae_against_m(results["subset"], os.path.join(out_dir, "iwae.png")))
     if data_kind == "supervised":  # continuous images, the labels condition the encoder
         x = data.to_unit_interval(dataset.test_images[:n_latent])
-    else:
-        x, _ = data.full_test_set(dataset)
-        x = x[:n_latent]
+    else:  # the first rows of data.full_test_set (the same draws), without binarising all 10k
+        x = data.static_binarize(data.to_unit_interval(dataset.test_images[:n_latent]))
     y = tf.constant(dataset.test_labels[:len(x)].astype(np.int32))
     x = tf.constant(x.reshape(len(x), -1), tf.float32)
     means = encode_mean(x, y)

@@ -424,13 +424,7 @@ def training_data(model, dataset, config, start_step):
 def evaluate_model(model, dataset, config):
     """The evaluation of :func:`tfp_vae.evaluate.evaluate` for a trained Keras model."""
     elbo, iwae = evaluate.model_bounds(model)
-    classify = model if model.data_kind == "semisupervised" else None
-
-    def sample_check():
-        checker = evaluate.train_check_classifier(dataset, config.check_steps, seed=config.seed)
-        return evaluate.conditional_sample_accuracy(model, checker, per_class=100,
-                                                    seed=config.seed)
     return evaluate.evaluate(model.data_kind, elbo, iwae, dataset, repeats=config.eval_repeats,
                              iwae_samples=config.iwae_samples, full_test=config.full_test,
-                             classify=classify,
-                             sample_check=sample_check if model.data_kind == "supervised" else None)
+                             classify=model, sampler=model, check_steps=config.check_steps,
+                             seed=config.seed)
