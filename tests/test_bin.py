@@ -204,3 +204,48 @@ def test_evaluate_refuses_a_folder_that_is_not_a_model(tmp_path):
     proc = run_tool("evaluate", f"--model_dir={tmp_path}")
     assert proc.returncode == 2 and "is not a SavedModel folder" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_sample_refuses_n_that_is_not_a_multiple_of_10_for_a_conditional_model(tmp_path):
+    from tfp_vae import export, models
+    export.export(models.FSVAE(image_shape=(28, 28, 1)), tmp_path / "m")
+    proc = run_tool("sample", f"--model_dir={tmp_path / 'm'}", "--n=15",
+                    f"--out={tmp_path / 'g.png'}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--n must be a multiple of 10 for the fsvae" in proc.stderr
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_evaluate_draws_curves_only_from_a_run_of_the_same_kind(trained, tmp_path):
+    """The curves come from the run folder above a run's savedmodel/ (see the test above); a
+    model folder elsewhere whose neighbours belong to another run gets no curves."""
+    run_dir, _ = trained
+    shutil.copytree(run_dir / "savedmodel", tmp_path / "m")
+    (tmp_path / "history.csv").write_text((run_dir / "history.csv").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    proc = run_tool("evaluate", f"--model_dir={tmp_path / 'm'}", "--repeats=1",
+                    "--iwae_samples=1", "--nofull_test", f"--pictures_dir={tmp_path / 'p'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (tmp_path / "p" / "curves.png").exists()  # m is not a run's savedmodel/ folder
+    (tmp_path / "m" / "history.csv").write_text((run_dir / "history.csv").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "model": "gmvae"}))
+    proc = run_tool("evaluate", f"--model_dir={tmp_path / 'm'}", "--repeats=1",
+                    "--iwae_samples=1", "--nofull_test", f"--pictures_dir={tmp_path / 'q'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (tmp_path / "q" / "curves.png").exists()  # the config is of another kind
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    proc = run_tool("evaluate", f"--model_dir={tmp_path / 'm'}", "--repeats=1",
+                    "--iwae_samples=1", "--nofull_test", f"--pictures_dir={tmp_path / 'r'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "r" / "curves.png").is_file()  # beside the model, as in savedmodels/
+
+
+def test_tensorboard_scalars_leave_out_counts_and_standard_errors():
+    from tfp_vae import pictures
+    tags = pictures.scalars({"subset": {"nelbo": {"mean": 1.5, "se": 0.1, "n": 100},
+                                        "niwae": {"10": {"mean": 1.2, "se": None, "n": 10}}},
+                             "classifier": {"accuracy": 0.9, "n": 10000, "confusion": [[1]]},
+                             "run": "name", "resumed": True, "wall_seconds": 3.0})
+    assert tags == {"evaluation/subset/nelbo": 1.5, "evaluation/subset/niwae/10": 1.2,
+                    "evaluation/classifier/accuracy": 0.9, "evaluation/wall_seconds": 3.0}
