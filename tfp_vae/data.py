@@ -1,47 +1,38 @@
-"""MNIST for the CS236 HW2 protocol: verified IDX files, the reference subsets, tf.data pipelines.
-
-The four MNIST IDX files ship inside the package (``tfp_vae/mnist``) so that everything works
-offline. Every file is checked on load: the gzip stream must be complete, the IDX header must
-match the expected shape, and (for the canonical files) the SHA-256 of the decompressed bytes
-must match. A problem raises :class:`DataError` with a message that names the file and the fix.
+"""Images for the models: the evaluation subsets, the test batches and the ``tf.data`` training
+streams, for any :class:`~tfp_vae.sources.ImageSet` (:func:`tfp_vae.sources.load` reads them).
 
 Pipelines (see ``REFERENCE.md`` sections 5-7):
 
 * :func:`train_dataset` -- shuffled training images, reshuffled every epoch, the last partial batch
-  kept (``drop_last=False`` as the reference), **re-binarised with a fresh Bernoulli draw every
-  step**. Both the shuffle and the binarisation are stateless functions of ``(seed, epoch)`` and
-  ``(seed, step)``, so the stream can be restarted at any step (resuming a run replays nothing).
-* :func:`test_subset` -- the reference's fixed 100-image test subset, statically binarised with
-  ``numpy.random.RandomState(0).binomial`` (bit-identical to the reference).
-* :func:`full_test_set` -- the 10k test images binarised once with a fixed seed.
-* :func:`labelled_subset` -- the reference's 100-label training subset (for the SSVAE).
+  kept (``drop_last=False`` as the reference), and for Bernoulli models **re-binarised with a
+  fresh draw every step**. Both the shuffle and the binarisation are stateless functions of
+  ``(seed, epoch)`` and ``(seed, step)``, so the stream can be restarted at any step (resuming a
+  run replays nothing). :func:`stream` gives the stream of a model's kind of data.
+* :func:`test_subset` -- the evaluation subset: on MNIST the reference's fixed 100 test images;
+  on any other data the first ``ceil(100 / K)`` test images of each of the K classes (the first
+  100 when unlabelled); statically binarised with ``numpy.random.RandomState(0).binomial`` for
+  Bernoulli models (bit-identical to the reference on MNIST).
+* :func:`test_batches` -- the whole test split in batches, binarised once with a fixed seed
+  (the same bits as binarising it whole).
+* :func:`labelled_subset` -- the SSVAE's labelled training images: the reference's 100 on MNIST,
+  otherwise N per class by a seeded rule.
 """
 
-import dataclasses
 import functools
-import gzip
-import hashlib
-import pathlib
-import zlib
+import math
 
 import numpy as np
 import tensorflow as tf
 
+from tfp_vae import sources
+from tfp_vae.sources import DiskArray, ImageSet, idx  # noqa: F401 (re-exported)
 from tfp_vae.errors import DataError  # re-exported: data.DataError
 
-BUNDLED_DIR = pathlib.Path(__file__).resolve().parent / "mnist"
-
-# name -> (file name, IDX shape, SHA-256 of the decompressed bytes of the canonical file).
-MNIST_FILES = {
-    "train_images": ("train-images-idx3-ubyte.gz", (60000, 28, 28),
-                     "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-    "train_labels": ("train-labels-idx1-ubyte.gz", (60000,),
-                     "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
-    "test_images": ("t10k-images-idx3-ubyte.gz", (10000, 28, 28),
-                    "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-    "test_labels": ("t10k-labels-idx1-ubyte.gz", (10000,),
-                    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
-}
+# MNIST, kept here for scripts written against earlier versions.
+BUNDLED_DIR = idx.BUNDLED_DIR
+MNIST_FILES = idx.MNIST_FILES
+load_mnist = idx.load_mnist
+Mnist = ImageSet
 
 # Positions within each digit's examples, in file order (REFERENCE.md section 6). Row d lists the
 # picks for digit d; duplicates (test 5: 128, train 4: 2176) are kept as in the reference.
@@ -70,7 +61,6 @@ TRAIN_SUBSET_POSITIONS = (
     (5795, 1472, 3678, 256, 3762, 5412, 1954, 816, 2435, 1634),
 )
 
-_IDX_DTYPES = {0x08: np.uint8}
 # Salt that separates the binarisation stream from every other use of the run's seed.
 _BINARIZE_SALT = 0x5EED
 # Training arrays up to this size are copied into the tf.data graph as a constant (fastest).
@@ -79,119 +69,18 @@ _MAX_CONSTANT_BYTES = 256 << 20
 
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageSet:
-    """A labelled image dataset as uint8 arrays.
 
-    Images are (N, D) or (N, height, width, channels) in 0..255 -- possibly a view of the memory
-    a file was read into (SVHN's ``extra`` is never copied) -- and labels (N,) in 0..9.
-    ``image_shape`` is the (height, width, channels) of one image.
-    """
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    image_shape: tuple = (28, 28, 1)
-    name: str = "mnist"
-
-
-Mnist = ImageSet  # MNIST: images (N, 784)
-
-
-def read_idx(path, shape=None, sha256=None):
-    """Reads one gzip-compressed IDX file into a NumPy array, checking it on the way.
-
-    Args:
-      path: the ``.gz`` file.
-      shape: the expected array shape, or None to accept any.
-      sha256: the expected SHA-256 of the decompressed bytes, or None to skip that check.
-    Raises:
-      DataError: the file is missing, truncated, corrupt, or not of the expected shape.
-    """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise DataError(f"MNIST file {path} is missing. Put the four MNIST IDX .gz files in "
-                        f"{path.parent}, or leave --data_dir unset to use the bundled copy.")
-    try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"MNIST file {path} is truncated or corrupt ({e}). Replace it with a fresh "
-                        f"copy (the bundled one is in {BUNDLED_DIR}).") from None
-    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
-        raise DataError(f"MNIST file {path} does not have the expected content (SHA-256 of the "
-                        f"decompressed bytes differs). Replace it with the canonical file, e.g. "
-                        f"the bundled copy in {BUNDLED_DIR}.")
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{path} is not an IDX file of unsigned bytes (bad magic number).")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path} is truncated: its IDX header is incomplete.")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    if shape is not None and dims != tuple(shape):
-        raise DataError(f"{path} holds an array of shape {dims}, expected {tuple(shape)}.")
-    size = int(np.prod(dims))
-    if len(raw) != header + size:
-        raise DataError(f"{path} is truncated or has trailing bytes: {len(raw) - header} data "
-                        f"bytes for shape {dims}.")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
-
-
-def load_mnist(data_dir=None, source="files", verify_checksums=True):
-    """Loads MNIST as uint8 arrays.
-
-    Args:
-      data_dir: folder holding the four IDX ``.gz`` files (``source='files'``; None = the bundled
-        copy), or the TFDS data folder (``source='tfds'``).
-      source: ``'files'`` for IDX files, ``'tfds'`` for ``tfds.load('mnist')`` (needs internet the
-        first time, or a prepared TFDS folder).
-      verify_checksums: check the SHA-256 of every IDX file against the canonical MNIST.
-    Returns:
-      A :class:`Mnist`.
-    """
-    if source == "tfds":
-        return _load_mnist_tfds(data_dir)
-    if source != "files":
-        raise DataError(f"unknown MNIST source {source!r}: use 'files' or 'tfds'.")
-    folder = BUNDLED_DIR if data_dir is None else pathlib.Path(data_dir)
-    if not folder.is_dir():
-        raise DataError(f"data folder {folder} does not exist. Create it and put the four MNIST "
-                        f"IDX .gz files in it, or leave --data_dir unset to use the bundled copy.")
-    arrays = {}
-    for key, (name, shape, digest) in MNIST_FILES.items():
-        arrays[key] = read_idx(folder / name, shape, digest if verify_checksums else None)
-    for split in ("train", "test"):
-        if arrays[f"{split}_labels"].max() > 9:
-            raise DataError(f"{split} labels in {folder} are outside 0..9.")
-    return Mnist(train_images=arrays["train_images"].reshape(-1, 784),
-                 train_labels=arrays["train_labels"],
-                 test_images=arrays["test_images"].reshape(-1, 784),
-                 test_labels=arrays["test_labels"])
-
-
-def _load_mnist_tfds(data_dir):
-    import tensorflow_datasets as tfds  # Imported here: TFDS is slow to import and optional.
-
-    def arrays(split):
-        ds = tfds.load("mnist", split=split, as_supervised=True, data_dir=data_dir)
-        batches = list(tfds.as_numpy(ds.batch(10_000)))
-        x = np.concatenate([b[0] for b in batches]).astype(np.uint8).reshape(-1, 784)
-        return x, np.concatenate([b[1] for b in batches]).astype(np.uint8)
-    try:
-        (xtr, ytr), (xte, yte) = arrays("train"), arrays("test")
-    except Exception as e:  # TFDS raises many types for "cannot download / not prepared".
-        raise DataError(f"tfds.load('mnist') failed ({type(e).__name__}: {e}). It needs internet "
-                        f"access the first time; offline, use the bundled copy (--data=files).") \
-            from None
-    return Mnist(xtr, ytr, xte, yte)
 
 
 def to_unit_interval(images):
-    """uint8 0..255 -> float32 in [0, 1] (x / 255 in float32, as torchvision's ToTensor),
-    flattened to (N, D)."""
-    images = np.asarray(images)
-    return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
+    """Images -> float32 in [0, 1], flattened to (N, D): uint8 0..255 as x / 255 in float32 (as
+    torchvision's ToTensor); float images (already in [0, 1]) as they are."""
+    images = images if isinstance(images, DiskArray) else np.asarray(images)
+    images = images[:] if isinstance(images, DiskArray) else images
+    flat = images.reshape(len(images), -1)
+    if flat.dtype == np.uint8:
+        return flat.astype(np.float32) / np.float32(255)
+    return flat.astype(np.float32)
 
 
 def static_binarize(x, seed=0):
@@ -204,21 +93,83 @@ def subset_indices(labels, positions):
     return np.concatenate([np.flatnonzero(labels == d)[list(p)] for d, p in enumerate(positions)])
 
 
-def test_subset(mnist):
-    """The reference evaluation set: 100 test images, statically binarised (seed 0), and labels."""
-    idx = subset_indices(mnist.test_labels, TEST_SUBSET_POSITIONS)
-    return static_binarize(to_unit_interval(mnist.test_images[idx])), mnist.test_labels[idx]
+# The evaluation subset of data other than MNIST holds about this many images.
+SUBSET_SIZE = 100
 
 
-def labelled_subset(mnist):
-    """The SSVAE's 100 labelled training images (continuous, [0, 1]) and their labels."""
-    idx = subset_indices(mnist.train_labels, TRAIN_SUBSET_POSITIONS)
-    return to_unit_interval(mnist.train_images[idx]), mnist.train_labels[idx]
+def subset_rule(labels, num_classes, size=SUBSET_SIZE):
+    """Indices of the evaluation subset of any dataset: the first ``ceil(size / K)`` test images
+    of each of the K classes in file order, class by class (a class with fewer gives all it has);
+    the first ``size`` images when ``labels`` is None."""
+    if labels is None or not num_classes:
+        return np.arange(min(size, len(labels) if labels is not None else size))
+    per_class = math.ceil(size / num_classes)
+    return np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(num_classes)])
 
 
-def full_test_set(mnist, seed=0):
-    """All 10k test images binarised once (``static_binarize`` with ``seed``), and labels."""
-    return static_binarize(to_unit_interval(mnist.test_images), seed), mnist.test_labels
+def test_subset(dataset, binarized=True):
+    """The evaluation subset ``(images (n, D) float32, labels or None)``: on MNIST the reference's
+    100 test images; otherwise :func:`subset_rule`. Bernoulli models (``binarized``) get it
+    statically binarised (``numpy.random.RandomState(0)``, bit-identical to the reference)."""
+    if dataset.reference:
+        idx_ = subset_indices(dataset.test_labels, TEST_SUBSET_POSITIONS)
+    elif dataset.test_labels is None:
+        idx_ = subset_rule(None, 0, min(SUBSET_SIZE, len(dataset.test_images)))
+    else:
+        idx_ = subset_rule(dataset.test_labels, dataset.num_classes)
+    x = to_unit_interval(dataset.test_images[idx_])
+    labels = None if dataset.test_labels is None else dataset.test_labels[idx_]
+    return (static_binarize(x) if binarized else x), labels
+
+
+def labelled_subset(dataset, per_class=10):
+    """The SSVAE's labelled training images (continuous, [0, 1]) and their labels.
+
+    On MNIST with 10 per class: the reference's 100 (REFERENCE.md section 6). Otherwise, for each
+    class c in order, ``per_class`` of its training images drawn without replacement with
+    ``numpy.random.default_rng([0, c])`` (the same for every run on the same data).
+
+    Raises:
+      DataError: the data has no labels, or a class has fewer than ``per_class`` images.
+    """
+    if dataset.train_labels is None:
+        raise DataError(f"{dataset.name} has no labels; the SSVAE needs labelled training images.")
+    if dataset.reference and per_class == 10:
+        idx_ = subset_indices(dataset.train_labels, TRAIN_SUBSET_POSITIONS)
+    else:
+        picks = []
+        for c in range(dataset.num_classes):
+            members = np.flatnonzero(dataset.train_labels == c)
+            if len(members) < per_class:
+                raise DataError(f"class {dataset.class_name(c)!r} (label {c}) of {dataset.name} "
+                                f"has {len(members)} training images, fewer than "
+                                f"--labels_per_class={per_class}; lower --labels_per_class or "
+                                f"add images of that class.")
+            picks.append(members[np.random.default_rng([0, c]).choice(len(members), per_class,
+                                                                         replace=False)])
+        idx_ = np.concatenate(picks)
+    return to_unit_interval(dataset.train_images[idx_]), dataset.train_labels[idx_]
+
+
+def test_batches(dataset, binarized=True, batch_size=500, seed=0):
+    """The test split as ``(images (b, D) float32, labels (b,) int32 or None)`` batches in file
+    order; Bernoulli models (``binarized``) get it binarised once with
+    ``numpy.random.RandomState(seed)``, batch after batch from one generator, which draws the same
+    bits as binarising the whole split at once."""
+    rng = np.random.RandomState(seed)
+    labels = dataset.test_labels
+    for start in range(0, len(dataset.test_images), batch_size):
+        x = to_unit_interval(dataset.test_images[start:start + batch_size])
+        if binarized:
+            x = rng.binomial(1, x).astype(np.float32)
+        yield x, None if labels is None else labels[start:start + batch_size].astype(np.int32)
+
+
+def full_test_set(dataset, seed=0, binarized=True):
+    """The whole test split of :func:`test_batches` as one array, and its labels."""
+    parts = list(test_batches(dataset, binarized, seed=seed))
+    x = np.concatenate([p[0] for p in parts])
+    return x, None if dataset.test_labels is None else np.concatenate([p[1] for p in parts])
 
 
 def steps_per_epoch(num_examples, batch_size):
@@ -241,8 +192,8 @@ def train_dataset(images, batch_size, seed, start_step=0, binarized=True, labels
     with a fresh Bernoulli draw keyed by ``(seed, step)`` (dynamic binarisation).
 
     Args:
-      images: uint8 array (N, D) or (N, H, W, C) in 0..255, or float array in [0, 1]; batches
-        are flattened to (b, D).
+      images: uint8 array (N, D) or (N, H, W, C) in 0..255, or float array in [0, 1] (NumPy or a
+        :class:`~tfp_vae.sources.DiskArray`); batches are flattened to (b, D).
       batch_size: examples per step.
       seed: int, the run's seed.
       start_step: the first step to produce (resuming a run continues the same stream).
@@ -251,7 +202,8 @@ def train_dataset(images, batch_size, seed, start_step=0, binarized=True, labels
     Returns:
       A ``tf.data.Dataset`` of float32 batches (b, D) (or pairs with int32 labels).
     """
-    images = np.asarray(images)
+    if not isinstance(images, DiskArray):
+        images = np.asarray(images)
     if images.ndim < 2:
         raise DataError(f"training images must be an array (N, D) or (N, H, W, C), got shape "
                         f"{images.shape}.")
@@ -262,11 +214,12 @@ def train_dataset(images, batch_size, seed, start_step=0, binarized=True, labels
     first_epoch, offset = divmod(int(start_step), per_epoch)
     label_table = None if labels is None else tf.constant(np.asarray(labels, np.int32))
     scale = 255.0 if images.dtype == np.uint8 else 1.0
-    if images.nbytes <= _MAX_CONSTANT_BYTES:
+    if isinstance(images, np.ndarray) and images.nbytes <= _MAX_CONSTANT_BYTES:
         table = tf.constant(images.reshape(n, dim))
         gather = functools.partial(tf.gather, table)
     else:
-        # A large array (SVHN's extra is 1.6 GB) stays where it is, read once from its file:
+        # A large array (SVHN's extra is 1.6 GB) stays where it is, read once from its file, and
+        # data above the memory budget stays on disk (a DiskArray reads just the batch's rows):
         # each batch is gathered from it by index, instead of copying it into a tf.constant.
         def gather(idx):
             rows = tf.numpy_function(lambda i: images[i].reshape(len(i), dim), [idx],
@@ -313,17 +266,45 @@ def check_images(x, dim=784, name="images"):
 
 
 
-def semisupervised_dataset(images, labels, labelled_x, labelled_y, batch_size, seed, start_step=0):
+def semisupervised_dataset(images, labels, labelled_x, labelled_y, batch_size, seed, start_step=0,
+                           binarized=True):
     """The SSVAE stream: every step one unlabelled batch and *all* labelled examples, both
-    re-binarised afresh (REFERENCE.md section 5).
+    re-binarised afresh for Bernoulli models (REFERENCE.md section 5).
 
     Yields dicts ``{"x", "y", "x_labelled", "y_labelled"}``; ``y`` holds the true labels of the
     unlabelled batch, used only to report training accuracy (never in the loss).
     """
-    unlabelled = train_dataset(images, batch_size, seed, start_step, labels=labels)
+    unlabelled = train_dataset(images, batch_size, seed, start_step, binarized, labels=labels)
     xl = tf.constant(np.asarray(labelled_x, np.float32))
     yl = tf.constant(np.asarray(labelled_y, np.int32))
     labelled = tf.data.Dataset.range(int(start_step), np.iinfo(np.int64).max).map(
-        lambda step: binarize(xl, tf.stack([tf.cast(seed, tf.int64) + 2 * _BINARIZE_SALT, step])))
+        lambda step: binarize(xl, tf.stack([tf.cast(seed, tf.int64) + 2 * _BINARIZE_SALT, step]))
+        if binarized else xl)
     return tf.data.Dataset.zip(unlabelled, labelled).map(
         lambda u, xl_step: {"x": u[0], "y": u[1], "x_labelled": xl_step, "y_labelled": yl})
+
+
+def stream(dataset, batch_size, seed, data_kind="unsupervised", binarized=True, start_step=0,
+           labels_per_class=10):
+    """The training stream of a model, from ``start_step`` on, as ``bin/train`` builds it::
+
+        model.fit(data.stream(dataset, 97, seed=0, data_kind=model.data_kind,
+                              binarized=model.binarized), steps_per_epoch=..., epochs=...)
+
+    Args:
+      dataset: an :class:`~tfp_vae.sources.ImageSet` (:func:`tfp_vae.sources.load`).
+      data_kind: the model's ``data_kind``: ``"unsupervised"`` (images), ``"supervised"``
+        ((images, labels) pairs) or ``"semisupervised"`` (the SSVAE's dicts with
+        :func:`labelled_subset` of ``labels_per_class`` per class).
+      binarized: dynamic binarisation (the Bernoulli models' ``model.binarized``).
+    """
+    if data_kind == "semisupervised":
+        xl, yl = labelled_subset(dataset, labels_per_class)
+        return semisupervised_dataset(dataset.train_images, dataset.train_labels, xl, yl,
+                                      batch_size, seed, start_step, binarized)
+    if data_kind == "supervised":
+        if dataset.train_labels is None:
+            raise DataError(f"{dataset.name} has no labels; a conditional model needs them.")
+        return train_dataset(dataset.train_images, batch_size, seed, start_step, binarized,
+                             labels=dataset.train_labels)
+    return train_dataset(dataset.train_images, batch_size, seed, start_step, binarized)

@@ -9,8 +9,10 @@ Works on anything that offers the two bounds as per-example functions, a Keras m
 Reference protocol on the fixed, statically binarised 100-image subset: the NELBO, KL and Rec
 are averages of 100 calls (each a mean over the 100 images, one z each); the negative IWAE-m for
 m = 1, 10, 100, 1000 averages max(100 // m, 1) calls. We also give the standard error over the
-repeats, and on the full 10k test set the mean NELBO and negative IWAE-100 with the standard error
-over images.
+repeats, and on the full test set the mean NELBO and negative IWAE-100 with the standard error
+over images. On data other than MNIST the same protocol runs on the subset of
+:func:`tfp_vae.data.test_subset` (about 100 images: the first of each class), binarised for
+Bernoulli models and continuous for Gaussian ones.
 """
 
 import math
@@ -56,18 +58,21 @@ def saved_model_bounds(loaded, conditional=False):
     return elbo, iwae
 
 
-def evaluate(data_kind, negative_elbo, negative_iwae, dataset, repeats=100,
+def evaluate(data_kind, negative_elbo, negative_iwae, dataset, binarized=True, repeats=100,
              iwae_samples=IWAE_SAMPLES, full_test=True, classify=None, sampler=None,
              check_steps=3000, seed=0):
-    """The evaluation of one model, by its kind of data (``model.data_kind``).
+    """The evaluation of one model, by its kind of data (``model.data_kind``), on the test split
+    of ``dataset`` (an :class:`~tfp_vae.sources.ImageSet`), binarised for Bernoulli models
+    (``binarized``).
 
-    * ``"unsupervised"`` (VAE, GMVAE): the reference protocol on the 100-image subset
-      (:func:`reference_protocol`) and, with ``full_test``, the binarised 10k test set.
+    * ``"unsupervised"`` (VAE, GMVAE): the reference protocol on the evaluation subset
+      (:func:`reference_protocol`, :func:`tfp_vae.data.test_subset`) and, with ``full_test``,
+      the whole test split.
     * ``"semisupervised"`` (SSVAE): the accuracy of ``classify`` (images -> class
-      probabilities) on the 10k continuous test images, the reference metric, with the confusion
-      matrix; with ``full_test``, the bounds on the binarised test set.
-    * ``"supervised"`` (FSVAE): with ``full_test``, the bounds of -log p(x | y) on the continuous
-      test set; and, given a ``sampler`` (a model with ``sample_labels``), how often a checking
+      probabilities) on the continuous test images, the reference metric, with the confusion
+      matrix; with ``full_test``, the bounds on the test split.
+    * ``"supervised"`` (FSVAE): with ``full_test``, the bounds of -log p(x | y) on the test
+      split; and, given a ``sampler`` (a model with ``sample_labels``), how often a checking
       classifier (:func:`train_check_classifier`, ``check_steps`` steps) recognises its samples
       (:func:`conditional_sample_accuracy`), both with ``seed``.
 
@@ -77,7 +82,7 @@ def evaluate(data_kind, negative_elbo, negative_iwae, dataset, repeats=100,
     Returns:
       The dictionary that ``evaluation.json`` holds, with the seconds each part took.
     """
-    results = {}
+    results = {"binarized": bool(binarized)}
 
     def timed(name, fn):
         t0 = time.time()
@@ -85,10 +90,10 @@ def evaluate(data_kind, negative_elbo, negative_iwae, dataset, repeats=100,
         results[f"{name}_eval_seconds"] = round(time.time() - t0, 2)
 
     if data_kind == "supervised":
-        x_test = data.to_unit_interval(dataset.test_images)
-        y_test = dataset.test_labels.astype(np.int32)
         if full_test:
-            timed("full_test", lambda: full_test_set(negative_elbo, negative_iwae, x_test, y_test))
+            timed("full_test", lambda: full_test_set(
+                negative_elbo, negative_iwae, data.test_batches(dataset, binarized),
+                with_labels=True))
         if sampler is not None:
             timed("sample_check", lambda: conditional_sample_accuracy(
                 sampler, train_check_classifier(dataset, check_steps, seed=seed), per_class=100,
@@ -96,14 +101,16 @@ def evaluate(data_kind, negative_elbo, negative_iwae, dataset, repeats=100,
         return results
     if data_kind == "semisupervised":
         timed("classifier", lambda: classifier_accuracy(
-            classify, data.to_unit_interval(dataset.test_images), dataset.test_labels))
+            classify, data.test_batches(dataset, binarized=False), dataset.num_classes))
     else:
-        x_subset, _ = data.test_subset(dataset)
+        x_subset, _ = data.test_subset(dataset, binarized)
         timed("subset", lambda: reference_protocol(negative_elbo, negative_iwae, x_subset, seed=0,
                                                    repeats=repeats, iwae_samples=iwae_samples))
+        results["subset"].update(rule="reference" if dataset.reference else "first per class",
+                                 images=len(x_subset))
     if full_test:
-        x_test, _ = data.full_test_set(dataset)
-        timed("full_test", lambda: full_test_set(negative_elbo, negative_iwae, x_test))
+        timed("full_test", lambda: full_test_set(negative_elbo, negative_iwae,
+                                                 data.test_batches(dataset, binarized)))
     return results
 
 
@@ -133,17 +140,21 @@ def reference_protocol(negative_elbo, negative_iwae, x, seed=0, repeats=100,
     return result
 
 
-def full_test_set(negative_elbo, negative_iwae, x, *labels, seed=0, iwae_samples=100,
-                  batch_size=500):
-    """Mean NELBO (one z per image) and negative IWAE-``iwae_samples`` over all images of ``x``
-    (for conditional bounds, pass the labels after ``x``), with the standard error over images."""
-    nelbo, niwae = [], []
-    for start in range(0, len(x), batch_size):
-        batch = [tf.convert_to_tensor(x[start:start + batch_size], tf.float32)]
-        batch += [tf.convert_to_tensor(y[start:start + batch_size], tf.int32) for y in labels]
+def full_test_set(negative_elbo, negative_iwae, batches, with_labels=False, seed=0,
+                  iwae_samples=100):
+    """Mean NELBO (one z per image) and negative IWAE-``iwae_samples`` over all images of
+    ``batches`` (``(x, labels)`` pairs as :func:`tfp_vae.data.test_batches` yields them; the
+    labels are passed to conditional bounds, ``with_labels``), with the standard error over
+    images. The seeds of a batch derive from ``seed`` and the index of its first image."""
+    nelbo, niwae, start = [], [], 0
+    for x, labels in batches:
+        batch = [tf.convert_to_tensor(x, tf.float32)]
+        if with_labels:
+            batch.append(tf.convert_to_tensor(labels, tf.int32))
         nelbo.append(negative_elbo(*batch, tf.constant([seed, start], tf.int32))[0].numpy())
         niwae.append(negative_iwae(*batch, tf.constant(iwae_samples),
                                    tf.constant([seed + 1, start], tf.int32))[0].numpy())
+        start += len(x)
     return {"nelbo": _summary(np.concatenate(nelbo)),
             f"niwae_{iwae_samples}": _summary(np.concatenate(niwae))}
 
@@ -160,7 +171,8 @@ def train_check_classifier(dataset, steps=3000, batch_size=100, seed=0):
     keras.utils.set_random_seed(seed)
     dim = int(np.prod(dataset.image_shape))
     inputs = keras.Input((dim,))
-    net = keras.Model(inputs, networks.MLP(dim, networks.HIDDEN["v1"], 10, "relu")(inputs))
+    net = keras.Model(inputs, networks.MLP(dim, networks.HIDDEN["v1"], dataset.num_classes,
+                                           "relu")(inputs))
     net.compile(optimizer=keras.optimizers.Adam(1e-3),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     stream = data.train_dataset(dataset.train_images, batch_size, seed + 7, binarized=False,
@@ -168,8 +180,8 @@ def train_check_classifier(dataset, steps=3000, batch_size=100, seed=0):
     net.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
     probs = tf.function(lambda x: tf.nn.softmax(net(x)),
                         input_signature=[tf.TensorSpec([None, dim], tf.float32)])
-    test = classifier_accuracy(probs, data.to_unit_interval(dataset.test_images),
-                               dataset.test_labels)
+    test = classifier_accuracy(probs, data.test_batches(dataset, binarized=False),
+                               dataset.num_classes)
     return probs, test["accuracy"]
 
 
@@ -184,21 +196,23 @@ def conditional_sample_accuracy(model, checker, per_class=100, seed=0):
     probs, checker_accuracy = checker
     labels = np.repeat(np.arange(model.num_classes, dtype=np.int32), per_class)
     pictures = model.sample_labels(labels, tf.constant([seed, 17], tf.int32))
-    result = classifier_accuracy(probs, pictures[model.picture_keys[0]].numpy(), labels,
+    result = classifier_accuracy(probs, [(pictures[model.picture_keys[0]].numpy(), labels)],
                                  model.num_classes)
     result["checker_test_accuracy"] = checker_accuracy
     return result
 
 
-def classifier_accuracy(predict_probs, x, y, num_classes=10, batch_size=1000):
-    """Accuracy of argmax ``predict_probs(x)`` against labels ``y``, and the confusion matrix
-    (rows: true class, columns: predicted class)."""
-    predicted = np.concatenate([
-        np.argmax(predict_probs(tf.convert_to_tensor(x[i:i + batch_size], tf.float32)), -1)
-        for i in range(0, len(x), batch_size)])
+def classifier_accuracy(predict_probs, batches, num_classes=10):
+    """Accuracy of argmax ``predict_probs(x)`` over ``(x, labels)`` batches, and the confusion
+    matrix (rows: true class, columns: predicted class)."""
+    predicted, truth = [], []
+    for x, y in batches:
+        predicted.append(np.argmax(predict_probs(tf.convert_to_tensor(x, tf.float32)), -1))
+        truth.append(np.asarray(y, np.int64))
+    predicted, truth = np.concatenate(predicted), np.concatenate(truth)
     confusion = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(confusion, (np.asarray(y, np.int64), predicted), 1)
-    return {"accuracy": float(np.mean(predicted == y)), "n": int(len(y)),
+    np.add.at(confusion, (truth, predicted), 1)
+    return {"accuracy": float(np.mean(predicted == truth)), "n": int(len(truth)),
             "confusion": confusion.tolist()}
 
 
@@ -221,14 +235,18 @@ def format_table(results):
     lines = []
     subset = results.get("subset")
     if subset:
-        lines.append("Reference protocol (100-image test subset, static binarisation)")
+        n = subset.get("images", 100)
+        lines.append("Reference protocol (the reference's 100-image test subset, static "
+                     "binarisation)" if subset.get("rule", "reference") == "reference" else
+                     f"Reference protocol on this data's subset ({n} test images, the first of "
+                     f"each class)")
         for name in ("nelbo", "kl", "rec"):
             lines.append(f"  {name.upper():<14} {cell(subset[name])}   ({_repeats(subset[name]['n'])})")
         for m, s in subset["niwae"].items():
             lines.append(f"  {'-IWAE-' + str(m):<14} {cell(s)}   ({_repeats(s['n'])})")
     classifier = results.get("classifier")
     if classifier:
-        lines.append(f"Test accuracy (10,000 continuous test images): "
+        lines.append(f"Test accuracy ({classifier['n']:,} continuous test images): "
                      f"{classifier['accuracy']:.4f}")
         lines.append(format_confusion(classifier["confusion"]))
     check = results.get("sample_check")
@@ -240,8 +258,9 @@ def format_table(results):
     full = results.get("full_test")
     if full:
         n = next(iter(full.values()))["n"]
-        lines.append(f"Full test set ({n:,} images, " + (
-            "continuous, bounds of -log p(x | y))" if check else "binarised once, seed 0)"))
+        kind = "binarised once, seed 0" if results.get("binarized", not check) else "continuous"
+        lines.append(f"Full test set ({n:,} images, {kind}" +
+                     (", bounds of -log p(x | y))" if check else ")"))
         for name, s in full.items():
             label = name.upper() if name == "nelbo" else "-IWAE-" + name.split("_")[1]
             lines.append(f"  {label:<14} {cell(s)}   (+- = standard error over {s['n']} images)")

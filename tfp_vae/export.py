@@ -17,8 +17,11 @@ from tfp_vae.errors import NotAModelError  # noqa: F401  (re-exported: export.No
 METADATA = os.path.join("assets.extra", "tfp_vae.json")
 
 
-def export(model, path):
-    """Writes ``model`` as a SavedModel at ``path``, atomically (a crash leaves the old one)."""
+def export(model, path, data=None):
+    """Writes ``model`` as a SavedModel at ``path``, atomically (a crash leaves the old one).
+
+    ``data`` (a dict, e.g. :func:`tfp_vae.train.data_identity`) records what the model was
+    trained on, so that ``bin/evaluate`` finds its test set by default."""
     import keras  # Here, so that read_metadata (used by bin/sample) needs no Keras.
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -29,6 +32,8 @@ def export(model, path):
     archive.write_out(tmp, verbose=False)
     metadata = {"kind": model.kind, "config": model.get_config(),
                 "image_shape": list(model.image_shape), "picture_keys": list(model.picture_keys),
+                "likelihood": model.likelihood,
+                "num_classes": getattr(model, "num_classes", 0), "data": data or {},
                 "tfp_vae_version": __version__,
                 "signatures": sorted(model.export_endpoints())}
     files.write_bytes_atomic(os.path.join(tmp, METADATA), json.dumps(metadata, indent=1).encode())
@@ -58,10 +63,21 @@ def picture_keys(metadata):
     return tuple(metadata.get("picture_keys", ("x", "probs")))
 
 
+def num_classes(metadata):
+    """The classes of a conditional model's export (10 in exports older than the field)."""
+    return int(metadata.get("num_classes") or metadata.get("config", {}).get("num_classes", 10))
+
+
+def likelihood(metadata):
+    """The likelihood of an export (older exports: the FSVAE's Gaussian, else Bernoulli)."""
+    return metadata.get("likelihood") or ("gaussian" if metadata["kind"] == "fsvae"
+                                          else "bernoulli")
+
+
 def sample_grid(loaded, metadata, n=200, seed=0, means=False):
     """A loaded model's sample grid, as ``bin/sample`` draws it: ``(pictures, rows, cols)``.
 
-    Class-conditional models (a ``class_grid`` signature): one row per class, ``n // 10``
+    Class-conditional models (a ``class_grid`` signature): one row per class, ``n // classes``
     columns, each column one shared z. Others: ``n`` draws of ``sample`` in the grid of
     :func:`tfp_vae.images.grid_shape` (200 -> the reference's 10 x 20). ``means`` takes the mean
     picture (e.g. Bernoulli probabilities) instead of the draws.
@@ -70,11 +86,12 @@ def sample_grid(loaded, metadata, n=200, seed=0, means=False):
     from tfp_vae import images
     seed = tf.constant([seed, 0], tf.int32)
     if "class_grid" in metadata["signatures"]:
-        if n % 10:
-            raise ValueError(f"must be a multiple of 10 for the {metadata['kind']} (one row per "
-                             f"class), got {n}.")
-        out = loaded.class_grid(columns=tf.constant(n // 10), seed=seed)
-        rows, cols = 10, n // 10
+        classes = num_classes(metadata)
+        if n % classes:
+            raise ValueError(f"must be a multiple of {classes} for the {metadata['kind']} (one "
+                             f"row per class), got {n}.")
+        out = loaded.class_grid(columns=tf.constant(n // classes), seed=seed)
+        rows, cols = classes, n // classes
     else:
         out = loaded.sample(n=tf.constant(n, tf.int32), seed=seed)
         rows, cols = images.grid_shape(n)

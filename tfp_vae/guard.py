@@ -9,7 +9,6 @@
 """
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -140,22 +139,30 @@ def weights_digest(model):
 
 # Settings that a resumed run must share with the run it continues (the others, such as
 # --iter_max, --iter_save or the evaluation settings, may change between starts).
-RESUME_SETTINGS = ("model", "dataset", "z", "k", "gw", "cw", "seed", "batch_size", "lr", "data",
-                   "svhn_split")
+# The data is named by where it was read from and a SHA-256 of its content.
+RESUME_SETTINGS = ("model", "dataset", "z", "k", "gw", "cw", "seed", "batch_size", "lr",
+                   "svhn_split", "likelihood", "arch", "labels_per_class", "data_source",
+                   "data_sha256")
 
 
-def check_resume_settings(run_dir, config):
-    """Refuses to continue a run with settings other than those it was started with."""
+def check_resume_settings(run_dir, now):
+    """Refuses to continue a run with settings other than those it was started with.
+
+    Args:
+      now: the settings of this start (``config.json``'s content: the TrainConfig fields and the
+        data's identity).
+    """
     try:
         with open(os.path.join(run_dir, "config.json")) as f:
             before = json.load(f)
     except (OSError, ValueError):
         return  # No record (or an unreadable one, from a crash before its rename): nothing to compare.
-    now = dataclasses.asdict(config)
-    changed = [name for name in RESUME_SETTINGS if name in before and before[name] != now[name]]
+    changed = [name for name in RESUME_SETTINGS
+               if name in before and name in now and before[name] != now[name]]
     if changed:
-        was = " ".join(f"--{name}={before[name]}" for name in changed)
-        asked = " ".join(f"--{name}={now[name]}" for name in changed)
-        raise ConfigError(f"{run_dir} has checkpoints of a run started with {was}, but this "
-                          f"command asks for {asked}. Resume with the same settings, or start a "
-                          f"new run with another --run (or --out_dir).")
+        def said(settings):
+            return ", ".join(f"data {name[5:]} {settings[name]}" if name.startswith("data_")
+                             else f"--{name}={settings[name]}" for name in changed)
+        raise ConfigError(f"{run_dir} has checkpoints of a run started with {said(before)}, but "
+                          f"this command asks for {said(now)}. Resume with the same settings and "
+                          f"data, or start a new run with another --run (or --out_dir).")

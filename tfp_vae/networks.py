@@ -1,9 +1,19 @@
-"""The reference's networks (REFERENCE.md section 1) as Keras layers returning distributions.
+"""The networks of the models as Keras layers returning distributions.
 
-v1 (MNIST): 784(+y) -> 300 -> 300 -> out, ELU; v2 (SVHN): 3072(+y) -> 500 -> 500 -> out, ELU.
-Weights and biases use PyTorch's ``nn.Linear`` default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-so that training matches the reference (Keras' glorot-uniform kernels and zero biases train
-measurably differently in the first thousand steps).
+``arch="mlp"`` (the default) is the reference's (REFERENCE.md section 1): v1 (MNIST):
+x_dim(+y) -> 300 -> 300 -> out, ELU; v2 (SVHN): x_dim(+y) -> 500 -> 500 -> out, ELU. Weights and
+biases use PyTorch's ``nn.Linear`` default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), so that training
+matches the reference (Keras' glorot-uniform kernels and zero biases train measurably differently
+in the first thousand steps).
+
+``arch="conv"`` sizes a convolutional network from the image shape (:class:`ConvBody`,
+:class:`DeconvTail`): stride-2 4x4 convolutions with 32, 64, 128, 256 filters halve the image
+until its sides are at most 7 (28 -> 14 -> 7; 32 -> 16 -> 8 -> 4), then one dense layer of the
+MLP's width; the decoder mirrors it with transposed convolutions, cropping to the image size. The
+label of a conditional model joins at the dense layer. Keras' default initialisation.
+
+Every network takes flattened images (..., x_dim) and latents (..., z_dim) with any leading axes
+(the IWAE's (samples, batch)), so the models never see the difference.
 """
 
 import math
@@ -52,32 +62,134 @@ class MLP(keras.layers.Layer):
         return h
 
 
-class _Conditional(keras.layers.Layer):
-    """Shared plumbing: concatenates ``[inputs, y]`` (inputs first, as the reference), runs the
-    MLP and hands the result to a distribution head."""
+def _lead_flat(x, inner_rank):
+    """x (..., *inner) -> (prod(...), *inner) and the leading shape, to restore it after."""
+    shape = tf.shape(x)
+    lead = shape[:tf.rank(x) - inner_rank]
+    return tf.reshape(x, tf.concat([[-1], shape[tf.rank(x) - inner_rank:]], 0)), lead
 
-    def __init__(self, input_dim, output_dim, head, y_dim=0, nn="v1", activation="elu", **kwargs):
+
+def _restore_lead(x, lead):
+    return tf.reshape(x, tf.concat([lead, tf.shape(x)[1:]], 0))
+
+
+def conv_levels(image_shape, max_levels=4, smallest=7):
+    """The spatial sizes of the convolutional stack: (H, W), then halved (rounding up) until
+    both sides are at most ``smallest`` (at most ``max_levels`` halvings)."""
+    sizes = [tuple(int(d) for d in image_shape[:2])]
+    while max(sizes[-1]) > smallest and len(sizes) <= max_levels:
+        h, w = sizes[-1]
+        sizes.append((-(-h // 2), -(-w // 2)))
+    return sizes
+
+
+CONV_FILTERS = (32, 64, 128, 256)
+
+
+class ConvBody(keras.layers.Layer):
+    """Flattened images (..., H*W*C) -> features (..., F): stride-2 4x4 convolutions with
+    ``CONV_FILTERS`` filters, one per halving of :func:`conv_levels`, then flattened."""
+
+    def __init__(self, image_shape, activation="elu", **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(d) for d in image_shape)
+        self.levels = conv_levels(self.image_shape)
+        self.convs = [keras.layers.Conv2D(f, 4, strides=2, padding="same", activation=activation,
+                                          name=f"conv_{i}")
+                      for i, f in enumerate(CONV_FILTERS[:len(self.levels) - 1])]
+        h, w = self.levels[-1]
+        self.output_dim = h * w * (self.convs[-1].filters if self.convs else self.image_shape[2])
+
+    def build(self, input_shape=None):
+        shape = (None, *self.image_shape)
+        for conv in self.convs:
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+        self.built = True
+
+    def call(self, x):
+        flat, lead = _lead_flat(x, 1)
+        h = tf.reshape(flat, [-1, *self.image_shape])
+        for conv in self.convs:
+            h = conv(h)
+        return _restore_lead(tf.reshape(h, [tf.shape(h)[0], self.output_dim]), lead)
+
+
+class DeconvTail(keras.layers.Layer):
+    """Features (..., F) of the smallest level of :func:`conv_levels` -> flattened images
+    (..., H*W*C): transposed stride-2 4x4 convolutions back up the levels (cropped to each
+    level's size), then a 3x3 convolution to the image's channels (no activation)."""
+
+    def __init__(self, image_shape, activation="elu", **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(d) for d in image_shape)
+        self.levels = conv_levels(self.image_shape)
+        filters = CONV_FILTERS[:len(self.levels) - 1]
+        self.start_channels = filters[-1] if filters else self.image_shape[2]
+        h, w = self.levels[-1]
+        self.input_dim = h * w * self.start_channels
+        self.activation = keras.activations.get(activation)
+        self.deconvs = [keras.layers.Conv2DTranspose(f, 4, strides=2, padding="same",
+                                                     activation=activation, name=f"deconv_{i}")
+                        for i, f in enumerate(reversed((32,) + filters[:-1]))] if filters else []
+        self.out = keras.layers.Conv2D(self.image_shape[2], 3, padding="same", name="out")
+
+    def build(self, input_shape=None):
+        shape = (None, *self.levels[-1], self.start_channels)
+        for deconv, (h, w) in zip(self.deconvs, reversed(self.levels[:-1])):
+            deconv.build(shape)
+            shape = (None, h, w, deconv.filters)
+        self.out.build(shape)
+        self.built = True
+
+    def call(self, features):
+        flat, lead = _lead_flat(features, 1)
+        h = tf.reshape(self.activation(flat), [-1, *self.levels[-1], self.start_channels])
+        for deconv, (height, width) in zip(self.deconvs, reversed(self.levels[:-1])):
+            h = deconv(h)[:, :height, :width, :]
+        h = self.out(h)
+        return _restore_lead(tf.reshape(h, [tf.shape(h)[0], math.prod(self.image_shape)]), lead)
+
+
+class _Conditional(keras.layers.Layer):
+    """Shared plumbing: runs the optional ``body`` on the inputs (a :class:`ConvBody`),
+    concatenates ``[features, y]`` (inputs first, as the reference), runs the MLP, then the
+    optional ``tail`` (a :class:`DeconvTail`), and hands the result to a distribution head."""
+
+    def __init__(self, input_dim, output_dim, head, y_dim=0, nn="v1", activation="elu", body=None,
+                 tail=None, hidden=None, **kwargs):
         super().__init__(**kwargs)
         self.input_dim, self.y_dim = int(input_dim), int(y_dim)
-        self.net = MLP(self.input_dim + self.y_dim, HIDDEN[nn], output_dim, activation, name="mlp")
+        self.body, self.tail = body, tail
+        features = body.output_dim if body is not None else self.input_dim
+        out = tail.input_dim if tail is not None else output_dim
+        self.net = MLP(features + self.y_dim, HIDDEN[nn] if hidden is None else hidden, out,
+                       activation, name="mlp")
         self.head = head
         self.build()  # The input size is known: create the variables now.
 
     def build(self, input_shape=None):
+        if self.body is not None:
+            self.body.build()
         self.net.build()
+        if self.tail is not None:
+            self.tail.build()
         self.built = True
 
     def call(self, inputs, y=None):
         if self.y_dim and y is None:
             raise ValueError(f"{self.name} is conditional on a label: pass y (one-hot, "
                              f"{self.y_dim} columns).")
+        if self.body is not None:
+            inputs = self.body(inputs)
         if y is not None:
             # Broadcast the leading (sample, batch) axes, e.g. x (B, D) against labels (K, B, K).
             y = tf.cast(y, inputs.dtype)
             lead = tf.broadcast_dynamic_shape(tf.shape(inputs)[:-1], tf.shape(y)[:-1])
             inputs = tf.concat([tf.broadcast_to(inputs, tf.concat([lead, tf.shape(inputs)[-1:]], 0)),
                                 tf.broadcast_to(y, tf.concat([lead, tf.shape(y)[-1:]], 0))], -1)
-        return self.head(self.net(inputs))
+        h = self.net(inputs)
+        return self.head(self.tail(h) if self.tail is not None else h)
 
 
 class GaussianEncoder(_Conditional):
@@ -109,3 +221,52 @@ class Classifier(_Conditional):
     def __init__(self, x_dim, num_classes, nn="v1", **kwargs):
         super().__init__(x_dim, num_classes, distributions.CategoricalLogits(), 0, nn,
                          activation="relu", **kwargs)
+
+
+ARCHS = ("mlp", "conv")
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def _check_arch(arch, image_shape):
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}.")
+
+
+def encoder(arch, image_shape, z_dim, y_dim=0, nn="v1", name="encoder"):
+    """q(z | x[, y]): the reference MLP (``arch="mlp"``) or a convolutional network."""
+    _check_arch(arch, image_shape)
+    x_dim = math.prod(image_shape)
+    if arch == "mlp":
+        return GaussianEncoder(x_dim, z_dim, y_dim=y_dim, nn=nn, name=name)
+    return _Conditional(x_dim, 2 * z_dim, distributions.DiagonalGaussian(), y_dim, nn,
+                        body=ConvBody(image_shape, name="conv"), hidden=HIDDEN[nn][:1], name=name)
+
+
+def decoder(arch, likelihood, image_shape, z_dim, y_dim=0, nn="v1", variance=0.1,
+            name="decoder"):
+    """p(x | z[, y]) of ``likelihood`` ("bernoulli": logits; "gaussian": the mean of a fixed
+    ``variance``): the reference MLP or a convolutional network."""
+    _check_arch(arch, image_shape)
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got "
+                         f"{likelihood!r}.")
+    x_dim = math.prod(image_shape)
+    if arch == "mlp":
+        if likelihood == "bernoulli":
+            return BernoulliDecoder(z_dim, x_dim, y_dim=y_dim, nn=nn, name=name)
+        return GaussianDecoder(z_dim, x_dim, y_dim=y_dim, nn=nn, variance=variance, name=name)
+    head = distributions.BernoulliLogits() if likelihood == "bernoulli" else \
+        distributions.FixedVarianceGaussian(variance)
+    return _Conditional(z_dim, x_dim, head, y_dim, nn, tail=DeconvTail(image_shape, name="deconv"),
+                        hidden=HIDDEN[nn][:1], name=name)
+
+
+def classifier(arch, image_shape, num_classes, nn="v1", name="classifier"):
+    """q(y | x): the reference's ReLU MLP or a convolutional network with ReLUs."""
+    _check_arch(arch, image_shape)
+    x_dim = math.prod(image_shape)
+    if arch == "mlp":
+        return Classifier(x_dim, num_classes, nn=nn, name=name)
+    return _Conditional(x_dim, num_classes, distributions.CategoricalLogits(), 0, nn, "relu",
+                        body=ConvBody(image_shape, "relu", name="conv"), hidden=HIDDEN[nn][:1],
+                        name=name)

@@ -80,8 +80,9 @@ def iwae_against_m(subset, path):
     return _save(plt, fig, path)
 
 
-def latent_view(means, labels, path):
-    """A scatter of latent means coloured by label (first two principal components if needed)."""
+def latent_view(means, labels, path, num_classes=10):
+    """A scatter of latent means coloured by label (first two principal components if needed);
+    one colour when there are no labels."""
     means = np.asarray(means, np.float64)
     projected = means.shape[1] > 2
     if projected:
@@ -90,9 +91,14 @@ def latent_view(means, labels, path):
         means = centred @ vt[:2].T
     plt, fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
-    points = ax.scatter(means[:, 0], means[:, 1], c=labels, cmap="tab10", s=4, vmin=-0.5,
-                        vmax=9.5)
-    fig.colorbar(points, ticks=range(10), label="digit")
+    if labels is None or num_classes < 2:
+        ax.scatter(means[:, 0], means[:, 1], s=4)
+    else:
+        cmap = "tab10" if num_classes <= 10 else "tab20" if num_classes <= 20 else "viridis"
+        points = ax.scatter(means[:, 0], means[:, 1], c=labels, cmap=cmap, s=4, vmin=-0.5,
+                            vmax=num_classes - 0.5)
+        fig.colorbar(points, ticks=range(0, num_classes, max(1, num_classes // 10)),
+                     label="digit" if num_classes == 10 else "class")
     ax.set_xlabel("principal component 1 of E[z | x]" if projected else "E[z_1 | x]")
     ax.set_ylabel("principal component 2 of E[z | x]" if projected else "E[z_2 | x]")
     fig.tight_layout()
@@ -101,6 +107,7 @@ def latent_view(means, labels, path):
 
 def reconstructions(x, x_hat, path, image_shape, columns=10):
     """Pairs of rows: ``columns`` inputs above their reconstructions."""
+    columns = min(columns, len(x))
     x = np.asarray(x, np.float32).reshape(-1, columns, int(np.prod(image_shape)))
     x_hat = np.clip(np.asarray(x_hat, np.float32), 0, 1).reshape(x.shape)
     pairs = np.stack([x, x_hat], 1).reshape(-1, x.shape[-1])
@@ -138,15 +145,15 @@ def saved_model_functions(loaded, metadata):
     return encode_mean, decode_mean
 
 
-def write_all(out_dir, results, dataset, data_kind, image_shape, encode_mean, decode_mean, grid,
+def write_all(out_dir, results, dataset, binarized, image_shape, encode_mean, decode_mean, grid,
               history=None, log_every=None, n_latent=2000, n_pairs=30):
     """Writes every picture of an evaluated model into ``out_dir``; returns their paths.
 
     Args:
       results: the evaluation dictionary (``tfp_vae.evaluate.evaluate``): ``iwae.png`` needs its
         ``subset``, ``confusion.png`` its ``classifier``.
-      dataset: the :class:`~tfp_vae.data.ImageSet` whose test images are encoded.
-      data_kind: the model's kind of data ("binarized", "semisupervised" or "supervised").
+      dataset: the :class:`~tfp_vae.sources.ImageSet` whose test images are encoded.
+      binarized: whether the model sees binarised images (its Bernoulli likelihood).
       encode_mean, decode_mean: from :func:`keras_functions` or :func:`saved_model_functions`.
       grid: ``(pictures, rows, cols)``, the sample grid written as ``samples.png``.
       history: a Keras ``CSVLogger`` file (one row per ``log_every`` steps) for ``curves.png``.
@@ -164,14 +171,14 @@ def write_all(out_dir, results, dataset, data_kind, image_shape, encode_mean, de
         written.append(training_curves(history, os.path.join(out_dir, "curves.png"), log_every))
     if "subset" in results:
         written.append(iwae_against_m(results["subset"], os.path.join(out_dir, "iwae.png")))
-    if data_kind == "supervised":  # continuous images, the labels condition the encoder
-        x = data.to_unit_interval(dataset.test_images[:n_latent])
-    else:  # the first rows of data.full_test_set (the same draws), without binarising all 10k
-        x = data.static_binarize(data.to_unit_interval(dataset.test_images[:n_latent]))
-    y = tf.constant(dataset.test_labels[:len(x)].astype(np.int32))
-    x = tf.constant(x.reshape(len(x), -1), tf.float32)
+    # The first rows of data.test_batches (the same draws), without binarising the whole split.
+    x, labels = next(data.test_batches(dataset, binarized, batch_size=n_latent))
+    y = tf.constant(np.zeros(len(x), np.int32) if labels is None else labels)
+    x = tf.constant(x, tf.float32)
     means = encode_mean(x, y)
-    written.append(latent_view(means, y.numpy(), os.path.join(out_dir, "latent.png")))
+    written.append(latent_view(means, labels, os.path.join(out_dir, "latent.png"),
+                               dataset.num_classes))
+    n_pairs = min(n_pairs, len(x) // 10 * 10) or len(x)
     x_hat = decode_mean(tf.constant(means[:n_pairs]), y[:n_pairs])
     written.append(reconstructions(x[:n_pairs], x_hat,
                                    os.path.join(out_dir, "reconstructions.png"), image_shape))
@@ -190,7 +197,7 @@ def scalars(results, prefix="evaluation"):
             else:
                 out.update(scalars(value, tag))
         elif (isinstance(value, (int, float)) and not isinstance(value, bool)
-              and key not in ("n", "se")):
+              and key not in ("n", "se", "images")):
             out[tag] = float(value)
     return out
 

@@ -41,8 +41,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfp_vae import (data, distribute, evaluate, export, files, guard, images, models, optimizers,
-                     pictures, svhn)
+from tfp_vae import (data, distribute, evaluate, export, files, guard, images, models, networks,
+                     optimizers, pictures, sources)
 from tfp_vae.errors import ConfigError, Diverged, Interrupted  # noqa: F401 (re-exported)
 
 STRATEGIES = distribute.STRATEGIES
@@ -54,7 +54,8 @@ JIT_CHOICES = ("auto", "true", "false")
 class TrainConfig:
     """Everything a training run needs; ``bin/train`` exposes each field as a flag."""
     model: str = "vae"
-    dataset: str = None   # None: the model's first dataset (mnist; svhn for the fsvae)
+    dataset: str = None   # mnist, svhn or tfds:NAME; None: what data_dir holds, else the
+                          # model's default (mnist; svhn for the fsvae)
     z: int = None         # None: the model's reference default (10; 64 for the SSVAE)
     k: int = 500
     gw: float = 1.0
@@ -65,10 +66,13 @@ class TrainConfig:
     seed: int = 0
     batch_size: int = None  # None: the model's reference default (97; 100 for the fsvae)
     lr: float = 1e-3
-    data: str = "files"
     data_dir: str = None
     svhn_split: str = "extra"
     verify_checksums: bool = True
+    memory_budget: str = sources.DEFAULT_BUDGET
+    likelihood: str = "auto"  # auto: the model's, else Bernoulli for grey, Gaussian for colour
+    arch: str = "mlp"
+    labels_per_class: int = 10
     out_dir: str = "runs"
     strategy: str = "default"
     devices: str = ""
@@ -97,28 +101,28 @@ class TrainConfig:
             self.z = cls.reference_z
         if self.batch_size is None:
             self.batch_size = cls.reference_batch_size
-        if self.dataset is None:
-            self.dataset = cls.datasets[0]
-        if self.dataset not in cls.datasets:
-            raise ConfigError(f"the {self.model} trains on {' or '.join(cls.datasets)}, not "
-                              f"--dataset={self.dataset} (only the fsvae takes svhn).")
-        if self.svhn_split not in svhn.TRAIN_SPLITS:
-            raise ConfigError(f"--svhn_split must be one of {', '.join(svhn.TRAIN_SPLITS)}.")
+        sources.check_spec(self.dataset)
+        sources.parse_size(self.memory_budget)
+        if self.likelihood not in ("auto",) + networks.LIKELIHOODS:
+            raise ConfigError(f"unknown --likelihood={self.likelihood!r}; choose auto, "
+                              f"{', '.join(networks.LIKELIHOODS)}.")
+        if self.arch not in networks.ARCHS:
+            raise ConfigError(f"unknown --arch={self.arch!r}; choose one of "
+                              f"{', '.join(networks.ARCHS)}.")
+        if self.svhn_split not in sources.svhn.TRAIN_SPLITS:
+            raise ConfigError(f"--svhn_split must be one of {', '.join(sources.svhn.TRAIN_SPLITS)}.")
         if self.gw < 0 or self.cw < 0:
             raise ConfigError(f"--gw and --cw must be >= 0, got gw={self.gw}, cw={self.cw}.")
         if self.z is not None and self.z <= 0:
             raise ConfigError(f"--z must be a positive integer, got {self.z}.")
         for name in ("k", "iter_max", "iter_save", "batch_size", "log_every", "eval_repeats",
-                     "check_steps"):
+                     "check_steps", "labels_per_class"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
         if self.run < 0 or self.seed < 0:
             raise ConfigError("--run and --seed must be non-negative.")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}.")
-        if self.data not in ("files", "tfds"):
-            raise ConfigError(f"unknown --data={self.data!r}; use 'files' (bundled MNIST, or "
-                              f"--data_dir) or 'tfds'.")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown --strategy={self.strategy!r}; choose one of "
                               f"{', '.join(STRATEGIES)}.")
@@ -137,30 +141,65 @@ class TrainConfig:
             raise ConfigError(f"--iwae_samples must be positive, got {list(self.iwae_samples)}.")
         return self
 
-    def _settings(self):
-        """The model settings of this run: those its class lists in ``flags``, and z if given."""
+    def resolve(self, dataset):
+        """Settles what depends on the data (``--likelihood=auto``) and checks that the model can
+        train on ``dataset`` (an :class:`~tfp_vae.sources.ImageSet`)."""
+        cls = models.get(self.model)
+        if self.likelihood == "auto":
+            self.likelihood = default_likelihood(cls, dataset)
+        if cls.data_kind != "unsupervised" and not dataset.labelled:
+            raise ConfigError(f"the {self.model} needs labels, but {dataset.name} ({dataset.source}) "
+                              f"has none; give the data labels, or train the vae or gmvae.")
+        if cls.data_kind != "unsupervised" and dataset.num_classes < 2:
+            raise ConfigError(f"the {self.model} needs at least 2 classes; {dataset.name} has "
+                              f"{dataset.num_classes}.")
+        return self
+
+    def _settings(self, dataset):
+        """The model settings of this run, in run-name order: the data when it is not the
+        model's default (always for the fsvae, as before), those its class lists in ``flags``, z
+        if given, and the network and likelihood when not the defaults."""
         cls = models.get(self.model)
         names = cls.flags
         if "z" not in names and self.z not in (None, cls.reference_z):
             names = ("z",) + names
-        return {name: getattr(self, name) for name in names}
+        settings = {name: getattr(self, name) for name in names if name != "dataset"}
+        if "dataset" in names or dataset.name != cls.default_dataset:
+            settings = {"dataset": dataset.name, **settings}
+        if self.arch != "mlp":
+            settings["arch"] = self.arch
+        if self.likelihood != default_likelihood(cls, dataset):
+            settings["likelihood"] = self.likelihood
+        if cls.data_kind == "semisupervised" and self.labels_per_class != 10:
+            settings["labels"] = self.labels_per_class
+        return settings
 
-    def model_kwargs(self):
-        """Constructor arguments of the model."""
-        kwargs = {_MODEL_ARGS[name]: value for name, value in self._settings().items()
-                  if name in _MODEL_ARGS}
-        if "dataset" in self._settings():
-            kwargs["image_shape"] = models.fsvae.IMAGE_SHAPES[self.dataset]
+    def model_kwargs(self, dataset):
+        """Constructor arguments of the model for ``dataset``."""
+        kwargs = {_MODEL_ARGS[name]: getattr(self, name)
+                  for name in models.get(self.model).flags + ("z",) if name in _MODEL_ARGS}
+        kwargs.update(image_shape=dataset.image_shape, likelihood=self.likelihood, arch=self.arch)
+        if models.get(self.model).data_kind != "unsupervised":
+            kwargs["num_classes"] = dataset.num_classes
         return kwargs
 
-    def run_name(self):
+    def run_name(self, dataset):
         """The reference's run name, e.g. ``model=gmvae_z=10_k=500_run=0000`` or
-        ``model=ssvae_gw=001_cw=100_run=0000``."""
+        ``model=ssvae_gw=001_cw=100_run=0000``; other data adds ``dataset=NAME``."""
         def text(value):
             return f"{int(value):03d}" if isinstance(value, float) and value.is_integer() \
                 else str(value)
-        settings = "".join(f"_{name}={text(value)}" for name, value in self._settings().items())
+        settings = "".join(f"_{name}={text(value)}"
+                           for name, value in self._settings(dataset).items())
         return f"model={self.model}{settings}_run={self.run:04d}"
+
+
+def default_likelihood(cls, dataset):
+    """The likelihood of ``--likelihood=auto``: the model's own (the FSVAE's Gaussian), else the
+    reference's Bernoulli for grey images and the FSVAE's fixed-variance Gaussian for colour."""
+    if cls.default_likelihood:
+        return cls.default_likelihood
+    return "bernoulli" if dataset.image_shape[2] == 1 else "gaussian"
 
 
 # TrainConfig field -> model constructor argument.
@@ -281,11 +320,11 @@ def make_optimizer(lr, jit_compile=False):
     return keras.optimizers.Adam(lr) if jit_compile else optimizers.FusedAdam(lr)
 
 
-def build_model(config, strategy):
-    """The model of ``config``, compiled, under ``strategy``."""
+def build_model(config, strategy, dataset):
+    """The model of ``config`` for ``dataset``, compiled, under ``strategy``."""
     cls = models.get(config.model)
     with strategy.scope():
-        model = cls(seed=config.seed, **config.model_kwargs())
+        model = cls(seed=config.seed, **config.model_kwargs(dataset))
         # steps_per_execution is set once the step to resume from is known (run()).
         jit = resolve_jit(config, strategy)
         model.compile(optimizer=make_optimizer(config.lr, jit), jit_compile=jit)
@@ -311,19 +350,23 @@ def run(config):
     strategy = distribute.make_strategy(config)
     chief = distribute.is_chief(strategy)
     dataset = load_data(config)
-    run_dir = os.path.join(config.out_dir, config.run_name())
+    config.resolve(dataset)
+    print(f"data: {dataset.describe()}", flush=True)
+    identity = data_identity(config, dataset)
+    run_dir = os.path.join(config.out_dir, config.run_name(dataset))
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
     # Non-chief workers save into scratch folders (saving needs every worker) and restore from
     # the chief's checkpoints, which all hosts must see (a shared file system).
     scratch = None if chief else distribute.worker_scratch(run_dir, strategy)
     os.makedirs(run_dir, exist_ok=True)
+    settings = {**dataclasses.asdict(config), **identity}
     if tf.train.latest_checkpoint(checkpoint_dir):
-        guard.check_resume_settings(run_dir, config)
+        guard.check_resume_settings(run_dir, settings)
     if chief:
         files.write_bytes_atomic(os.path.join(run_dir, "config.json"),
-                                 json.dumps(dataclasses.asdict(config), indent=1).encode())
+                                 json.dumps(settings, indent=1).encode())
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config, strategy)
+    model = build_model(config, strategy, dataset)
 
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     manager = tf.train.CheckpointManager(
@@ -374,7 +417,7 @@ def run(config):
               flush=True)
     print(f"step {steps}: weights sha256 {digest}", flush=True)
 
-    results = {"run": config.run_name(), "steps": steps, "resumed_from_step": start,
+    results = {"run": config.run_name(dataset), "steps": steps, "resumed_from_step": start,
                "train_seconds": round(train_seconds, 2),
                "train_steps_per_second":
                    round((steps - start) / train_seconds, 2) if steps > start else None,
@@ -390,10 +433,10 @@ def run(config):
     print(evaluate.format_table(results), flush=True)
 
     if config.export:
-        export.export(model, os.path.join(run_dir, "savedmodel"))
+        export.export(model, os.path.join(run_dir, "savedmodel"), data=identity)
     files.write_bytes_atomic(os.path.join(run_dir, "evaluation.json"),
                              json.dumps(results, indent=1).encode())
-    written = pictures.write_all(run_dir, results, dataset, model.data_kind, model.image_shape,
+    written = pictures.write_all(run_dir, results, dataset, model.binarized, model.image_shape,
                                  *pictures.keras_functions(model),
                                  grid=model.sample_grid(config.seed),
                                  history=os.path.join(run_dir, "history.csv"),
@@ -403,28 +446,32 @@ def run(config):
 
 
 def load_data(config):
-    """The :class:`~tfp_vae.data.ImageSet` of ``config.dataset`` from ``config.data``."""
-    if config.dataset == "svhn":
-        return svhn.load_svhn(config.data_dir, config.data, config.svhn_split)
-    return data.load_mnist(config.data_dir, config.data, config.verify_checksums)
+    """The :class:`~tfp_vae.sources.ImageSet` of ``config`` (:func:`tfp_vae.sources.load`)."""
+    return sources.load(config.dataset, config.data_dir, config.memory_budget,
+                        config.verify_checksums, config.svhn_split,
+                        default=models.get(config.model).default_dataset)
+
+
+def data_identity(config, dataset):
+    """What names the data of a run, recorded in ``config.json`` and the SavedModel: resuming
+    on other data is refused, and ``bin/evaluate`` finds the test set by it."""
+    data_dir = config.data_dir and os.path.abspath(os.path.expanduser(config.data_dir))
+    return {"data_name": dataset.name, "data_source": dataset.source,
+            "data_sha256": dataset.fingerprint, "data_spec": config.dataset,
+            "data_dir_resolved": data_dir}
 
 
 def training_data(model, dataset, config, start_step):
-    """The training stream of the model's kind, from ``start_step`` on."""
-    if model.data_kind == "semisupervised":
-        xl, yl = data.labelled_subset(dataset)
-        return data.semisupervised_dataset(dataset.train_images, dataset.train_labels, xl, yl,
-                                           config.batch_size, config.seed, start_step)
-    if model.data_kind == "supervised":  # continuous images and their labels, as the reference
-        return data.train_dataset(dataset.train_images, config.batch_size, config.seed,
-                                  start_step, binarized=False, labels=dataset.train_labels)
-    return data.train_dataset(dataset.train_images, config.batch_size, config.seed, start_step)
+    """The training stream of the model's kind, from ``start_step`` on
+    (:func:`tfp_vae.data.stream`)."""
+    return data.stream(dataset, config.batch_size, config.seed, model.data_kind, model.binarized,
+                       start_step, config.labels_per_class)
 
 
 def evaluate_model(model, dataset, config):
     """The evaluation of :func:`tfp_vae.evaluate.evaluate` for a trained Keras model."""
     elbo, iwae = evaluate.model_bounds(model)
-    return evaluate.evaluate(model.data_kind, elbo, iwae, dataset, repeats=config.eval_repeats,
-                             iwae_samples=config.iwae_samples, full_test=config.full_test,
-                             classify=model, sampler=model, check_steps=config.check_steps,
-                             seed=config.seed)
+    return evaluate.evaluate(model.data_kind, elbo, iwae, dataset, binarized=model.binarized,
+                             repeats=config.eval_repeats, iwae_samples=config.iwae_samples,
+                             full_test=config.full_test, classify=model, sampler=model,
+                             check_steps=config.check_steps, seed=config.seed)

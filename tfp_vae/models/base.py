@@ -21,6 +21,8 @@ replays exactly the same random numbers. Every public method that samples takes 
 ``seed`` (int tensor of shape [2]); the same seed gives the same result.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -61,9 +63,17 @@ class BaseVAE(keras.Model):
 
     Args:
       z_dim: latent dimension.
-      x_dim: observation dimension (784 for MNIST).
+      x_dim: observation dimension (784 for MNIST); implied by ``image_shape``.
       seed: the run's seed (all in-step randomness derives from it and the step number).
-      iwae_max_rows: memory bound for :meth:`negative_iwae` (samples per chunk * batch size).
+      iwae_max_rows: memory bound for :meth:`negative_iwae` (samples per chunk * batch size);
+        by default about 32 MB of pixels per chunk (10,000 rows of 784).
+      image_shape: (height, width, channels) of one image; default (28, 28, 1), MNIST's (or
+        (1, x_dim, 1) when only ``x_dim`` is given). Images enter flattened, (batch, x_dim).
+      likelihood: p(x | z): ``"bernoulli"`` (logits; binary or [0, 1] pixels, the reference's)
+        or ``"gaussian"`` (a learned mean with a fixed ``variance`` on every pixel, the FSVAE's).
+      arch: ``"mlp"`` (the reference's networks) or ``"conv"`` (convolutional networks sized
+        from ``image_shape``, :mod:`tfp_vae.networks`).
+      variance: the fixed variance of the Gaussian likelihood.
 
     Subclasses set ``kind`` (the registry name) and may override :meth:`make_prior`,
     ``analytic_kl`` and :meth:`loss_and_terms`.
@@ -83,23 +93,41 @@ class BaseVAE(keras.Model):
     metric_names = ("nelbo", "kl", "rec")
     # Names of the fields of negative_elbo's result (the keys of its export signature).
     bound_names = ("nelbo", "kl", "rec")
-    # Layout of one x for pictures: (height, width, channels).
-    image_shape = (28, 28, 1)
-    # The keys of observe()'s dict that hold a sample picture and a mean picture.
-    picture_keys = ("x", "probs")
-    # The datasets the model trains on (bin/train --dataset); the first is the default.
-    datasets = ("mnist",)
+    # The dataset bin/train uses when none is given (see tfp_vae.sources.load).
+    default_dataset = "mnist"
+    # The likelihood when none is given: None = by the data (Bernoulli for grey images,
+    # Gaussian for colour ones; see tfp_vae.train.resolve_likelihood).
+    default_likelihood = None
+    # The size of the reference's MLPs: "v1" (300 units, MNIST) or "v2" (500 units, SVHN).
+    nn = "v1"
     # bin/train's default --batch_size (the reference's).
     reference_batch_size = 97
     # Whether bin/train's --jit_compile=auto uses XLA on one device (where it measured faster).
     xla_by_default = True
 
-    def __init__(self, z_dim=10, x_dim=784, seed=0, iwae_max_rows=10_000, **kwargs):
+    def __init__(self, z_dim=10, x_dim=None, seed=0, iwae_max_rows=None, image_shape=None,
+                 likelihood="bernoulli", arch="mlp", variance=0.1, **kwargs):
         super().__init__(**kwargs)
         if int(z_dim) <= 0:
             raise ValueError(f"z_dim must be a positive integer, got {z_dim}.")
-        self.z_dim, self.x_dim, self.seed = int(z_dim), int(x_dim), int(seed)
-        self.iwae_max_rows = int(iwae_max_rows)
+        if image_shape is None:
+            image_shape = (28, 28, 1) if x_dim in (None, 784) else (1, int(x_dim), 1)
+        self.image_shape = tuple(int(d) for d in image_shape)
+        if len(self.image_shape) != 3 or min(self.image_shape) <= 0:
+            raise ValueError(f"image_shape must be (height, width, channels), got {image_shape}.")
+        if x_dim is not None and int(x_dim) != math.prod(self.image_shape):
+            raise ValueError(f"x_dim={x_dim} is not the size of image_shape {self.image_shape}.")
+        if likelihood not in networks.LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {', '.join(networks.LIKELIHOODS)}, got "
+                             f"{likelihood!r}.")
+        if arch not in networks.ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(networks.ARCHS)}, got {arch!r}.")
+        if not float(variance) > 0:
+            raise ValueError(f"variance must be positive, got {variance}.")
+        self.z_dim, self.x_dim, self.seed = int(z_dim), math.prod(self.image_shape), int(seed)
+        self.likelihood, self.arch, self.variance = likelihood, arch, float(variance)
+        self.iwae_max_rows = int(iwae_max_rows if iwae_max_rows is not None
+                                 else self.default_iwae_max_rows())
         self.encoder = self.make_encoder()
         self.decoder = self.make_decoder()
         self.prior_layer = self.make_prior()
@@ -109,15 +137,35 @@ class BaseVAE(keras.Model):
         self.build((None, self.x_dim))
 
     # ----------------------------------------------------------------------------- structure
+    def default_iwae_max_rows(self):
+        """Rows of an IWAE chunk: about 8 million pixels (10,000 rows of MNIST's 784), at least
+        100."""
+        return max(100, min(10_000, 8_000_000 // self.x_dim))
+
+    @property
+    def binarized(self):
+        """Whether the model's data are binarised (the Bernoulli likelihood: dynamic
+        binarisation in training, static in evaluation)."""
+        return self.likelihood == "bernoulli"
+
+    @property
+    def picture_keys(self):
+        """The keys of :meth:`observe`'s dict that hold a sample picture and a mean picture:
+        Bernoulli draws and means; for the Gaussian, clip(mean, 0, 1) both (as the reference
+        pictures the FSVAE; a draw adds N(0, variance) noise to every pixel)."""
+        return ("x", "probs") if self.likelihood == "bernoulli" else ("image", "image")
+
     def make_encoder(self):
         """The layer of q(z | x); override for other encoders (must return a ``tfd``
         distribution over z with event shape (z_dim,))."""
-        return networks.GaussianEncoder(self.x_dim, self.z_dim, name="encoder")
+        return networks.encoder(self.arch, self.image_shape, self.z_dim, nn=self.nn,
+                                name="encoder")
 
     def make_decoder(self):
         """The layer of p(x | z); override for other likelihoods (must return a ``tfd``
         distribution over x with event shape (x_dim,))."""
-        return networks.BernoulliDecoder(self.z_dim, self.x_dim, name="decoder")
+        return networks.decoder(self.arch, self.likelihood, self.image_shape, self.z_dim,
+                                nn=self.nn, variance=self.variance, name="decoder")
 
     def make_prior(self):
         """The layer of p(z): its ``distribution()`` is built on each call, so that gradients
@@ -133,7 +181,8 @@ class BaseVAE(keras.Model):
 
     def get_config(self):
         return {"z_dim": self.z_dim, "x_dim": self.x_dim, "seed": self.seed,
-                "iwae_max_rows": self.iwae_max_rows}
+                "iwae_max_rows": self.iwae_max_rows, "image_shape": list(self.image_shape),
+                "likelihood": self.likelihood, "arch": self.arch, "variance": self.variance}
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras 3.15 builds a model for fit() under a distribution strategy by reducing the first
@@ -160,21 +209,30 @@ class BaseVAE(keras.Model):
         return self.encoder(x)
 
     def decode(self, z):
-        """p(x | z): independent Bernoullis over the x_dim pixels."""
+        """p(x | z): independent Bernoullis (or Gaussians of fixed variance) over the x_dim
+        pixels."""
         return self.decoder(z)
 
     def call(self, x, training=False):
-        """Deterministic reconstruction: the Bernoulli means of p(x | z = E[q(z | x)])."""
+        """Deterministic reconstruction: the means of p(x | z = E[q(z | x)])."""
         return self.decode(self.encode(self.check_inputs(x)).mean()).mean()
 
     def observe(self, p_x, seed):
-        """Draws from p(x | z) as a dict of pictures: ``{"x": the draws, "probs": the means}``
-        (the keys of ``picture_keys`` name the sample picture and the mean picture)."""
-        return {"x": p_x.sample(seed=seed), "probs": p_x.mean()}
+        """Draws from p(x | z) as a dict of pictures (``picture_keys`` names the sample picture
+        and the mean picture): Bernoulli ``{"x": the draws, "probs": the means}``; Gaussian
+        ``{"x": a draw of N(mean, variance I), "mean": the mean, "image": clip(mean, 0, 1)}``."""
+        mean = p_x.mean()
+        if self.likelihood == "bernoulli":
+            return {"x": p_x.sample(seed=seed), "probs": mean}
+        return {"x": p_x.sample(seed=seed), "mean": mean, "image": tf.clip_by_value(mean, 0, 1)}
 
     def decoded(self, p_x):
-        """p(x | z) as tensors, for the ``decode`` signature: ``{"probs", "logits"}``."""
-        return {"probs": p_x.mean(), "logits": p_x.distribution.logits}
+        """p(x | z) as tensors, for the ``decode`` signature: Bernoulli ``{"probs", "logits"}``,
+        Gaussian ``{"mean", "image"}``."""
+        if self.likelihood == "bernoulli":
+            return {"probs": p_x.mean(), "logits": p_x.distribution.logits}
+        mean = p_x.mean()
+        return {"mean": mean, "image": tf.clip_by_value(mean, 0, 1)}
 
     def sample(self, n, seed):
         """n draws z ~ p(z), x ~ p(x | z): ``{"x": the draws, "probs": the means of p(x | z)}``."""
@@ -183,7 +241,7 @@ class BaseVAE(keras.Model):
 
     def sample_grid(self, seed):
         """The reference picture: 200 samples as (images, rows=10, cols=20)."""
-        return self.sample(200, seed)["x"], 10, 20
+        return self.sample(200, seed)[self.picture_keys[0]], 10, 20
 
     # --------------------------------------------------------------------------------- bounds
     def negative_elbo(self, x, seed):

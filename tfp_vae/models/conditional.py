@@ -15,18 +15,28 @@ class ConditionalVAE(base.BaseVAE):
     label y in 0..num_classes-1.
 
     Labels may be given as integers (shape (B,)) or one-hot floats (shape (B, num_classes)).
+
+    Args:
+      num_classes: the number of classes (10 for MNIST and SVHN).
     """
 
-    num_classes = 10
-    nn = "v1"  # the reference's network size: "v1" (MNIST MLPs) or "v2" (the SVHN ones)
+    def __init__(self, *args, num_classes=10, **kwargs):
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes}.")
+        self.num_classes = int(num_classes)
+        super().__init__(*args, **kwargs)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
 
     def make_encoder(self):
-        return networks.GaussianEncoder(self.x_dim, self.z_dim, y_dim=self.num_classes,
-                                        nn=self.nn, name="encoder")
+        return networks.encoder(self.arch, self.image_shape, self.z_dim, y_dim=self.num_classes,
+                                nn=self.nn, name="encoder")
 
     def make_decoder(self):
-        return networks.BernoulliDecoder(self.z_dim, self.x_dim, y_dim=self.num_classes,
-                                         nn=self.nn, name="decoder")
+        return networks.decoder(self.arch, self.likelihood, self.image_shape, self.z_dim,
+                                y_dim=self.num_classes, nn=self.nn, variance=self.variance,
+                                name="decoder")
 
     def one_hot(self, y):
         """Integer labels -> one-hot float rows; one-hot input is passed through."""
@@ -76,8 +86,8 @@ class ConditionalVAE(base.BaseVAE):
 
     def sample_grid(self, seed):
         """The reference's picture of a conditional model: :meth:`class_grid` with 20 columns
-        (row = class, column = one shared z), as (images, rows=10, cols=20); the FSVAE's
-        images are clip(mean, 0, 1), the SSVAE's binary draws (``picture_keys[0]``)."""
+        (row = class, column = one shared z), as (images, rows=num_classes, cols=20); Gaussian
+        models picture clip(mean, 0, 1), Bernoulli ones binary draws (``picture_keys[0]``)."""
         return self.class_grid(20, seed)[self.picture_keys[0]], self.num_classes, 20
 
     def export_endpoints(self):

@@ -1,11 +1,9 @@
 """The FSVAE of CS236 HW2: a fully supervised conditional VAE of SVHN digits (or MNIST)."""
 
-import math
-
 import keras
 import tensorflow as tf
 
-from tfp_vae import bounds, networks
+from tfp_vae import bounds
 from tfp_vae.models import base, conditional
 
 # bin/train --dataset -> the layout of one image.
@@ -38,50 +36,22 @@ class FSVAE(conditional.ConditionalVAE):
 
     kind = "fsvae"
     flags = ("dataset",)
-    datasets = ("svhn", "mnist")
+    default_dataset = "svhn"
+    default_likelihood = "gaussian"
     data_kind = "supervised"
     nn = "v2"
     reference_iter_max = 1_000_000
     reference_batch_size = 100
-    # The grid shows clip(mean, 0, 1), as the reference; a draw adds N(0, 0.1) noise per pixel.
-    picture_keys = ("image", "image")
 
-    def __init__(self, z_dim=10, image_shape=IMAGE_SHAPES["svhn"], variance=0.1,
-                 iwae_max_rows=None, **kwargs):
-        self.image_shape = tuple(int(d) for d in image_shape)
-        if len(self.image_shape) != 3 or min(self.image_shape) <= 0:
-            raise ValueError(f"image_shape must be (height, width, channels), got {image_shape}.")
-        x_dim = math.prod(self.image_shape)
-        if kwargs.pop("x_dim", x_dim) != x_dim:
-            raise ValueError(f"x_dim must be the size of image_shape {self.image_shape}.")
-        self.variance = float(variance)
-        if iwae_max_rows is None:  # keeps each (rows, x_dim) tensor of the IWAE near 32 MB
-            iwae_max_rows = max(100, 8_000_000 // x_dim)
-        super().__init__(z_dim=z_dim, x_dim=x_dim, iwae_max_rows=iwae_max_rows, **kwargs)
-
-    def make_decoder(self):
-        return networks.GaussianDecoder(self.z_dim, self.x_dim, y_dim=self.num_classes,
-                                        nn=self.nn, variance=self.variance, name="decoder")
-
-    def get_config(self):
-        return {**super().get_config(), "image_shape": list(self.image_shape),
-                "variance": self.variance}
+    def __init__(self, z_dim=10, image_shape=IMAGE_SHAPES["svhn"], likelihood="gaussian",
+                 **kwargs):
+        super().__init__(z_dim=z_dim, image_shape=image_shape, likelihood=likelihood, **kwargs)
 
     # ----------------------------------------------------------------------- distributions
     def call(self, inputs, training=False):
         """Deterministic reconstruction of ``(x, y)``: the decoder mean at z = E[q(z | x, y)]."""
         x, y = inputs
         return self.decode(self.encode(self.check_inputs(x), y).mean(), y).mean()
-
-    def observe(self, p_x, seed):
-        """``{"x": a draw of N(mean, 0.1 I), "mean": the decoder mean, "image": clip(mean, 0, 1)}``
-        (the reference pictures clip(mean, 0, 1))."""
-        mean = p_x.mean()
-        return {"x": p_x.sample(seed=seed), "mean": mean, "image": tf.clip_by_value(mean, 0, 1)}
-
-    def decoded(self, p_x):
-        mean = p_x.mean()
-        return {"mean": mean, "image": tf.clip_by_value(mean, 0, 1)}
 
     def sample(self, y, seed):
         """One image per integer label of ``y``, each from its own z ~ N(0, I); see

@@ -10,8 +10,9 @@ tfd = tfp.distributions
 
 
 class SSVAE(conditional.ConditionalVAE):
-    """M2: p(y) uniform over 10 classes, p(z) = N(0, I), p(x | z, y) Bernoulli; the inference
-    networks are a classifier q(y | x) and a Gaussian encoder q(z | x, y).
+    """M2: p(y) uniform over the classes (10 for MNIST), p(z) = N(0, I), p(x | z, y) Bernoulli
+    (or Gaussian); the inference networks are a classifier q(y | x) and a Gaussian encoder
+    q(z | x, y).
 
     Objective of one step (REFERENCE.md section 4), on a batch of unlabelled images xu and the
     labelled set (xl, yl)::
@@ -45,7 +46,8 @@ class SSVAE(conditional.ConditionalVAE):
         super().__init__(z_dim=z_dim, **kwargs)
 
     def make_extra_layers(self):
-        self.classifier = networks.Classifier(self.x_dim, self.num_classes, name="classifier")
+        self.classifier = networks.classifier(self.arch, self.image_shape, self.num_classes,
+                                              nn=self.nn, name="classifier")
 
     def get_config(self):
         return {**super().get_config(), "gw": self.gw, "cw": self.cw}
