@@ -17,8 +17,9 @@ def _hex_bits(path):
 
 
 def test_bundled_mnist_loads_with_expected_shapes(mnist):
-    assert mnist.train_images.shape == (60000, 784) and mnist.train_images.dtype == np.uint8
-    assert mnist.test_images.shape == (10000, 784)
+    assert mnist.train_images.shape == (60000, 28, 28, 1) and mnist.train_images.dtype == np.uint8
+    assert mnist.test_images.shape == (10000, 28, 28, 1)
+    assert mnist.reference and mnist.name == "mnist" and mnist.num_classes == 10
     assert np.bincount(mnist.train_labels).tolist()[:2] == [5923, 6742]
     assert np.bincount(mnist.test_labels).sum() == 10000
 
@@ -51,7 +52,7 @@ def test_full_test_set_is_binary_and_fixed(mnist):
 
 @pytest.fixture
 def mnist_copy(tmp_path):
-    for name, _, _ in data.MNIST_FILES.values():
+    for name, *_ in data.MNIST_FILES.values():
         shutil.copy(data.BUNDLED_DIR / name, tmp_path / name)
     return tmp_path
 
@@ -133,14 +134,6 @@ def test_binarisation_is_fresh_every_step():
 def test_check_images_names_the_problem(bad, message):
     with pytest.raises(data.DataError, match=message):
         data.check_images(bad)
-
-
-def test_tfds_source_uses_tfds_load():
-    import tensorflow_datasets as tfds
-    with tfds.testing.mock_data(num_examples=12):
-        mnist = data.load_mnist(source="tfds")
-    assert mnist.train_images.shape == (12, 784) and mnist.train_images.dtype == np.uint8
-    assert mnist.test_labels.shape == (12,)
 
 
 def test_labels_out_of_range_are_a_clear_error(mnist_copy):

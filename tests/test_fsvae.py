@@ -11,7 +11,9 @@ import scipy.io
 import tensorflow as tf
 
 from conftest import run_tool
-from tfp_vae import data, distributions, export, models, svhn
+from tfp_vae import data, distributions, export, models
+from tfp_vae import sources
+from tfp_vae.sources import svhn
 
 
 def write_svhn_mat(path, n, seed=0, compress=True):
@@ -68,12 +70,12 @@ def test_parameter_count_matches_the_reference():
 # ------------------------------------------------------------------------------------- SVHN data
 def test_mat_loader_reads_the_official_layout(svhn_dir):
     folder, files = svhn_dir
-    images, labels = svhn.read_mat(folder / "train_32x32.mat")
+    images, labels, _ = svhn.read_mat(folder / "train_32x32.mat")
     x, y = files["train"]
     assert images.shape == (40, 32, 32, 3) and images.dtype == np.uint8
     np.testing.assert_array_equal(images[7], x[:, :, :, 7])  # image n is X[:, :, :, n]
     np.testing.assert_array_equal(labels, y.ravel() % 10)
-    assert labels.dtype == np.uint8 and set(labels) == set(range(10)) and labels[9] == 0
+    assert labels.dtype == np.int64 and set(labels) == set(range(10)) and labels[9] == 0
     assert not images.flags.owndata  # a view of what loadmat read, not a copy
     unit = data.to_unit_interval(images)
     assert unit.shape == (40, 3072) and unit.min() == 0.0 and unit.max() == 1.0
@@ -82,7 +84,7 @@ def test_mat_loader_reads_the_official_layout(svhn_dir):
 
 def test_uncompressed_mat_files_load_too(tmp_path):
     x, _ = write_svhn_mat(tmp_path / "test_32x32.mat", 5, compress=False)
-    images, _ = svhn.read_mat(tmp_path / "test_32x32.mat")
+    images, _, _ = svhn.read_mat(tmp_path / "test_32x32.mat")
     np.testing.assert_array_equal(images[4], x[..., 4])
 
 
@@ -100,7 +102,7 @@ def test_missing_svhn_says_where_to_put_the_files(tmp_path):
         svhn.load_svhn(tmp_path)
     message = str(e.value)
     assert "extra_32x32.mat" in message and "test_32x32.mat" in message and str(tmp_path) in message
-    assert svhn.URL in message and "--data=tfds" in message
+    assert svhn.URL in message and "--dataset=tfds:svhn_cropped" in message
 
 
 def test_corrupt_and_wrong_mat_files_are_clear_errors(tmp_path):
@@ -125,14 +127,14 @@ def test_corrupt_and_wrong_mat_files_are_clear_errors(tmp_path):
 def test_tfds_source_uses_svhn_cropped():
     import tensorflow_datasets as tfds
     with tfds.testing.mock_data(num_examples=6):
-        dataset = svhn.load_svhn(source="tfds")
+        dataset = sources.load("tfds:svhn_cropped")
     assert dataset.train_images.shape == (6, 32, 32, 3) and dataset.train_images.dtype == np.uint8
     assert dataset.test_labels.shape == (6,) and dataset.test_labels.max() <= 9
 
 
 def test_large_arrays_stream_the_same_batches_without_a_copy(monkeypatch, svhn_dir):
     folder, _ = svhn_dir
-    images, labels = svhn.read_mat(folder / "extra_32x32.mat")
+    images, labels, _ = svhn.read_mat(folder / "extra_32x32.mat")
     small = list(data.train_dataset(images, 16, 0, binarized=False, labels=labels).take(5))
     monkeypatch.setattr(data, "_MAX_CONSTANT_BYTES", 0)  # gather from the NumPy view instead
     large = list(data.train_dataset(images, 16, 0, binarized=False, labels=labels).take(5))
@@ -244,10 +246,12 @@ def test_bin_train_fsvae_on_official_svhn_files(svhn_dir, tmp_path):
     assert pictures["reconstructions.png"].shape == (6 * 32, 10 * 32, 3)
 
 
-def test_bin_train_refuses_svhn_for_bernoulli_models_and_missing_data(tmp_path):
-    proc = run_tool("train", "--model=vae", "--dataset=svhn", f"--out_dir={tmp_path}")
-    assert proc.returncode == 2 and "the vae trains on mnist, not --dataset=svhn" in proc.stderr
+def test_bin_train_names_missing_svhn_files_and_folders(tmp_path):
+    proc = run_tool("train", "--model=vae", "--dataset=svhn", f"--data_dir={tmp_path}",
+                    f"--out_dir={tmp_path}")
+    assert proc.returncode == 2 and "SVHN data not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
     proc = run_tool("train", "--model=fsvae", f"--data_dir={tmp_path / 'nowhere'}",
                     f"--out_dir={tmp_path}")
     assert proc.returncode == 2
-    assert "SVHN data not found" in proc.stderr and "Traceback" not in proc.stderr
+    assert "nowhere does not exist" in proc.stderr and "Traceback" not in proc.stderr

@@ -189,7 +189,6 @@ def test_bin_evaluate_gives_the_models_own_test_accuracy(tmp_path, mnist):
     assert np.mean(pictures["samples.png"] != own) < 1e-3  # binary draws, same seed
     assert pictures["confusion.png"].shape == (240, 240, 1)
     fresh = json.loads(out.read_text())["classifier"]
-    own = evaluate.classifier_accuracy(model, data.to_unit_interval(mnist.test_images),
-                                       mnist.test_labels)
+    own = evaluate.classifier_accuracy(model, data.test_batches(mnist, binarized=False))
     assert fresh["n"] == 10000 and fresh["confusion"] == own["confusion"]
     assert "true \\ predicted" in proc.stdout

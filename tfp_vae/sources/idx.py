@@ -31,15 +31,16 @@ from tfp_vae.sources.common import (DiskArray, ImageSet, MemoryBudget, DataError
 
 BUNDLED_DIR = pathlib.Path(__file__).resolve().parent.parent / "mnist"
 
-# name -> (file name, IDX shape, size of the .gz file, SHA-256 of its decompressed bytes).
+# name -> (file name, IDX shape, sizes of the .gz file as published and as bundled here,
+# SHA-256 of its decompressed bytes).
 MNIST_FILES = {
-    "train_images": ("train-images-idx3-ubyte.gz", (60000, 28, 28), 9912422,
+    "train_images": ("train-images-idx3-ubyte.gz", (60000, 28, 28), (9912422, 9719438),
                      "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-    "train_labels": ("train-labels-idx1-ubyte.gz", (60000,), 28881,
+    "train_labels": ("train-labels-idx1-ubyte.gz", (60000,), (28881, 28857),
                      "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
-    "test_images": ("t10k-images-idx3-ubyte.gz", (10000, 28, 28), 1648877,
+    "test_images": ("t10k-images-idx3-ubyte.gz", (10000, 28, 28), (1648877, 1616508),
                     "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-    "test_labels": ("t10k-labels-idx1-ubyte.gz", (10000,), 4542,
+    "test_labels": ("t10k-labels-idx1-ubyte.gz", (10000,), (4542, 4517),
                     "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
 }
 MNIST_DIGEST = combine_digests(*sorted((key, digest) for key, (*_, digest) in MNIST_FILES.items()))
@@ -154,10 +155,11 @@ def _digest_file(f, count, digest, path):
 
 
 def canonical_mnist(folder):
-    """Whether ``folder`` holds files named and sized as the canonical MNIST's four files."""
+    """Whether ``folder`` holds files named and sized as the canonical MNIST's four files (as
+    published, or as bundled with this package)."""
     folder = pathlib.Path(folder)
-    return all((folder / name).is_file() and (folder / name).stat().st_size == size
-               for name, _, size, _ in MNIST_FILES.values())
+    return all((folder / name).is_file() and (folder / name).stat().st_size in sizes
+               for name, _, sizes, _ in MNIST_FILES.values())
 
 
 def load_mnist(data_dir=None, verify_checksums=True, budget=None):

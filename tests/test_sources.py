@@ -1,0 +1,286 @@
+"""Every data source on files the tests write in the real formats, the memory budget, the
+evaluation subsets of any dataset, and each bad input with its message."""
+
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import makedata
+from conftest import ROOT
+from tfp_vae import data, sources
+from tfp_vae.sources import DataError, DiskArray, idx
+
+
+# ------------------------------------------------------------------------------------------- IDX
+def test_idx_folder_of_any_shape_and_class_count(tmp_path, capsys):
+    folder, (xtr, ytr, xte, yte) = makedata.idx_folder(tmp_path / "shapes")
+    dataset = sources.load(data_dir=folder)
+    assert "is not a known dataset" in capsys.readouterr().err
+    assert dataset.image_shape == (32, 32, 1) and dataset.num_classes == 3
+    assert dataset.name == "shapes" and not dataset.reference
+    np.testing.assert_array_equal(dataset.train_images[..., 0], xtr)
+    np.testing.assert_array_equal(dataset.test_labels, yte)
+    assert np.bincount(dataset.train_labels).tolist() == [30, 20, 10]
+
+
+def test_canonical_mnist_files_are_recognised_and_verified(tmp_path, mnist):
+    for name, *_ in idx.MNIST_FILES.values():
+        shutil.copy(idx.BUNDLED_DIR / name, tmp_path / name)
+    copy = sources.load(data_dir=tmp_path)  # no --dataset: detected by names and sizes
+    assert copy.reference and copy.name == "mnist" and copy.fingerprint == mnist.fingerprint
+    # Same names and sizes, other content: refused by the checksum, with the way past it.
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[100] = (raw[100] + 1) % 10
+    path.write_bytes(gzip.compress(bytes(raw), mtime=0))
+    assert path.stat().st_size in idx.MNIST_FILES["test_labels"][2]  # the size still claims MNIST
+    with pytest.raises(DataError, match="--noverify_checksums"):
+        sources.load(data_dir=tmp_path)
+
+
+def test_mnist_layout_with_other_content_trains_as_its_own_dataset(tmp_path):
+    # Fashion-MNIST and others share MNIST's names but not its files: no checksum refusal.
+    folder, _ = makedata.idx_folder(tmp_path / "fashion", (5, 5, 5, 5, 5, 5, 5, 5, 5, 5),
+                                    (2,) * 10, shape=(28, 28))
+    for old, new in (("train-images-idx3-ubyte.gz", None), ("t10k-images-idx3-ubyte.gz", None)):
+        assert (folder / old).is_file()
+    dataset = sources.load(data_dir=folder)
+    assert not dataset.reference and dataset.num_classes == 10
+
+
+def test_uncompressed_idx_above_the_budget_is_read_in_place(tmp_path):
+    folder, (xtr, _, xte, _) = makedata.idx_folder(tmp_path / "raw", compress=False)
+    dataset = sources.load(data_dir=folder, memory_budget="1KiB")
+    assert isinstance(dataset.train_images, DiskArray)
+    assert dataset.train_images.path == str(folder / "train-images-idx3-ubyte")
+    np.testing.assert_array_equal(dataset.train_images[[5, 2, 3, 40]][..., 0], xtr[[5, 2, 3, 40]])
+    np.testing.assert_array_equal(dataset.test_images[3:9][..., 0], xte[3:9])
+    # The training stream reads the same batches from disk as from memory.
+    in_memory = sources.load(data_dir=folder)
+    assert isinstance(in_memory.train_images, np.ndarray)
+    for a, b in zip(data.train_dataset(in_memory.train_images, 7, seed=1).take(12),
+                    data.train_dataset(dataset.train_images, 7, seed=1).take(12)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_compressed_data_above_the_budget_spills_to_a_temporary_file(tmp_path):
+    folder, (xtr, _, _, _) = makedata.idx_folder(tmp_path / "gz")
+    dataset = sources.load(data_dir=folder, memory_budget=str(xtr.size + 100))  # train fits
+    assert isinstance(dataset.train_images, np.ndarray)
+    assert isinstance(dataset.test_images, DiskArray)  # what is left does not hold the test split
+    path = dataset.test_images.path
+    assert path.startswith(sys.modules["tempfile"].gettempdir()) or "tfp_vae-" in path
+    x, _ = data.full_test_set(dataset)
+    x_memory, _ = data.full_test_set(sources.load(data_dir=folder))
+    np.testing.assert_array_equal(x, x_memory)
+    del dataset, x
+    import gc
+    gc.collect()
+    assert not __import__("os").path.exists(path)  # removed with the array
+
+
+def test_decompression_stops_at_the_declared_size(tmp_path):
+    folder, (xtr, ytr, _, _) = makedata.idx_folder(tmp_path / "bomb")
+    # A header that declares 60 images, followed by far more data (a "zip bomb" of zeros).
+    header = bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big") for d in xtr.shape)
+    with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(header + xtr.tobytes())
+        for _ in range(64):
+            f.write(bytes(1 << 20))
+    with pytest.raises(DataError, match="holds more data than the shape"):
+        sources.load(data_dir=folder)
+    # A header that declares more than a gzip file of that size can hold.
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(
+        bytes([0, 0, 8, 3]) + (10 ** 6).to_bytes(4, "big") + (10 ** 4).to_bytes(4, "big") * 2))
+    with pytest.raises(DataError, match="more than a .*-byte gzip file can hold"):
+        sources.load(data_dir=folder)
+
+
+@pytest.mark.parametrize("ndim", [2, 255])
+def test_idx_with_a_wrong_number_of_dimensions_is_named_briefly(tmp_path, ndim):
+    folder, _ = makedata.idx_folder(tmp_path / "dims")
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(
+        gzip.compress(bytes([0, 0, 8, ndim]) + (1).to_bytes(4, "big") * ndim + b"\1"))
+    with pytest.raises(DataError) as e:
+        sources.load(data_dir=folder)
+    assert f"declares {ndim} dimensions" in str(e.value) and len(str(e.value)) < 300
+
+
+# ------------------------------------------------------------------------------------------- npz
+def test_npz_in_keras_convention(tmp_path):
+    path, arrays = makedata.npz_file(tmp_path / "colour.npz")
+    dataset = sources.load(data_dir=path)
+    assert dataset.image_shape == (16, 16, 3) and dataset.num_classes == 3
+    np.testing.assert_array_equal(dataset.test_images, arrays["x_test"])
+    assert sources.load(data_dir=tmp_path).fingerprint == dataset.fingerprint  # folder of one
+    # Grey (N, H, W) float images in [0, 1], no labels.
+    grey = np.random.RandomState(0).rand(10, 7, 9).astype(np.float32)
+    path, _ = makedata.npz_file(tmp_path / "grey.npz", compressed=False, x_train=grey,
+                                x_test=grey[:4], y_train=None, y_test=None)
+    dataset = sources.load(data_dir=path)
+    assert dataset.image_shape == (7, 9, 1) and not dataset.labelled
+    np.testing.assert_array_equal(data.to_unit_interval(dataset.train_images),
+                                  grey.reshape(10, -1))
+
+
+def test_npz_above_the_budget_streams_from_disk(tmp_path):
+    path, arrays = makedata.npz_file(tmp_path / "big.npz")
+    dataset = sources.load(data_dir=path, memory_budget="1KiB")
+    assert isinstance(dataset.train_images, DiskArray)
+    np.testing.assert_array_equal(dataset.train_images[[0, 47, 3]], arrays["x_train"][[0, 47, 3]])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"x_test": None, "y_test": None}, r"has no x_test array \(found: x_train, y_train\)"),
+    ({"y_test": None}, "labels for one split only"),
+    ({"y_train": np.linspace(0, 2, 48)}, "labels must be integers; label 1 is"),
+    ({"y_train": np.array(["a"] * 48)}, "labels must be integers, got str"),
+    ({"y_train": np.arange(5)}, "48 images but 5 labels"),
+    ({"x_test": np.zeros((0, 16, 16, 3), np.uint8), "y_test": np.zeros(0, np.int64)},
+     "x_test holds no images: the test split is empty"),
+    ({"x_train": np.full((48, 16, 16, 3), 2.0)}, r"float images must lie in \[0, 1\]"),
+    ({"x_train": np.zeros((48, 16, 16, 5), np.uint8)}, "1 \\(grey\\) or 3 \\(RGB\\) channels"),
+    ({"x_train": np.zeros((48, 16, 16), np.int32)}, "must be uint8"),
+    ({"x_test": np.zeros((18, 8, 8, 3), np.uint8)}, "both splits need the same image shape"),
+])
+def test_bad_npz_files_are_named_with_the_fix(tmp_path, change, message):
+    path, _ = makedata.npz_file(tmp_path / "bad.npz", **change)
+    with pytest.raises(DataError, match=message):
+        sources.load(data_dir=path)
+
+
+def test_npz_of_python_objects_is_refused_without_unpickling(tmp_path):
+    np.savez(tmp_path / "obj.npz", x_train=np.array([object()] * 3), x_test=np.zeros((2, 4, 4)))
+    with pytest.raises(DataError, match="holds Python objects"):
+        sources.load(data_dir=tmp_path / "obj.npz")
+
+
+# ------------------------------------------------------------------------------ image folders
+def test_png_folder_with_a_held_out_test_split(tmp_path):
+    folder, written = makedata.png_folder(tmp_path / "pets")
+    dataset = sources.load(data_dir=folder)
+    assert dataset.class_names == ("cat", "dog", "emu") and dataset.image_shape == (20, 20, 1)
+    # A tenth of each class, rounded down, is held out: 1 + 1 + 2 test images.
+    assert np.bincount(dataset.test_labels).tolist() == [1, 1, 2]
+    assert np.bincount(dataset.train_labels).tolist() == [14, 11, 18]
+    again = sources.load(data_dir=folder)
+    np.testing.assert_array_equal(again.test_images, dataset.test_images)  # the rule is fixed
+    pictures = {p.tobytes() for p in written.values()}
+    assert all(img[..., 0].tobytes() in pictures for img in dataset.test_images)
+
+
+def test_png_folder_with_train_and_test_and_colour(tmp_path):
+    from PIL import Image
+    folder, _ = makedata.png_folder(tmp_path / "split", counts=(4, 3), test_counts=(2, 2))
+    dataset = sources.load(data_dir=folder)
+    assert (len(dataset.train_images), len(dataset.test_images)) == (7, 4)
+    rgb = tmp_path / "rgb" / "a"
+    rgb.mkdir(parents=True)
+    for i in range(12):
+        Image.new("RGBA", (5, 4), (i, 2 * i, 3 * i, 255)).save(rgb / f"{i}.png")
+    (rgb / "notes.txt").write_text("not an image")  # ignored, as Keras does
+    dataset = sources.load(data_dir=tmp_path / "rgb")
+    assert dataset.image_shape == (4, 5, 3) and dataset.num_classes == 1
+
+
+def test_bad_image_folders_name_the_file(tmp_path):
+    from PIL import Image
+    folder, written = makedata.png_folder(tmp_path / "mixed")
+    Image.new("L", (21, 20)).save(folder / "dog" / "odd.png")
+    with pytest.raises(DataError, match=r"images of different sizes: .* is 20x20 but .*odd.png "
+                                        r"is 21x20"):
+        sources.load(data_dir=folder)
+    (folder / "dog" / "odd.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match="odd.png cannot be read as an image"):
+        sources.load(data_dir=folder)
+    Image.new("RGB", (20, 20)).save(folder / "dog" / "odd.png")
+    with pytest.raises(DataError, match="is grey but .*odd.png is colour"):
+        sources.load(data_dir=folder)
+
+
+def test_folders_without_data_say_what_is_expected(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no data that tfp_vae recognises"):
+        sources.load(data_dir=tmp_path / "empty")
+    with pytest.raises(DataError, match="does not exist"):
+        sources.load(data_dir=tmp_path / "nowhere")
+    (tmp_path / "x.csv").write_text("1,2")
+    with pytest.raises(DataError, match="is a file but not an .npz file"):
+        sources.load(data_dir=tmp_path / "x.csv")
+    with pytest.raises(DataError, match="unknown --dataset='cifar'"):
+        sources.load("cifar")
+
+
+# -------------------------------------------------------------------------------------- TFDS
+def test_any_tfds_image_dataset_with_mock_data():
+    import tensorflow_datasets as tfds
+    with tfds.testing.mock_data(num_examples=12):
+        dataset = sources.load("tfds:fashion_mnist")
+        colour = sources.load("tfds:cifar10", memory_budget="10KiB")
+    assert dataset.image_shape == (28, 28, 1) and dataset.num_classes == 10
+    assert dataset.class_names[0] == "T-shirt/top" and dataset.name == "fashion_mnist"
+    assert len(dataset.train_images) == 12 and dataset.train_images.dtype == np.uint8
+    assert colour.image_shape == (32, 32, 3) and isinstance(colour.train_images, DiskArray)
+    with pytest.raises(DataError, match="TFDS does not know this dataset"):
+        sources.load("tfds:no_such_dataset_here")
+
+
+# -------------------------------------------------------------------- subsets of any dataset
+def test_evaluation_subset_rule_and_labelled_subset(tmp_path):
+    folder, _ = makedata.idx_folder(tmp_path / "s", train_counts=(30, 20, 10),
+                                    test_counts=(40, 40, 5))
+    dataset = sources.load(data_dir=folder)
+    x, y = data.test_subset(dataset)
+    # ceil(100 / 3) = 34 of each class in file order; class 2 has only 5.
+    assert np.bincount(y).tolist() == [34, 34, 5] and set(np.unique(x)) <= {0.0, 1.0}
+    first = np.flatnonzero(dataset.test_labels == 1)[:34]
+    np.testing.assert_array_equal(data.test_subset(dataset, binarized=False)[0][34:68],
+                                  data.to_unit_interval(dataset.test_images[first]))
+    xl, yl = data.labelled_subset(dataset, per_class=7)
+    assert np.bincount(yl).tolist() == [7, 7, 7]
+    np.testing.assert_array_equal(xl, data.labelled_subset(dataset, per_class=7)[0])
+    with pytest.raises(DataError, match=r"class '2' \(label 2\) of s has 10 training images, "
+                                        r"fewer than --labels_per_class=11"):
+        data.labelled_subset(dataset, per_class=11)
+
+
+# ------------------------------------------------------------------------------- peak memory
+_PEAK = """
+import sys
+from tfp_vae import sources  # NumPy only: no TensorFlow in the measure
+dataset = sources.load(data_dir=sys.argv[1], memory_budget=sys.argv[2])
+for start in range(0, len(dataset.train_images), 4096):  # touch every image once
+    dataset.train_images[start:start + 4096].astype("float32")
+assert "tensorflow" not in sys.modules
+# VmHWM: this process's peak resident memory (getrusage's maxrss carries the parent's over exec).
+peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+print(peak // 1024, type(dataset.train_images).__name__)
+"""
+
+
+def test_loading_keeps_within_the_memory_budget(tmp_path):
+    folder = tmp_path / "large"
+    folder.mkdir()
+    rng = np.random.RandomState(0)
+    x = np.zeros((150_000, 28, 28), np.uint8)  # 118 MB of mostly dark images
+    x[:, 10:14, 10:14] = rng.randint(0, 255, (150_000, 4, 4))
+    header = bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big") for d in x.shape)
+    with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb", compresslevel=1) as f:
+        f.write(header + x.tobytes())
+    makedata.write_idx(folder / "t10k-images-idx3-ubyte.gz", x[:100])
+    peaks = {}
+    for budget in ("8MiB", "1GiB"):
+        out = subprocess.run([sys.executable, "-c", _PEAK, str(folder), budget],
+                             capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert out.returncode == 0, out.stderr[-2000:]
+        peak, kind = out.stdout.split()
+        peaks[budget] = (int(peak), kind)
+    assert peaks["8MiB"][1] == "DiskArray" and peaks["1GiB"][1] == "ndarray"
+    # In memory the 118 MB are held; within 8 MiB only a chunk of the decompression is.
+    assert peaks["1GiB"][0] - peaks["8MiB"][0] > 80, peaks
+    print(json.dumps(peaks))
