@@ -140,7 +140,7 @@ def test_train_with_two_mirrored_cpu_replicas(tmp_path):
     (["--batch_size=-3"], "flag --batch_size=-3: -3 is not a positive integer"),
     (["--strategy=tpu"], "value should be one of"),
     (["--jit_compile=maybe"], "value should be one of"),
-    (["--data_dir=/no/such/folder"], "data folder /no/such/folder does not exist"),
+    (["--data_dir=/no/such/folder"], "--data_dir=/no/such/folder does not exist"),
     (["--iter_save=7", "--steps_per_execution=2"], "must be a multiple of --steps_per_execution"),
     (["--cpu_replicas=2"], "need --strategy=mirrored"),
     (["--strategy=mirrored", "--devices=GPU:7"], "which this machine does not have"),

@@ -149,8 +149,8 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
                                 out_dir=str(tmp_path), **QUIET))
     changed = train.TrainConfig(model="vae", iter_max=10, iter_save=5, log_every=5, lr=1e-2,
                                 batch_size=50, out_dir=str(tmp_path), **QUIET)
-    with pytest.raises(train.ConfigError, match=r"started with --batch_size=97 --lr=0.001, but "
-                                                r"this command asks for --batch_size=50 "
+    with pytest.raises(train.ConfigError, match=r"started with --batch_size=97, --lr=0.001, but "
+                                                r"this command asks for --batch_size=50, "
                                                 r"--lr=0.01\. Resume with the same settings"):
         train.run(changed)
     # What may change between starts (the length, checkpoints, evaluation) is accepted.

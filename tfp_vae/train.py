@@ -369,6 +369,8 @@ def run(config):
     # the chief's checkpoints, which all hosts must see (a shared file system).
     scratch = None if chief else distribute.worker_scratch(run_dir, strategy)
     os.makedirs(run_dir, exist_ok=True)
+    if chief:
+        print(f"run folder: {os.path.abspath(run_dir)}", flush=True)
     settings = {**dataclasses.asdict(config), **identity}
     if tf.train.latest_checkpoint(checkpoint_dir):
         guard.check_resume_settings(run_dir, settings)

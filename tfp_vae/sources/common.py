@@ -27,7 +27,7 @@ DEFAULT_BUDGET = "2GiB"
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 10 ** 3, "kib": 1 << 10, "m": 1 << 20,
           "mb": 10 ** 6, "mib": 1 << 20, "g": 1 << 30, "gb": 10 ** 9, "gib": 1 << 30,
           "t": 1 << 40, "tb": 10 ** 12, "tib": 1 << 40}
-_CHUNK_BYTES = 16 << 20  # what a source reads or writes at a time
+_CHUNK_BYTES = 1 << 20  # what a source reads or writes at a time (peak: a few of these)
 
 
 def parse_size(text):

@@ -113,7 +113,8 @@ def read_idx(path, budget=None, ndims=(3, 4), sha256=None, what="IDX file"):
         raise DataError(f"{path} does not have the expected content of the canonical MNIST file "
                         f"of that name (SHA-256 of the decompressed bytes differs). Replace it with the "
                         f"canonical file (the bundled copy is in {BUNDLED_DIR}), or, if it is "
-                        f"another dataset in MNIST's layout, pass --noverify_checksums.")
+                        f"another dataset in MNIST's layout, pass --noverify_checksums (and "
+                        f"leave --dataset unset) to read it as a dataset of its own.")
     return array, hexdigest
 
 
@@ -183,8 +184,8 @@ def load_mnist(data_dir=None, verify_checksums=True, budget=None):
     files = {key: folder / name for key, (name, *_) in MNIST_FILES.items()}
     expected = {key: digest for key, (*_, digest) in MNIST_FILES.items()} if verify_checksums \
         else {}
-    dataset = _load(files, budget, "mnist", str(folder.resolve()), expected,
-                    shapes={key: shape for key, (_, shape, *_) in MNIST_FILES.items()})
+    dataset = _load(files, budget, safe_name(folder.resolve().name), str(folder.resolve()),
+                    expected, shapes={key: shape for key, (_, shape, *_) in MNIST_FILES.items()})
     for split in ("train", "test"):
         if getattr(dataset, f"{split}_labels").max() > 9:
             raise DataError(f"{split} labels in {folder} are outside 0..9: not MNIST. Leave "

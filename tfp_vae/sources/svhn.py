@@ -52,16 +52,21 @@ def read_mat(path, budget=None):
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataError(f"SVHN file {path} is missing. {_where_to_get(path.parent)}")
+    corrupt = (ValueError, OSError, EOFError, TypeError, zlib.error, MemoryError)
     try:
-        variables = {name: (shape, kind) for name, shape, kind in scipy.io.whosmat(path)}
-        if "X" in variables and budget is not None and \
-                not budget.take(int(np.prod(variables["X"][0]))):
-            raise DataError(f"{path}: its images take {np.prod(variables['X'][0]):,} bytes, more "
-                            f"than the memory budget leaves ({budget.remaining:,} bytes), and "
-                            f".mat files are read whole. Raise --memory_budget, or convert the "
-                            f"file to IDX or .npz, which are read batch by batch.")
+        variables = {name: shape for name, shape, _ in scipy.io.whosmat(path)}
+    except corrupt as e:
+        raise DataError(f"SVHN file {path} is truncated or corrupt ({type(e).__name__}: {e}). "
+                        f"Download it again from {URL}.") from None
+    size = int(np.prod(variables.get("X", (0,))))
+    if budget is not None and not budget.take(size):
+        raise DataError(f"{path}: its images take {size:,} bytes, more than the memory budget "
+                        f"leaves ({budget.remaining:,} bytes), and .mat files are read whole. "
+                        f"Raise --memory_budget, or convert the file to .npz or IDX, which are "
+                        f"read batch by batch.")
+    try:
         mat = scipy.io.loadmat(path, variable_names=("X", "y"))
-    except (ValueError, OSError, EOFError, TypeError, zlib.error, MemoryError) as e:
+    except corrupt as e:
         raise DataError(f"SVHN file {path} is truncated or corrupt ({type(e).__name__}: {e}). "
                         f"Download it again from {URL}.") from None
     if "X" not in mat or "y" not in mat:
