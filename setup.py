@@ -15,7 +15,7 @@ setuptools.setup(
     scripts=["bin/train", "bin/sample", "bin/evaluate"],
     # Pinned to the versions that work together: TFP 0.25 is built against TF 2.21 (its [tf]
     # extra brings tf-keras, which TFP imports; our code uses Keras 3). TFDS 4.9.10 imports
-    # importlib_resources without declaring it. SciPy reads SVHN's .mat files.
+    # importlib_resources without declaring it. Pillow decodes image folders (tfp_vae.sources).
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "tensorboard>=2.21,<2.22",  # TF 2.21 no longer depends on it; Keras' callback needs it
@@ -24,8 +24,9 @@ setuptools.setup(
         "importlib_resources>=5",
         "numpy>=1.26",
         "absl-py>=2",
-        "scipy>=1.11",
+        "pillow>=10",
         "matplotlib>=3.8",  # the pictures of a run (tfp_vae.pictures)
     ],
-    extras_require={"test": ["pytest>=8", "hypothesis>=6"]},
+    # SciPy writes the tests' SVHN .mat files (the package reads them without it).
+    extras_require={"test": ["pytest>=8", "hypothesis>=6", "scipy>=1.11"]},
 )

@@ -284,3 +284,51 @@ def test_loading_keeps_within_the_memory_budget(tmp_path):
     # In memory the 118 MB are held; within 8 MiB only a chunk of the decompression is.
     assert peaks["1GiB"][0] - peaks["8MiB"][0] > 80, peaks
     print(json.dumps(peaks))
+
+
+# ------------------------------------------------------------------------------ SVHN .mat files
+def _mat(path, x, y, compress=True):
+    import scipy.io
+    scipy.io.savemat(path, {"X": x, "y": y}, format="5", do_compression=compress)
+    return path
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_svhn_mat_above_the_budget_streams_to_disk(tmp_path, compress):
+    from tfp_vae.sources import svhn
+    rng = np.random.RandomState(0)
+    x = rng.randint(0, 256, (32, 32, 3, 50)).astype(np.uint8)
+    y = (np.arange(50) % 10 + 1).astype(np.uint8)[:, None]
+    path = _mat(tmp_path / "extra_32x32.mat", x, y, compress)
+    images, labels, digest = svhn.read_mat(path, sources.MemoryBudget("10KiB"))
+    assert isinstance(images, DiskArray) and images.shape == (50, 32, 32, 3)
+    np.testing.assert_array_equal(images[[7, 49]], x[..., [7, 49]].transpose(3, 0, 1, 2))
+    np.testing.assert_array_equal(labels, y.ravel() % 10)
+    import hashlib
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.array([[1.0], [np.nan]]), "labels must be integers; label 1 is"),
+    (np.array([[1.0], [1.5]]), "labels must be integers; label 1 is"),
+    (np.array([[0], [11]], np.uint8), r"labels must lie in 1..10"),
+])
+def test_svhn_labels_that_are_not_classes_are_refused(tmp_path, labels, message):
+    from tfp_vae.sources import svhn
+    path = _mat(tmp_path / "test_32x32.mat", np.zeros((32, 32, 3, 2), np.uint8), labels)
+    with pytest.raises(DataError, match=message):
+        svhn.read_mat(path)
+
+
+def test_svhn_files_without_images_or_in_other_formats_are_refused(tmp_path):
+    from tfp_vae.sources import svhn
+    path = _mat(tmp_path / "test_32x32.mat", np.zeros((32, 32, 3, 0), np.uint8),
+                np.zeros((0, 1), np.uint8))
+    with pytest.raises(DataError, match="holds no images"):
+        svhn.read_mat(path)
+    (tmp_path / "v73.mat").write_bytes(b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(128, b" "))
+    with pytest.raises(DataError, match="MATLAB 7.3 \\(HDF5\\) file"):
+        svhn.read_mat(tmp_path / "v73.mat")
+    (tmp_path / "text.mat").write_text("hello")
+    with pytest.raises(DataError, match="truncated or corrupt|not a MATLAB 5"):
+        svhn.read_mat(tmp_path / "text.mat")

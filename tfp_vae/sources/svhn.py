@@ -2,26 +2,23 @@
 
 The official files (http://ufldl.stanford.edu/housenumbers/) are MATLAB files with ``X``, a
 (32, 32, 3, N) uint8 array, and ``y``, an (N, 1) array of labels 1..10 where 10 means digit 0
-(REFERENCE.md section 9). They are read with ``scipy.io.loadmat`` into one buffer, and the images
-are returned as an (N, 32, 32, 3) *view* of it (MATLAB stores arrays column-major, so each image
-is contiguous and the transposed view costs nothing): ``extra_32x32.mat`` (531,131 images) takes
-its 1.63 GB of uint8 once, never twice. Training batches are gathered from it and scaled to
-[0, 1] one batch at a time (see :func:`tfp_vae.data.train_dataset`).
-
-``scipy.io.loadmat`` reads a file whole, so a file whose images exceed the memory budget is
-refused with a message (convert it to IDX or ``.npz``, which stream, or raise the budget).
-TFDS's ``svhn_cropped`` is ``--dataset=tfds:svhn_cropped`` (:mod:`tfp_vae.sources.catalog`).
+(REFERENCE.md section 9). They are read streaming (:mod:`tfp_vae.sources.mat5`): MATLAB stores
+arrays column-major, so each image is a contiguous 3072 bytes, transposed to (32, 32, 3) block by
+block as it is inflated, into memory or, above the memory budget, a file read batch by batch:
+``extra_32x32.mat`` (531,131 images) takes its 1.63 GB of uint8 once, never twice. Training
+batches are gathered from it and scaled to [0, 1] one batch at a time (see
+:func:`tfp_vae.data.train_dataset`). TFDS's ``svhn_cropped`` is ``--dataset=tfds:svhn_cropped``
+(:mod:`tfp_vae.sources.catalog`).
 """
 
-import hashlib
 import os
 import pathlib
-import zlib
 
 import numpy as np
 
-from tfp_vae.sources.common import (DataError, ImageSet, MemoryBudget, check_labels,
-                                    combine_digests)
+from tfp_vae.sources import mat5
+from tfp_vae.sources.common import (_CHUNK_BYTES as _BLOCK_BYTES, DataError, ImageSet,
+                                    MemoryBudget, check_labels, combine_digests)
 
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
 URL = "http://ufldl.stanford.edu/housenumbers/"
@@ -39,52 +36,64 @@ def _where_to_get(folder):
 
 
 def read_mat(path, budget=None):
-    """Reads one official SVHN ``.mat`` file.
+    """Reads one official SVHN ``.mat`` file, streaming (:mod:`tfp_vae.sources.mat5`).
 
     Returns:
-      ``(images, labels, digest)``: uint8 images (N, 32, 32, 3), a view of the file's buffer,
-      int64 labels (N,) in 0..9 (label 10 of the file is digit 0), and the SHA-256 of the file.
+      ``(images, labels, digest)``: uint8 images (N, 32, 32, 3) (a NumPy array, or above the
+      memory budget a :class:`~tfp_vae.sources.common.DiskArray`), int64 labels (N,) in 0..9
+      (label 10 of the file is digit 0), and the SHA-256 of the file.
     Raises:
-      DataError: the file is missing, truncated or corrupt, does not hold SVHN arrays, has labels
-      that are not integers in 1..10, or holds more than the memory budget allows.
+      DataError: the file is missing, truncated or corrupt, does not hold SVHN arrays, or has
+      labels that are not integers in 1..10.
     """
-    import scipy.io  # Here: SciPy is only needed for SVHN files.
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataError(f"SVHN file {path} is missing. {_where_to_get(path.parent)}")
-    corrupt = (ValueError, OSError, EOFError, TypeError, zlib.error, MemoryError)
+    budget = budget or MemoryBudget(1 << 62)
+    found = {}
+
+    def handle(name, dims, dtype, nbytes, read):
+        found[name] = dims
+        if name == "y":
+            found["y"] = np.frombuffer(read(nbytes), dtype).reshape(dims, order="F")
+        elif name == "X":
+            if dtype != np.uint8 or len(dims) != 4 or tuple(dims[:3]) != IMAGE_SHAPE:
+                raise DataError(f"{path}: X must be uint8 of shape (32, 32, 3, N), got "
+                                f"{dtype.name} {tuple(dims)}.")
+            found["X"] = _read_images(read, dims[3], budget)
     try:
-        variables = {name: shape for name, shape, _ in scipy.io.whosmat(path)}
-    except corrupt as e:
-        raise DataError(f"SVHN file {path} is truncated or corrupt ({type(e).__name__}: {e}). "
-                        f"Download it again from {URL}.") from None
-    size = int(np.prod(variables.get("X", (0,))))
-    if budget is not None and not budget.take(size):
-        raise DataError(f"{path}: its images take {size:,} bytes, more than the memory budget "
-                        f"leaves ({budget.remaining:,} bytes), and .mat files are read whole. "
-                        f"Raise --memory_budget, or convert the file to .npz or IDX, which are "
-                        f"read batch by batch.")
-    try:
-        mat = scipy.io.loadmat(path, variable_names=("X", "y"))
-    except corrupt as e:
-        raise DataError(f"SVHN file {path} is truncated or corrupt ({type(e).__name__}: {e}). "
-                        f"Download it again from {URL}.") from None
-    if "X" not in mat or "y" not in mat:
-        found = [k for k in mat if not k.startswith("__")]
+        digest = mat5.read(path, handle)
+    except DataError as e:
+        if "truncated or corrupt" in str(e):
+            raise DataError(f"SVHN file {e} Download it again from {URL}.") from None
+        raise
+    if "X" not in found or "y" not in found:
+        names = [k for k in found]
         raise DataError(f"{path} is a MATLAB file but not an SVHN one: it must hold arrays X and "
-                        f"y (found: {', '.join(found) if found else 'no arrays'}).")
-    x, y = mat["X"], mat["y"]
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != IMAGE_SHAPE:
-        raise DataError(f"{path}: X must be uint8 of shape (32, 32, 3, N), got {x.dtype} "
-                        f"{x.shape}.")
-    if x.shape[3] == 0:
-        raise DataError(f"{path} holds no images (X has shape {x.shape}).")
-    y = check_labels(y, x.shape[3], str(path))
+                        f"y (found: {', '.join(names) if names else 'no arrays'}).")
+    x = found["X"]
+    if len(x) == 0:
+        raise DataError(f"{path} holds no images (X has shape (32, 32, 3, 0)).")
+    y = check_labels(found["y"], len(x), str(path))
     if y.min() < 1 or y.max() > 10:
         raise DataError(f"{path}: labels must lie in 1..10 (10 = digit 0), got {y.min()}..{y.max()}.")
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return x.transpose(3, 0, 1, 2), y % 10, digest
+    return x, y % 10, digest
+
+
+def _read_images(read, count, budget):
+    """N images stored column-major (each a contiguous 3072 bytes in channel, column, row
+    order) -> (N, 32, 32, 3) rows, block by block into a budget sink."""
+    sink = budget.sink(IMAGE_SHAPE, np.uint8, count)
+    per_block = max(1, _BLOCK_BYTES // 3072)
+    try:
+        for start in range(0, count, per_block):
+            n = min(per_block, count - start)
+            block = np.frombuffer(read(n * 3072), np.uint8).reshape(n, 3, 32, 32)
+            sink.write(block.transpose(0, 3, 2, 1))  # (n, channel, column, row) -> (n, row, column, channel)
+    except BaseException:
+        sink.abandon()
+        raise
+    return sink.finish()
 
 
 def load_svhn(data_dir=None, train_split="extra", budget=None):
