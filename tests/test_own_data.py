@@ -183,3 +183,38 @@ def test_resuming_on_other_data_is_refused_naming_both(tmp_path):
     with pytest.raises(ConfigError, match=f"data source {tmp_path / 'a' / 'shapes'}.* asks for "
                                           f"data source {tmp_path / 'b' / 'shapes'}"):
         train.run(train.TrainConfig(iter_max=4, **{**settings, "data_dir": str(other)}))
+
+
+# The (source, model) pairs not run through bin/train above, in process (the same train.run
+# that bin/train calls), each exported and its SavedModel sampled: every model on every source.
+IN_PROCESS = [("idx", "gmvae"), ("npz", "vae"), ("npz", "ssvae"), ("png", "gmvae"),
+              ("png", "fsvae"), ("tfds", "vae"), ("tfds", "gmvae"), ("tfds", "ssvae")]
+
+
+@pytest.mark.parametrize("source, model", IN_PROCESS)
+def test_every_model_trains_evaluates_and_exports_on_every_source(folders, tmp_path, source,
+                                                                  model):
+    import contextlib
+    import tensorflow_datasets as tfds
+    where = {"dataset": "tfds:mnist"} if source == "tfds" else {"data_dir": str(folders[source])}
+    config = train.TrainConfig(model=model, out_dir=str(tmp_path), iter_max=2, iter_save=2,
+                               log_every=2, eval_repeats=1, iwae_samples=(1, 2), check_steps=2,
+                               batch_size=8, labels_per_class=1 if source == "tfds" else 3, k=5,
+                               verbose=0, **where)
+    mock = tfds.testing.mock_data(num_examples=24) if source == "tfds" else \
+        contextlib.nullcontext()
+    with mock:
+        result = train.run(config)
+    run_dir = tmp_path / result["run"]
+    metadata = export.read_metadata(run_dir / "savedmodel")
+    shape = tuple(metadata["image_shape"])
+    loaded = tf.saved_model.load(str(run_dir / "savedmodel"))
+    key = metadata["picture_keys"][0]
+    if "class_grid" in metadata["signatures"]:
+        drawn = loaded.class_grid(columns=tf.constant(2), seed=tf.constant([0, 0]))[key]
+        assert drawn.shape == (2 * metadata["num_classes"], np.prod(shape))
+    else:
+        drawn = loaded.sample(n=tf.constant(3), seed=tf.constant([0, 0]))[key]
+        assert drawn.shape == (3, np.prod(shape))
+    assert _png(run_dir / "samples.png").shape[2] == shape[2]
+    assert ("subset" in result) == (model in ("vae", "gmvae"))

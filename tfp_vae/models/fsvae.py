@@ -6,7 +6,7 @@ import tensorflow as tf
 from tfp_vae import bounds
 from tfp_vae.models import base, conditional
 
-# bin/train --dataset -> the layout of one image.
+# The layout of one image of the reference's datasets.
 IMAGE_SHAPES = {"svhn": (32, 32, 3), "mnist": (28, 28, 1)}
 
 
