@@ -137,7 +137,7 @@ def test_tfds_dataset_end_to_end_with_mock_data(tmp_path):
     proc = mocked("train", "--model=fsvae", "--dataset=tfds:fashion_mnist",
                   f"--out_dir={tmp_path}", *FAST)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = tmp_path / "model=fsvae_dataset=fashion_mnist_run=0000"
+    run_dir = tmp_path / "model=fsvae_dataset=tfds-fashion_mnist_run=0000"
     assert json.loads((run_dir / "evaluation.json").read_text())["full_test"]["nelbo"]["n"] == 24
     proc = mocked("evaluate", f"--model_dir={run_dir / 'savedmodel'}", "--check_steps=3")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -201,8 +201,9 @@ def test_every_model_trains_evaluates_and_exports_on_every_source(folders, tmp_p
                                log_every=2, eval_repeats=1, iwae_samples=(1, 2), check_steps=2,
                                batch_size=8, labels_per_class=1 if source == "tfds" else 3, k=5,
                                verbose=0, **where)
-    mock = tfds.testing.mock_data(num_examples=24) if source == "tfds" else \
-        contextlib.nullcontext()
+    # Mock data draws random labels: enough examples that every class has one for the SSVAE.
+    mock = tfds.testing.mock_data(num_examples=200 if model == "ssvae" else 24) \
+        if source == "tfds" else contextlib.nullcontext()
     with mock:
         result = train.run(config)
     run_dir = tmp_path / result["run"]

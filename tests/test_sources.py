@@ -223,7 +223,7 @@ def test_any_tfds_image_dataset_with_mock_data():
         dataset = sources.load("tfds:fashion_mnist")
         colour = sources.load("tfds:cifar10", memory_budget="10KiB")
     assert dataset.image_shape == (28, 28, 1) and dataset.num_classes == 10
-    assert dataset.class_names[0] == "T-shirt/top" and dataset.name == "fashion_mnist"
+    assert dataset.class_names[0] == "T-shirt/top" and dataset.name == "tfds-fashion_mnist"
     assert len(dataset.train_images) == 12 and dataset.train_images.dtype == np.uint8
     assert colour.image_shape == (32, 32, 3) and isinstance(colour.train_images, DiskArray)
     with pytest.raises(DataError, match="TFDS does not know this dataset"):

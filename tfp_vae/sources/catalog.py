@@ -60,7 +60,7 @@ def load(name, data_dir=None, budget=None, train_split="train"):
             raise DataError(f"tfds:{name}: the {split} split is empty.")
     names = tuple(features[label_key].names) if label_key else None
     return ImageSet(splits["train"][0], splits["train"][1], splits["test"][0], splits["test"][1],
-                    image_shape=shape, name=safe_name(name.replace("/", "-")),
+                    image_shape=shape, name="tfds-" + safe_name(name.replace("/", "-")),
                     num_classes=len(names) if names else 0, class_names=names,
                     source=f"tfds:{name}" + (f" in {data_dir}" if data_dir else ""),
                     fingerprint=combine_digests(*((s, d) for s, (_, _, d) in splits.items())))
