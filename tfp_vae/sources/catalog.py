@@ -84,18 +84,14 @@ def _read(builder, split, image_key, label_key, shape, budget):
     import tensorflow_datasets as tfds
     ds = builder.as_dataset(split=split, shuffle_files=False)
     count = int(ds.cardinality())
-    sink = budget.sink(shape, np.uint8, count if count >= 0 else None)
     labels, digest = [], hashlib.sha256()
-    try:
+    with budget.sink(shape, np.uint8, count if count >= 0 else None) as sink:
         for batch in tfds.as_numpy(ds.batch(1024)):
             images = np.asarray(batch[image_key], np.uint8).reshape(-1, *shape)
             digest.update(images.data)
             sink.write(images)
             if label_key:
                 labels.append(np.asarray(batch[label_key], np.int64))
-    except BaseException:
-        sink.abandon()
-        raise
     y = np.concatenate(labels) if labels else (np.zeros(0, np.int64) if label_key else None)
     if y is not None:
         digest.update(y.tobytes())

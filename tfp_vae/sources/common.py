@@ -203,7 +203,9 @@ class MemoryBudget:
 
 
 class Sink:
-    """Rows written in order, then :meth:`finish` -> a NumPy array or a :class:`DiskArray`."""
+    """Rows written in order, then :meth:`finish` -> a NumPy array or a :class:`DiskArray`.
+
+    Used as a context manager, its spill file is removed when the block raises (a bad source)."""
 
     def __init__(self, budget, row_shape, dtype, count):
         self.budget, self.row_shape, self.dtype, self.count = budget, row_shape, dtype, count
@@ -247,6 +249,28 @@ class Sink:
             self.file.close()
             with contextlib.suppress(OSError):
                 os.remove(self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is not None:
+            self.abandon()
+
+
+def row_blocks(f, shape, dtype, where):
+    """The rows of a (``shape``, ``dtype``) array read from the byte stream ``f``, as blocks of
+    about ``_CHUNK_BYTES``; DataError naming ``where`` if the stream ends early."""
+    dtype = np.dtype(dtype)
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    rows = max(1, _CHUNK_BYTES // max(row_bytes, 1))
+    for start in range(0, shape[0], rows):
+        n = min(rows, shape[0] - start)
+        raw = f.read(n * row_bytes)
+        if len(raw) != n * row_bytes:
+            raise DataError(f"{where} is truncated: its header declares shape {_shape(shape)}, but "
+                            f"the data ends after {start * row_bytes + len(raw):,} bytes.")
+        yield np.frombuffer(raw, dtype).reshape(n, *shape[1:])
 
 
 def check_labels(labels, count, where):

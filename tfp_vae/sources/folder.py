@@ -84,13 +84,9 @@ def load(folder, budget=None):
     shape, first = _layout(train[0][0])
     arrays = {}
     for split, files in (("train", train), ("test", test)):
-        sink = budget.sink(shape, np.uint8, len(files))
-        try:
+        with budget.sink(shape, np.uint8, len(files)) as sink:
             for path, _ in files:
                 sink.write(_decode(path, shape, first, folder, digest)[None])
-        except BaseException:
-            sink.abandon()
-            raise
         arrays[split] = sink.finish()
     labels = {split: None if classes is None else np.array([c for _, c in files], np.int64)
               for split, files in (("train", train), ("test", test))}

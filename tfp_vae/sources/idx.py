@@ -27,7 +27,7 @@ import numpy as np
 
 from tfp_vae.sources.common import (DiskArray, ImageSet, MemoryBudget, DataError, _CHUNK_BYTES,
                                     _shape, check_labels, combine_digests, image_layout,
-                                    safe_name)
+                                    row_blocks, safe_name)
 
 BUNDLED_DIR = pathlib.Path(__file__).resolve().parent.parent / "mnist"
 
@@ -126,22 +126,11 @@ def _read_exact(f, n, path, what):
 
 
 def _read_rows(f, shape, budget, digest, path):
-    """Reads the declared values row by row into a budget sink (never more than declared)."""
-    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
-    sink = budget.sink(shape[1:], np.uint8, shape[0])
-    rows_per_chunk = max(1, _CHUNK_BYTES // max(row_bytes, 1))
-    try:
-        for start in range(0, shape[0], rows_per_chunk):
-            n = min(rows_per_chunk, shape[0] - start)
-            raw = f.read(n * row_bytes)
-            if len(raw) != n * row_bytes:
-                raise DataError(f"{path} is truncated: its header declares shape {_shape(shape)}, "
-                                f"but the data ends after {start * row_bytes + len(raw):,} bytes.")
-            digest.update(raw)
-            sink.write(np.frombuffer(raw, np.uint8).reshape(n, *shape[1:]))
-    except BaseException:
-        sink.abandon()
-        raise
+    """Reads the declared values block by block into a budget sink (never more than declared)."""
+    with budget.sink(shape[1:], np.uint8, shape[0]) as sink:
+        for block in row_blocks(f, shape, np.uint8, path):
+            digest.update(block.data)
+            sink.write(block)
     return sink.finish()
 
 

@@ -14,8 +14,8 @@ import zlib
 
 import numpy as np
 
-from tfp_vae.sources.common import (DataError, ImageSet, MemoryBudget, _CHUNK_BYTES, _shape,
-                                    check_labels, check_pixels, combine_digests, image_layout,
+from tfp_vae.sources.common import (DataError, ImageSet, MemoryBudget, check_labels,
+                                    check_pixels, combine_digests, image_layout, row_blocks,
                                     safe_name)
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -95,17 +95,9 @@ def _read_member(archive, member, path, key, budget, images):
                 whole = whole.reshape(shape, order="F")
                 return _stream(lambda: _blocks_of(whole), shape[0], layout, dtype, budget, where,
                                digest)
-            row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
 
             def blocks():
-                rows = max(1, _CHUNK_BYTES // max(row_bytes, 1))
-                for start in range(0, shape[0], rows):
-                    n = min(rows, shape[0] - start)
-                    raw = f.read(n * row_bytes)
-                    if len(raw) != n * row_bytes:
-                        raise DataError(f"{where} is truncated: its header declares shape "
-                                        f"{_shape(shape)}.")
-                    yield np.frombuffer(raw, dtype).reshape(n, *shape[1:])
+                yield from row_blocks(f, shape, dtype, where)
                 if f.read(1):
                     raise DataError(f"{where} holds more data than its header declares.")
             return _stream(blocks, shape[0], layout, dtype, budget, where, digest)
@@ -123,13 +115,9 @@ def _blocks_of(array, rows=4096):
 
 def _stream(blocks, count, layout, dtype, budget, where, digest):
     stored = np.uint8 if dtype == np.uint8 else np.float32
-    sink = budget.sink(layout, stored, count)
-    try:
+    with budget.sink(layout, stored, count) as sink:
         for block in blocks():
             block = check_pixels(np.asarray(block), where).reshape(len(block), *layout)
             digest.update(np.ascontiguousarray(block).data)
             sink.write(block)
-    except BaseException:
-        sink.abandon()
-        raise
     return sink.finish(), digest.hexdigest()

@@ -17,8 +17,8 @@ import pathlib
 import numpy as np
 
 from tfp_vae.sources import mat5
-from tfp_vae.sources.common import (_CHUNK_BYTES as _BLOCK_BYTES, DataError, ImageSet,
-                                    MemoryBudget, check_labels, combine_digests)
+from tfp_vae.sources.common import (DataError, ImageSet, MemoryBudget, check_labels,
+                                    combine_digests, row_blocks)
 
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
 URL = "http://ufldl.stanford.edu/housenumbers/"
@@ -83,17 +83,17 @@ def read_mat(path, budget=None):
 def _read_images(read, count, budget):
     """N images stored column-major (each a contiguous 3072 bytes in channel, column, row
     order) -> (N, 32, 32, 3) rows, block by block into a budget sink."""
-    sink = budget.sink(IMAGE_SHAPE, np.uint8, count)
-    per_block = max(1, _BLOCK_BYTES // 3072)
-    try:
-        for start in range(0, count, per_block):
-            n = min(per_block, count - start)
-            block = np.frombuffer(read(n * 3072), np.uint8).reshape(n, 3, 32, 32)
+    with budget.sink(IMAGE_SHAPE, np.uint8, count) as sink:
+        for block in row_blocks(_Reader(read), (count, 3, 32, 32), np.uint8, "X"):
             sink.write(block.transpose(0, 3, 2, 1))  # (n, channel, column, row) -> (n, row, column, channel)
-    except BaseException:
-        sink.abandon()
-        raise
     return sink.finish()
+
+
+class _Reader:
+    """A ``read(n)`` function as a file-like object."""
+
+    def __init__(self, read):
+        self.read = read
 
 
 def load_svhn(data_dir=None, train_split="extra", budget=None):
