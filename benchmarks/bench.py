@@ -218,13 +218,13 @@ OPTIMIZERS = {"default": train.make_optimizer,  # bin/train's: FusedAdam without
               "keras": lambda lr, jit: keras.optimizers.Adam(lr)}
 
 
-def train_speed(kind, mnist, steps, spe, jit, windows=4, optimizer="default"):
+def train_speed(kind, mnist, steps, spe, jit, windows=4, optimizer="default", arch="mlp"):
     """Steps per second of ``model.fit`` (after a warm-up), the model and the peak memory added.
-    ``optimizer``: a key of :data:`OPTIMIZERS`."""
+    ``optimizer``: a key of :data:`OPTIMIZERS`; ``arch``: the networks (``--arch``)."""
     cls = models.get(kind)
     batch = cls.reference_batch_size
     base = reset_peak()
-    model = cls(z_dim=cls.reference_z)
+    model = cls(z_dim=cls.reference_z, arch=arch)
     model.compile(optimizer=OPTIMIZERS[optimizer](1e-3, jit),
                   steps_per_execution=spe, jit_compile=jit)
     stream = training_stream(kind, mnist, batch)

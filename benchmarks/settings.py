@@ -3,8 +3,10 @@ settings.
 
     python benchmarks/settings.py --model=gmvae --steps=1000 --settings=1:0,50:0,50:1
     python benchmarks/settings.py --model=vae --settings=50:0:keras,50:0:fused,50:1:fused
+    python benchmarks/settings.py --model=vae --settings=50:0,50:0:default:conv   # MLP vs conv
 
-The optimiser is ``default`` (bin/train's choice: :class:`tfp_vae.optimizers.FusedAdam` without
+A setting may name the networks last (``mlp``, the default, or ``conv``). The optimiser is
+``default`` (bin/train's choice: :class:`tfp_vae.optimizers.FusedAdam` without
 XLA, ``keras.optimizers.Adam`` with it), ``fused`` (FusedAdam) or ``keras`` (Keras' Adam).
 
 Each setting is timed as :func:`bench.train_speed` times it (model.fit with bin/train's per-step
@@ -27,20 +29,22 @@ def main():
     parser.add_argument("--model", default="vae", help="vae, gmvae, ssvae or fsvae")
     parser.add_argument("--steps", type=int, default=1000, help="timed steps per setting")
     parser.add_argument("--settings", default="1:0,50:0,50:1",
-                        help="comma-separated steps_per_execution:jit[:optimiser] (jit 0 or 1; "
-                        "optimiser default, fused or keras; default: default)")
+                        help="comma-separated steps_per_execution:jit[:optimiser[:arch]] (jit 0 "
+                        "or 1; optimiser default, fused or keras; arch mlp or conv)")
     args = parser.parse_args()
     mnist = data.load_mnist()
     for setting in args.settings.split(","):
-        spe, jit, optimizer = (setting.split(":") + ["default"])[:3]
+        spe, jit, optimizer, arch = (setting.split(":") + ["default", "mlp"][
+            len(setting.split(":")) - 2:])[:4]
         spe, jit = int(spe), bool(int(jit))
         if optimizer not in bench.OPTIMIZERS:
             parser.error(f"optimiser must be one of {sorted(bench.OPTIMIZERS)}, got "
                          f"{optimizer!r} in {setting!r}")
         rate, _, batch, _ = bench.train_speed(args.model, mnist, args.steps, spe, jit,
-                                              optimizer=optimizer)
+                                              optimizer=optimizer, arch=arch)
         print(f"{args.model} batch {batch} steps_per_execution={spe} jit_compile={jit} "
-              f"optimiser={optimizer}: {1e3 / rate:.2f} ms/step", flush=True)
+              f"optimiser={optimizer} arch={arch}: {1e3 / rate:.2f} ms/step "
+              f"({rate:.1f} steps/s)", flush=True)
 
 
 if __name__ == "__main__":

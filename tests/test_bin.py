@@ -154,7 +154,7 @@ def test_train_with_two_mirrored_cpu_replicas(tmp_path):
 def test_train_refuses_bad_input_with_a_clear_message(tmp_path, args, message, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     proc = run_tool("train", f"--out_dir={tmp_path}", "--iter_max=1", *args)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
 

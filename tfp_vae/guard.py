@@ -3,15 +3,21 @@
 * :class:`StepCheckpoint` saves every ``iter_save`` steps, at the end and on a stop request, and
   stops training on a non-finite loss or weight without saving (the last good checkpoint stays).
 * :func:`stop_requests` turns Ctrl-C and SIGTERM into a request honoured between steps.
-* :func:`restore_latest` restores the newest readable checkpoint (a damaged one is skipped).
-* :func:`check_resume_settings` refuses to continue a run with other settings.
+* :func:`restore_latest` restores the newest readable checkpoint (a damaged one is skipped; the
+  checkpoints are found on disk, so a damaged or missing ``checkpoint`` state file loses none).
+* :func:`check_resume_settings` refuses to continue a run with other settings (or none known).
+* :func:`run_lock` keeps a second process from training the same run folder.
+* :func:`trim_history` drops the rows of ``history.csv`` that a resumed run will write again.
 * :func:`weights_digest` fingerprints the weights, to compare runs and workers bit for bit.
 """
 
 import contextlib
+import csv
+import glob
 import hashlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -21,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfp_vae import files
 from tfp_vae.errors import ConfigError, Diverged
 
 
@@ -104,18 +111,48 @@ def stop_requests(enabled=True):
             signal.signal(sig, old)
 
 
+def checkpoint_paths(directory):
+    """The checkpoints in ``directory`` (``ckpt-N``, found by their index files), newest first.
+
+    Found on disk rather than in TensorFlow's ``checkpoint`` state file, which a crash, a full
+    disk or a hand can damage or delete while the checkpoints themselves are good."""
+    found = []
+    for path in glob.glob(os.path.join(glob.escape(directory), "ckpt-*.index")):
+        match = re.fullmatch(r"ckpt-(\d+)\.index", os.path.basename(path))
+        if match:
+            found.append((int(match.group(1)), path[:-len(".index")]))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def set_aside_damaged_state(directory):
+    """Moves TensorFlow's ``checkpoint`` state file aside when it cannot be read (garbage, random
+    bytes, empty), so that the checkpoint manager starts afresh instead of failing on it; the
+    checkpoints themselves are found by :func:`checkpoint_paths`. Returns the new path, or None."""
+    path = os.path.join(directory, "checkpoint")
+    if not os.path.isfile(path):
+        return None
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+        readable = state is not None and bool(state.model_checkpoint_path)
+    except Exception:  # noqa: BLE001  TF raises parse errors of several types here.
+        readable = False
+    if readable:
+        return None
+    aside = f"{path}.damaged-{int(time.time())}"
+    os.replace(path, aside)
+    print(f"warning: {path} was unreadable; moved it to {aside} and looked for the checkpoints "
+          f"themselves.", file=sys.stderr, flush=True)
+    return aside
+
+
 def restore_latest(checkpoint, directory):
     """Restores the newest readable checkpoint in ``directory``; returns its path or None.
 
-    TensorFlow publishes a checkpoint in the folder's ``checkpoint`` file only after writing it
-    completely, so a crash while saving leaves the previous one as the newest. A checkpoint that
-    was damaged later (disk full, a truncated copy) is reported and the one before it is used.
+    TensorFlow writes a checkpoint's index file last, so a crash while saving leaves no index
+    and the previous checkpoint is the newest. A checkpoint that was damaged later (disk full, a
+    truncated copy) is reported and the one before it is used.
     """
-    state = tf.train.get_checkpoint_state(directory)
-    if state is None:
-        return None
-    candidates = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-    for path in reversed(candidates):
+    for path in checkpoint_paths(directory):
         try:
             checkpoint.restore(path).assert_existing_objects_matched()
             return path
@@ -125,8 +162,10 @@ def restore_latest(checkpoint, directory):
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             print(f"warning: checkpoint {path} cannot be restored ({first_line[:200]}); trying "
                   f"the one before it.", file=sys.stderr, flush=True)
-    raise ConfigError(f"no checkpoint in {directory} can be restored into this model. Move the "
-                      f"folder aside to start the run afresh.")
+    if checkpoint_paths(directory):
+        raise ConfigError(f"no checkpoint in {directory} can be restored into this model. Move "
+                          f"the folder aside to start the run afresh.")
+    return None
 
 
 def weights_digest(model):
@@ -152,11 +191,20 @@ def check_resume_settings(run_dir, now):
       now: the settings of this start (``config.json``'s content: the TrainConfig fields and the
         data's identity).
     """
+    path = os.path.join(run_dir, "config.json")
     try:
-        with open(os.path.join(run_dir, "config.json")) as f:
+        with open(path) as f:
             before = json.load(f)
-    except (OSError, ValueError):
-        return  # No record (or an unreadable one, from a crash before its rename): nothing to compare.
+        if not isinstance(before, dict) or "model" not in before:
+            raise ValueError(f"it holds {type(before).__name__}, not the run's settings")
+    except (OSError, ValueError) as e:
+        # config.json is written (atomically) before the first checkpoint, so checkpoints without
+        # it mean it was removed or damaged since: the settings cannot be checked.
+        reason = "is missing" if isinstance(e, FileNotFoundError) else f"is unreadable ({e})"
+        raise ConfigError(f"{run_dir} has checkpoints, but its config.json {reason}, so this "
+                          f"command cannot be checked against the settings the run was started "
+                          f"with. Restore config.json, or move the folder aside (or pass another "
+                          f"--run) to start afresh.") from None
     changed = [name for name in RESUME_SETTINGS
                if name in before and name in now and before[name] != now[name]]
     if changed:
@@ -166,3 +214,68 @@ def check_resume_settings(run_dir, now):
         raise ConfigError(f"{run_dir} has checkpoints of a run started with {said(before)}, but "
                           f"this command asks for {said(now)}. Resume with the same settings and "
                           f"data, or start a new run with another --run (or --out_dir).")
+
+
+@contextlib.contextmanager
+def run_lock(run_dir):
+    """Holds an exclusive lock on ``run_dir/lock`` while a run trains there.
+
+    A second process (on this machine, or another one sharing the folder over a file system with
+    POSIX locks) is refused at once, naming the holder. The kernel releases the lock when its
+    process ends, however it ends, so a killed run never blocks its restart.
+    """
+    import fcntl
+    import socket
+    path = os.path.join(run_dir, "lock")
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(f"{run_dir} is being trained by {holder}. Two processes in one run "
+                          f"folder would overwrite each other's checkpoints and logs: wait for it "
+                          f"to finish, stop it (Ctrl-C keeps its checkpoint), or train another "
+                          f"--run.") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {socket.gethostname()} (started "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+    handle.flush()
+    try:
+        yield path
+    finally:
+        handle.close()
+
+
+def trim_history(path, step, log_every):
+    """Keeps the rows of a run's ``history.csv`` (Keras' CSVLogger) up to training step
+    ``step``, where a resumed run continues, and drops a half-written last line, so that every
+    logged step appears once, with the values of the run that reached it. Rows carry their step
+    (older files: the epoch, each ``log_every`` steps)."""
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="") as f:
+        lines = f.read().splitlines(keepends=True)
+    if not lines:
+        return
+    header = next(csv.reader([lines[0]]))
+    kept = [lines[0] if lines[0].endswith("\n") else lines[0] + "\n"]
+    for line in lines[1:]:
+        if not line.endswith("\n"):
+            break  # half-written by a process that was killed
+        row = next(csv.reader([line]), [])
+        if len(row) != len(header):
+            break
+        values = dict(zip(header, row))
+        try:
+            row_step = int(float(values["step"])) if "step" in values else \
+                (int(values["epoch"]) + 1) * log_every
+        except (KeyError, ValueError):
+            break
+        if row_step > step:
+            break
+        kept.append(line)
+    if len(kept) != len(lines):
+        files.write_bytes_atomic(path, "".join(kept).encode())

@@ -49,9 +49,10 @@ def training_curves(history_csv, path, steps_per_row):
             return all(np.isfinite(float(r[name])) for r in rows)
         except ValueError:
             return False
-    names = [k for k in (rows[0] if rows else {}) if k != "epoch" and numeric(k)]
+    names = [k for k in (rows[0] if rows else {}) if k not in ("epoch", "step") and numeric(k)]
     plt, fig = _figure()
-    steps = [(int(r["epoch"]) + 1) * steps_per_row for r in rows]
+    steps = [int(float(r["step"])) if "step" in r else (int(r["epoch"]) + 1) * steps_per_row
+             for r in rows]
     for i, name in enumerate(names):
         ax = fig.add_subplot(1, len(names), i + 1)
         ax.plot(steps, [float(r[name]) for r in rows])

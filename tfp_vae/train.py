@@ -11,7 +11,7 @@ the same. A run lives in ``<out_dir>/<run name>/`` (the reference's names, e.g.
     config.json        the configuration of the run
     evaluation.json    the evaluation at the end (also printed as a table)
     samples.png        200 samples, 10 x 20 (the FSVAE's: row = class, column = shared z)
-    history.csv        the training metrics every log_every steps (Keras CSVLogger)
+    history.csv        the training metrics every log_every steps (Keras CSVLogger, with the step)
     curves.png, iwae.png, latent.png, reconstructions.png   see tfp_vae.pictures
     samples/           the same grid every iter_save steps
     savedmodel/        the SavedModel (signatures: see BaseVAE.export_endpoints)
@@ -47,6 +47,8 @@ from tfp_vae.errors import ConfigError, Diverged, Interrupted  # noqa: F401 (re-
 
 STRATEGIES = distribute.STRATEGIES
 JIT_CHOICES = ("auto", "true", "false")
+MAX_SEED = 2 ** 31 - 1  # the seed enters TensorFlow's stateless seeds as an int32
+MAX_IWAE_SAMPLES = 1_000_000  # memory is bounded by chunks, time is not
 
 
 
@@ -111,6 +113,9 @@ class TrainConfig:
                               f"{', '.join(networks.ARCHS)}.")
         if self.svhn_split not in sources.svhn.TRAIN_SPLITS:
             raise ConfigError(f"--svhn_split must be one of {', '.join(sources.svhn.TRAIN_SPLITS)}.")
+        for name in ("gw", "cw", "lr"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"--{name} must be a finite number, got {getattr(self, name)}.")
         if self.gw < 0 or self.cw < 0:
             raise ConfigError(f"--gw and --cw must be >= 0, got gw={self.gw}, cw={self.cw}.")
         if self.z is not None and self.z <= 0:
@@ -121,6 +126,9 @@ class TrainConfig:
                 raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
         if self.run < 0 or self.seed < 0:
             raise ConfigError("--run and --seed must be non-negative.")
+        if self.seed > MAX_SEED:
+            raise ConfigError(f"--seed must be at most {MAX_SEED} (seeds are 32-bit), got "
+                              f"{self.seed}.")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}.")
         if self.strategy not in STRATEGIES:
@@ -137,8 +145,9 @@ class TrainConfig:
                     raise ConfigError(f"--{name}={getattr(self, name)} must be a multiple of "
                                       f"--steps_per_execution={self.steps_per_execution} (or "
                                       f"leave --steps_per_execution unset to choose it).")
-        if any(m <= 0 for m in self.iwae_samples):
-            raise ConfigError(f"--iwae_samples must be positive, got {list(self.iwae_samples)}.")
+        if not self.iwae_samples or any(not 0 < m <= MAX_IWAE_SAMPLES for m in self.iwae_samples):
+            raise ConfigError(f"--iwae_samples must be one or more numbers in 1..{MAX_IWAE_SAMPLES}, "
+                              f"got {list(self.iwae_samples)}.")
         return self
 
     def resolve(self, dataset):
@@ -313,6 +322,16 @@ class SampleGrids(keras.callbacks.Callback):
             self.writer.close()
 
 
+class HistoryCSV(keras.callbacks.CSVLogger):
+    """Keras' CSVLogger with a ``step`` column: the training step each row was logged at, by
+    which a resumed run trims the file (:func:`tfp_vae.guard.trim_history`) and curves are
+    drawn."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        super().on_epoch_end(epoch, {**(logs or {}), "step": step})
+
+
 def write_grid(model, path, seed):
     """Writes ``model.sample_grid(seed)`` as a PNG at ``path``."""
     pictures, rows, cols = model.sample_grid(seed)
@@ -349,10 +368,16 @@ def run(config):
       The evaluation dictionary that is also written to ``evaluation.json`` (on a non-chief
       worker of a multi-worker run, only the steps and the weights digest).
     Raises:
-      ConfigError, DataError: a setting or the data is wrong (nothing was trained).
+      ConfigError, DataError: a setting or the data is wrong (nothing was trained), or another
+        process is training the same run folder.
       Diverged: a non-finite loss or weight; the last good checkpoint is kept.
       Interrupted: Ctrl-C or SIGTERM; a checkpoint of the current step was saved.
     """
+    with contextlib.ExitStack() as held:  # the run folder's lock, until the run ends
+        return _run(config, held)
+
+
+def _run(config, held):
     config.validate()
     started = time.time()
     if config.deterministic:
@@ -371,8 +396,11 @@ def run(config):
     os.makedirs(run_dir, exist_ok=True)
     if chief:
         print(f"run folder: {os.path.abspath(run_dir)}", flush=True)
+        held.enter_context(guard.run_lock(run_dir))
+        if os.path.isdir(checkpoint_dir):
+            guard.set_aside_damaged_state(checkpoint_dir)
     settings = {**dataclasses.asdict(config), **identity}
-    if tf.train.latest_checkpoint(checkpoint_dir):
+    if guard.checkpoint_paths(checkpoint_dir):
         guard.check_resume_settings(run_dir, settings)
     if chief:
         files.write_bytes_atomic(os.path.join(run_dir, "config.json"),
@@ -388,7 +416,14 @@ def run(config):
     if restored:
         print(f"resumed from {restored}", flush=True)
     start = int(model.optimizer.iterations.numpy())
+    if start > config.iter_max:
+        raise ConfigError(f"{run_dir} has trained {start} steps already, more than "
+                          f"--iter_max={config.iter_max}; pass --iter_max={start} (or more) to "
+                          f"evaluate or continue it, or another --run to start afresh.")
     model.steps_per_execution = resolve_steps_per_execution(config, start)
+    history = os.path.join(run_dir, "history.csv")
+    if chief:
+        guard.trim_history(history, start, config.log_every)
 
     train_seconds, startup_seconds = 0.0, None
     if start < config.iter_max:
@@ -404,8 +439,7 @@ def run(config):
                 callbacks += [SampleGrids(os.path.join(run_dir, "samples"), config.iter_save,
                                           config.seed, os.path.join(run_dir, "logs", "samples")),
                               keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
-                              keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"),
-                                                        append=True)]
+                              HistoryCSV(history, append=True)]
             t0 = time.time()
             model.fit(stream, epochs=math.ceil(config.iter_max / config.log_every),
                       initial_epoch=start // config.log_every, steps_per_epoch=config.log_every,
@@ -451,7 +485,7 @@ def run(config):
     written = pictures.write_all(run_dir, results, dataset, model.binarized, model.image_shape,
                                  *pictures.keras_functions(model),
                                  grid=model.sample_grid(config.seed),
-                                 history=os.path.join(run_dir, "history.csv"),
+                                 history=history,
                                  log_every=config.log_every)
     pictures.to_tensorboard(os.path.join(run_dir, "logs", "evaluation"), written, results, steps)
     return results

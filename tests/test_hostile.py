@@ -1,0 +1,146 @@
+"""Hostile use of a run (issue 15): a second writer, damaged run state, changed or missing
+settings, bad flags. Each test fails on the code before its fix."""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, run_tool
+from tfp_vae import guard, train
+from tfp_vae.errors import ConfigError
+
+QUIET = dict(eval_repeats=1, iwae_samples=(1,), full_test=False, export=False, verbose=0)
+RUN = "model=vae_z=10_run=0000"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A VAE run of 10 steps with checkpoints at 5 and 10 and history rows every 5 steps."""
+    out = tmp_path_factory.mktemp("finished")
+    train.run(train.TrainConfig(model="vae", iter_max=10, iter_save=5, log_every=5,
+                                out_dir=str(out), **QUIET))
+    return out
+
+
+def _copy(finished, tmp_path):
+    shutil.copytree(finished, tmp_path / "runs")
+    return tmp_path / "runs", tmp_path / "runs" / RUN
+
+
+def _config(out, **changes):
+    return train.TrainConfig(**{**dict(model="vae", iter_max=10, iter_save=5, log_every=5,
+                                       out_dir=str(out), **QUIET), **changes})
+
+
+# ------------------------------------------------------------------ settings cannot be bypassed
+@pytest.mark.parametrize("damage, message", [
+    (None, "config.json is missing"),
+    ("{not json", "config.json is unreadable"),
+    ("null", "config.json is unreadable (it holds NoneType"),
+    ("[1, 2]", "config.json is unreadable (it holds list"),
+])
+def test_a_missing_or_damaged_config_cannot_let_other_settings_in(finished, tmp_path, damage,
+                                                                  message):
+    out, run_dir = _copy(finished, tmp_path)
+    if damage is None:
+        (run_dir / "config.json").unlink()
+    else:
+        (run_dir / "config.json").write_text(damage)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        train.run(_config(out, iter_max=20, lr=0.5, batch_size=50))
+    assert not (run_dir / "checkpoints" / "ckpt-15.index").exists()
+
+
+def test_an_iter_max_below_the_trained_steps_is_refused(finished, tmp_path):
+    out, run_dir = _copy(finished, tmp_path)
+    with pytest.raises(ConfigError, match="has trained 10 steps already, more than --iter_max=5"):
+        train.run(_config(out, iter_max=5))
+    assert json.loads((run_dir / "evaluation.json").read_text())["steps"] == 10
+
+
+# -------------------------------------------------------------- the checkpoint state file
+@pytest.mark.parametrize("damage", ["garbage text", "random bytes", "empty", "deleted"])
+def test_a_damaged_checkpoint_state_file_resumes_from_the_newest_checkpoint(finished, tmp_path,
+                                                                           damage):
+    out, run_dir = _copy(finished, tmp_path)
+    state = run_dir / "checkpoints" / "checkpoint"
+    if damage == "deleted":
+        state.unlink()
+    else:
+        state.write_bytes({"garbage text": b"this is not a checkpoint state\n{",
+                           "random bytes": os.urandom(200), "empty": b""}[damage])
+    result = train.run(_config(out, iter_max=15))
+    assert result["resumed_from_step"] == 10 and result["steps"] == 15
+    names = sorted(p.name for p in (run_dir / "checkpoints").glob("*.index"))
+    assert names == ["ckpt-10.index", "ckpt-15.index", "ckpt-5.index"]
+
+
+# ------------------------------------------------------------------------------ history.csv
+def test_history_after_a_resume_holds_each_step_once(finished, tmp_path):
+    out, run_dir = _copy(finished, tmp_path)
+    history = run_dir / "history.csv"
+    rows = list(csv.DictReader(history.open()))
+    assert [int(r["step"]) for r in rows] == [5, 10]
+    # A run killed after logging step 10 but before its checkpoint was published, mid-line.
+    (run_dir / "checkpoints" / "ckpt-10.index").unlink()
+    with history.open("a") as f:
+        f.write("2,1.0,2.0")  # half a row of a later epoch
+    result = train.run(_config(out, iter_max=10))
+    assert result["resumed_from_step"] == 5
+    rows = list(csv.DictReader(history.open()))
+    assert [int(r["step"]) for r in rows] == [5, 10]
+    assert history.read_text().endswith("\n")
+
+
+# --------------------------------------------------------------------------- one writer
+def test_a_second_process_on_a_run_folder_is_refused_and_a_dead_one_does_not_block(tmp_path):
+    run_dir = tmp_path / RUN
+    run_dir.mkdir()
+    with guard.run_lock(str(run_dir)):
+        proc = run_tool("train", "--model=vae", "--iter_max=2", f"--out_dir={tmp_path}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"is being trained by process {os.getpid()} on" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # A holder killed with SIGKILL leaves the lock file, but not the lock.
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from tfp_vae import guard\n"
+        "with guard.run_lock(sys.argv[2]):\n    print('held', flush=True); time.sleep(600)"),
+        str(ROOT), str(run_dir)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(ConfigError, match=f"process {holder.pid} on"):
+        with guard.run_lock(str(run_dir)):
+            pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with guard.run_lock(str(run_dir)):
+        pass
+
+
+# -------------------------------------------------------------------------------- bad flags
+@pytest.mark.parametrize("tool, args, message", [
+    ("train", ["--model=nope"], "flag --model=nope: value should be one of"),
+    ("train", ["--z=0"], "flag --z=0: 0 is not a positive integer"),
+    ("train", ["--iwae_samples=abc"], "--iwae_samples must be whole numbers, got abc"),
+    ("train", ["--iwae_samples="], "--iwae_samples must be one or more numbers"),
+    ("train", ["--iwae_samples=1,2000000"], "--iwae_samples must be one or more numbers"),
+    ("train", ["extra"], "unexpected arguments: extra"),
+    ("train", ["--gw=nan"], "--gw must be a finite number, got nan"),
+    ("train", ["--cw=inf"], "--cw must be a finite number, got inf"),
+    ("train", ["--lr=inf"], "--lr must be a finite number, got inf"),
+    ("train", ["--seed=4294967296"], "flag --seed=4294967296: 4294967296 is not an integer in"),
+    ("sample", ["--model_dir=x", "--n=0"], "flag --n=0: 0 is not a positive integer"),
+    ("sample", [], "Flag --model_dir must have a value other than None"),
+    ("evaluate", ["--model_dir=x", "more"], "unexpected arguments: more"),
+])
+def test_every_bad_flag_is_one_error_line_and_exit_code_2(tmp_path, tool, args, message):
+    proc = run_tool(tool, *args, *([f"--out_dir={tmp_path}"] if tool == "train" else []))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(ours) == 1 and message in ours[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "USAGE" not in proc.stderr
