@@ -27,6 +27,7 @@ setuptools.setup(
         "pillow>=10",
         "matplotlib>=3.8",  # the pictures of a run (tfp_vae.pictures)
     ],
-    # SciPy writes the tests' SVHN .mat files (the package reads them without it).
-    extras_require={"test": ["pytest>=8", "hypothesis>=6", "scipy>=1.11"]},
+    # SciPy writes the tests' SVHN .mat files (the package reads them without it); pytest-xdist
+    # runs the suite on both cores (most of its time is single-threaded start-up and tracing).
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6", "scipy>=1.11"]},
 )
