@@ -4,6 +4,7 @@ settings, bad flags. Each test fails on the code before its fix."""
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from conftest import ROOT, run_tool
 from tfp_vae import guard, train
-from tfp_vae.errors import ConfigError
+from tfp_vae.errors import ConfigError, NotAModelError, WriteError
 
 QUIET = dict(eval_repeats=1, iwae_samples=(1,), full_test=False, export=False, verbose=0)
 RUN = "model=vae_z=10_run=0000"
@@ -144,3 +145,120 @@ def test_every_bad_flag_is_one_error_line_and_exit_code_2(tmp_path, tool, args, 
     ours = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(ours) == 1 and message in ours[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "USAGE" not in proc.stderr
+
+
+# ---------------------------------------------------------------------- file-system faults
+def test_unwritable_places_are_refused_before_any_work(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    for out, message in ((tmp_path / "a_file", "--out_dir=" + str(tmp_path / "a_file") +
+                          " is a file, not a folder"),
+                         ("/proc/tfp_vae_runs", "--out_dir=/proc/tfp_vae_runs cannot be written")):
+        with pytest.raises(WriteError, match=re.escape(message)):
+            train.run(_config(out))
+    (tmp_path / RUN).mkdir()
+    (tmp_path / RUN / "checkpoints").write_text("not a folder")
+    with pytest.raises(WriteError, match="the checkpoint folder .* is a file, not a folder"):
+        train.run(_config(tmp_path))
+
+
+def test_a_full_disk_while_saving_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import tensorflow as tf
+    save = tf.train.CheckpointManager.save
+
+    def failing(self, checkpoint_number=None, **kwargs):
+        if checkpoint_number == 10:
+            raise OSError(28, "No space left on device")
+        return save(self, checkpoint_number=checkpoint_number, **kwargs)
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", failing)
+    with pytest.raises(WriteError, match=r"could not save the checkpoint of step 10 \(.*No space "
+                                         r"left on device\); training stopped\. The last good "
+                                         r"checkpoint, .*ckpt-5, is kept"):
+        train.run(_config(tmp_path, steps_per_execution=5))
+    assert sorted(p.name for p in (tmp_path / RUN / "checkpoints").glob("*.index")) == \
+        ["ckpt-5.index"]
+
+
+def test_a_full_disk_while_exporting_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    import keras
+    from tfp_vae import export, models
+
+    def failing(self, path, **kwargs):
+        os.makedirs(os.path.join(path, "variables"))
+        raise OSError(28, "No space left on device")
+    # Keras 3 hands out a backend subclass of ExportArchive: patch the class it instantiates.
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", failing)
+    with pytest.raises(WriteError, match="could not write the SavedModel to .*No space left"):
+        export.export(models.VAE(), tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("tool, args, message", [
+    ("sample", ["--out={tmp}"], "--out={tmp} is a folder"),
+    ("evaluate", ["--out={tmp}"], "--out={tmp} is a folder"),
+    ("evaluate", ["--pictures_dir={tmp}/file"], "--pictures_dir={tmp}/file is a file"),
+])
+def test_unwritable_outputs_of_sample_and_evaluate_are_refused_first(tmp_path, tool, args,
+                                                                     message):
+    (tmp_path / "file").write_text("x")
+    args = [a.format(tmp=tmp_path) for a in args]
+    proc = run_tool(tool, "--model_dir=savedmodels/vae", *args, cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message.format(tmp=tmp_path) in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------------- damaged exports
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from tfp_vae import export, models
+    path = tmp_path_factory.mktemp("exported") / "vae"
+    export.export(models.VAE(z_dim=2), path)
+    return path
+
+
+def _damaged(exported, tmp_path, damage):
+    path = tmp_path / "m"
+    shutil.copytree(exported, path)
+    meta = path / "assets.extra" / "tfp_vae.json"
+    if damage == "truncated pb":
+        raw = (path / "saved_model.pb").read_bytes()
+        (path / "saved_model.pb").write_bytes(raw[:len(raw) // 3])
+    elif damage == "random pb":
+        (path / "saved_model.pb").write_bytes(os.urandom(5000))
+    elif damage == "no variables":
+        shutil.rmtree(path / "variables")
+    elif damage == "truncated variables":
+        data = next((path / "variables").glob("variables.data-*"))
+        data.write_bytes(data.read_bytes()[:100])
+    elif damage in ("{}", "[]"):
+        meta.write_text(damage)
+    elif damage == "other kind":
+        meta.write_text(meta.read_text().replace('"kind": "vae"', '"kind": "gmvae"'))
+    elif damage == "other shape":
+        metadata = json.loads(meta.read_text())
+        meta.write_text(json.dumps({**metadata, "image_shape": [32, 32, 1]}))
+    return path
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncated pb", "cannot be loaded as a SavedModel"),
+    ("random pb", "cannot be loaded as a SavedModel"),
+    ("no variables", "cannot be loaded as a SavedModel"),
+    ("truncated variables", "cannot be loaded as a SavedModel"),
+    ("{}", "is damaged (no kind, config, image_shape, signatures)"),
+    ("[]", "is damaged (it holds a list"),
+    ("other kind", "says it is a gmvae, but its functions are another kind's"),
+    ("other shape", "gives images of [32, 32, 1] (1024 values), but the model takes 784"),
+])
+def test_damaged_or_mismatched_savedmodels_are_one_clear_error(exported, tmp_path, damage,
+                                                              message):
+    from tfp_vae import export
+    path = _damaged(exported, tmp_path, damage)
+    with pytest.raises(NotAModelError, match=re.escape(message)):
+        export.load(path)
+
+
+def test_bin_sample_on_a_damaged_savedmodel_exits_2(exported, tmp_path):
+    path = _damaged(exported, tmp_path, "truncated pb")
+    proc = run_tool("sample", f"--model_dir={path}", f"--out={tmp_path / 'g.png'}")
+    assert proc.returncode == 2 and "cannot be loaded as a SavedModel" in proc.stderr
+    assert "Traceback" not in proc.stderr

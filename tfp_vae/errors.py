@@ -22,6 +22,11 @@ class NotAModelError(Error, ValueError):
     """A folder that is not a tfp_vae SavedModel, or not one of the kind asked for."""
 
 
+class WriteError(Error, OSError):
+    """A file or folder cannot be written: a file where a folder belongs (or the reverse), no
+    permission, a full disk. Nothing complete was replaced."""
+
+
 class Diverged(Error, FloatingPointError):
     """Training produced a non-finite loss or weights; the last good checkpoint is kept."""
     exit_code = 3

@@ -9,7 +9,9 @@ Serving), which a plain ``tf.Module`` around a Keras 3 model does not. A small J
 
 import functools
 import json
+import math
 import os
+import shutil
 
 from tfp_vae import __version__, files
 from tfp_vae.errors import NotAModelError  # noqa: F401  (re-exported: export.NotAModelError)
@@ -29,7 +31,14 @@ def export(model, path, data=None):
         archive.add_endpoint(name, _check_shapes(name, fn, signature), input_signature=signature)
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
-    archive.write_out(tmp, verbose=False)
+    try:
+        archive.write_out(tmp, verbose=False)
+    except Exception as e:  # noqa: BLE001  e.g. a full disk (TF raises its own error types)
+        shutil.rmtree(tmp, ignore_errors=True)  # leave no half-written folder behind
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise files.WriteError(f"could not write the SavedModel to {path} ({first}); the "
+                               f"previous one, if any, is untouched. Free disk space (or fix the "
+                               f"folder's permissions) and export again.") from None
     metadata = {"kind": model.kind, "config": model.get_config(),
                 "image_shape": list(model.image_shape), "picture_keys": list(model.picture_keys),
                 "likelihood": model.likelihood,
@@ -42,20 +51,93 @@ def export(model, path, data=None):
 
 
 
-def read_metadata(path):
-    """The metadata of an exported model (``kind``, ``config``, ``image_shape``, ...).
+KINDS = ("vae", "gmvae", "ssvae", "fsvae")  # the model kinds this version exports
 
-    Raises NotAModelError, naming the folder, if it is not a SavedModel written by tfp_vae."""
+
+def read_metadata(path):
+    """The metadata of an exported model (``kind``, ``config``, ``image_shape``, ...), checked.
+
+    Raises NotAModelError, naming the folder and what is wrong, if it is not a SavedModel written
+    by tfp_vae, or its metadata is damaged or of a kind this version does not know."""
     path = os.fspath(path)
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
         raise NotAModelError(f"{path} is not a SavedModel folder (no saved_model.pb); pass the "
                              f"savedmodel/ folder of a run, e.g. runs/<run name>/savedmodel.")
     try:
         with open(os.path.join(path, METADATA)) as f:
-            return json.load(f)
+            metadata = json.load(f)
     except (OSError, ValueError):
         raise NotAModelError(f"{path} is a SavedModel but not one exported by tfp_vae (no "
                              f"readable {METADATA}).") from None
+    problem = _metadata_problem(metadata)
+    if problem:
+        raise NotAModelError(f"{path}: its {METADATA} is damaged ({problem}); export the model "
+                             f"again (bin/train writes runs/<run>/savedmodel).")
+    return metadata
+
+
+def _metadata_problem(metadata):
+    if not isinstance(metadata, dict):
+        return f"it holds a {type(metadata).__name__}, not a description of the model"
+    missing = [k for k in ("kind", "config", "image_shape", "signatures") if k not in metadata]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if metadata["kind"] not in KINDS:
+        return f"kind {metadata['kind']!r} is not one of {', '.join(KINDS)}"
+    shape = metadata["image_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(d, int) and d > 0 for d in shape)):
+        return f"image_shape {shape!r} is not [height, width, channels]"
+    if not isinstance(metadata["signatures"], list) or "sample" not in metadata["signatures"]:
+        return "its list of signatures is missing 'sample'"
+    return None
+
+
+def load(path):
+    """``(loaded, metadata)``: the SavedModel at ``path`` (``tf.saved_model.load``) and its
+    checked metadata. Raises NotAModelError, naming the folder, if it cannot be loaded (a
+    truncated or damaged ``saved_model.pb``, missing or damaged variables) or lacks a signature
+    its metadata lists."""
+    import tensorflow as tf  # Here, so that read_metadata stays light.
+    metadata = read_metadata(path)
+    try:
+        loaded = tf.saved_model.load(os.fspath(path))
+    except Exception as e:  # noqa: BLE001  TF raises many types for damaged SavedModels.
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise NotAModelError(f"{path} cannot be loaded as a SavedModel ({type(e).__name__}: "
+                             f"{first}): its saved_model.pb or variables/ are damaged or "
+                             f"incomplete; export the model again.") from None
+    lacking = [name for name in metadata["signatures"] if not hasattr(loaded, name)]
+    if lacking:
+        raise NotAModelError(f"{path} lacks the functions {', '.join(lacking)} that its "
+                             f"metadata lists; export the model again.")
+    own = _KIND_SIGNATURE.get(metadata["kind"])
+    conditional = hasattr(loaded, "class_grid")
+    if (own and not hasattr(loaded, own)) or \
+            conditional != (metadata["kind"] in ("ssvae", "fsvae")):
+        raise NotAModelError(f"{path}: its metadata says it is a {metadata['kind']}, but its "
+                             f"functions are another kind's; export the model again.")
+    width = _input_width(loaded)
+    pixels = math.prod(metadata["image_shape"])
+    if width is not None and width != pixels:
+        raise NotAModelError(f"{path}: its metadata gives images of {metadata['image_shape']} "
+                             f"({pixels} values), but the model takes {width}; export the model "
+                             f"again.")
+    return loaded, metadata
+
+
+# A function only that kind exports (see the models' export_endpoints).
+_KIND_SIGNATURE = {"gmvae": "sample_components", "ssvae": "classify", "fsvae": "class_grid"}
+
+
+def _input_width(loaded):
+    """The width of the ``x`` input of the loaded model's ``encode`` signature, if it has one."""
+    fn = getattr(loaded, "signatures", {}).get("encode")
+    if fn is None:
+        return None
+    spec = fn.structured_input_signature[1].get("x")
+    return None if spec is None or spec.shape.rank != 2 else spec.shape[-1]
+
 
 def picture_keys(metadata):
     """``(sample key, mean key)``: the output fields of a loaded model's ``sample`` and

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_vae import files
-from tfp_vae.errors import ConfigError, Diverged
+from tfp_vae.errors import ConfigError, Diverged, WriteError
 
 
 class StepCheckpoint(keras.callbacks.Callback):
@@ -63,6 +63,17 @@ class StepCheckpoint(keras.callbacks.Callback):
             f"nothing after the last good checkpoint was saved. {kept}. Lower --lr, or check "
             f"the data.")
 
+    def _unsaved(self, step, error):
+        self.model.stop_training = True
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else \
+            type(error).__name__
+        last = self.manager.latest_checkpoint
+        kept = (f"The last good checkpoint, {last}, is kept; starting the same command again "
+                f"resumes from it" if last else "No checkpoint had been saved")
+        self.failure = WriteError(f"could not save the checkpoint of step {step} ({first}); "
+                                  f"training stopped. {kept}. Free disk space (or fix the "
+                                  f"folder's permissions) first.")
+
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         if self.first_step_at is None:
@@ -75,7 +86,10 @@ class StepCheckpoint(keras.callbacks.Callback):
         if step % self.every == 0 or step >= self.last or stop:
             if not all(np.isfinite(w).all() for w in self.model.get_weights()):
                 return self._diverged(step, "a model weight")
-            self.manager.save(checkpoint_number=step)
+            try:
+                self.manager.save(checkpoint_number=step)
+            except Exception as e:  # noqa: BLE001  a full disk, a vanished folder (TF errors)
+                return self._unsaved(step, e)
         if stop:
             self.interrupted_at = step
         if step >= self.last or stop:

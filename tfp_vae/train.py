@@ -383,6 +383,7 @@ def run(config):
 def _run(config, held):
     config.validate()
     started = time.time()
+    files.writable_dir(config.out_dir, "--out_dir")  # before anything long
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = distribute.make_strategy(config)
@@ -396,9 +397,10 @@ def _run(config, held):
     # Non-chief workers save into scratch folders (saving needs every worker) and restore from
     # the chief's checkpoints, which all hosts must see (a shared file system).
     scratch = None if chief else distribute.worker_scratch(run_dir, strategy)
-    os.makedirs(run_dir, exist_ok=True)
+    files.writable_dir(run_dir, "the run folder")
     if chief:
         print(f"run folder: {os.path.abspath(run_dir)}", flush=True)
+        files.writable_dir(checkpoint_dir, "the checkpoint folder")
         held.enter_context(guard.run_lock(run_dir))
         if os.path.isdir(checkpoint_dir):
             guard.set_aside_damaged_state(checkpoint_dir)
