@@ -262,3 +262,53 @@ def test_bin_sample_on_a_damaged_savedmodel_exits_2(exported, tmp_path):
     proc = run_tool("sample", f"--model_dir={path}", f"--out={tmp_path / 'g.png'}")
     assert proc.returncode == 2 and "cannot be loaded as a SavedModel" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------- signatures refuse bad inputs
+@pytest.fixture(scope="module")
+def conditional_export(tmp_path_factory):
+    from tfp_vae import export, models
+    root = tmp_path_factory.mktemp("signatures")
+    export.export(models.FSVAE(z_dim=2, image_shape=(4, 4, 1), num_classes=3), root / "fsvae")
+    export.export(models.GMVAE(z_dim=2, k=5, image_shape=(4, 4, 1)), root / "gmvae")
+    return root
+
+
+@pytest.mark.parametrize("kind, signature, inputs, message", [
+    ("fsvae", "sample", {"y": [0, 3]}, "sample: input y must lie in [0, 2]"),
+    ("fsvae", "sample", {"y": [-1]}, "sample: input y must lie in [0, 2]"),
+    ("fsvae", "negative_elbo", {"x": "nan", "y": [0]}, "negative_elbo: input x must lie in [0.0, "
+                                                        "1.0] (no NaN or Inf)"),
+    ("fsvae", "negative_iwae", {"x": "inf", "y": [0], "m": 5}, "input x must lie in"),
+    ("fsvae", "negative_iwae", {"x": 2.0, "y": [0], "m": 5}, "input x must lie in"),
+    ("fsvae", "negative_iwae", {"x": 0.5, "y": [0], "m": 0}, "negative_iwae: input m must lie in "
+                                                             "[1, 1000000]"),
+    ("fsvae", "class_grid", {"columns": 10 ** 9}, "class_grid: input columns must lie in"),
+    ("gmvae", "sample", {"n": 10 ** 9}, "sample: input n must lie in [1, 16777216]"),
+    ("gmvae", "sample", {"n": -2}, "sample: input n must lie in"),
+    ("gmvae", "sample_components", {"components": [5], "n": 1}, "input components must lie in "
+                                                                "[0, 4]"),
+])
+def test_signatures_refuse_inputs_they_cannot_mean(conditional_export, kind, signature, inputs,
+                                                   message):
+    import tensorflow as tf
+    loaded = tf.saved_model.load(str(conditional_export / kind))
+    values = {"seed": tf.constant([0, 1])}
+    for key, value in inputs.items():
+        values[key] = tf.fill([1, 16], float(value)) if key == "x" else \
+            tf.constant(value, tf.int32)
+    for call in (getattr(loaded, signature), loaded.signatures[signature]):  # both ways in
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+            call(**values)
+
+
+def test_saved_model_cli_refuses_a_label_outside_the_classes(conditional_export, tmp_path):
+    import numpy as np
+    np.save(tmp_path / "y.npy", np.array([7], np.int32))
+    np.save(tmp_path / "seed.npy", np.array([1, 2], np.int32))
+    proc = subprocess.run(
+        ["saved_model_cli", "run", "--dir", str(conditional_export / "fsvae"), "--tag_set",
+         "serve", "--signature_def", "sample", "--inputs",
+         f"y={tmp_path / 'y.npy'};seed={tmp_path / 'seed.npy'}"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "sample: input y must lie in [0, 2]" in proc.stderr

@@ -27,8 +27,10 @@ def export(model, path, data=None):
     import keras  # Here, so that read_metadata (used by bin/sample) needs no Keras.
     archive = keras.export.ExportArchive()
     archive.track(model)
+    limits = input_limits(model)
     for name, (fn, signature) in model.export_endpoints().items():
-        archive.add_endpoint(name, _check_shapes(name, fn, signature), input_signature=signature)
+        archive.add_endpoint(name, _check_inputs(name, fn, signature, limits),
+                             input_signature=signature)
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
@@ -181,12 +183,34 @@ def sample_grid(loaded, metadata, n=200, seed=0, means=False):
     return out[mean_key if means else sample_key].numpy(), rows, cols
 
 
-def _check_shapes(name, fn, signature):
-    """``fn`` with a run-time check that every input has the shape of its ``TensorSpec``.
+# Largest m of the negative_iwae signatures (memory is bounded by chunks; time is not) and the
+# most picture values (rows x pixels) one call may ask for (1 GiB of float32).
+MAX_IWAE_SAMPLES = 1_000_000
+MAX_PICTURE_VALUES = 1 << 28
+
+
+def input_limits(model):
+    """The range every named input of the model's signatures must lie in: images in [0, 1] (no
+    NaN or Inf), labels among the classes, components among the prior's, m and the number of
+    draws positive and within what can be computed or held."""
+    rows = max(1, MAX_PICTURE_VALUES // model.x_dim)
+    limits = {"x": (0.0, 1.0), "m": (1, MAX_IWAE_SAMPLES), "n": (1, rows)}
+    if hasattr(model, "num_classes"):
+        limits["y"] = (0, model.num_classes - 1)
+        limits["columns"] = (1, max(1, rows // model.num_classes))
+    if hasattr(model, "k"):
+        limits["components"] = (0, model.k - 1)
+    return limits
+
+
+def _check_inputs(name, fn, signature, limits):
+    """``fn`` with run-time checks that every input has the shape of its ``TensorSpec`` and
+    lies in its range of ``limits`` (:func:`input_limits`).
 
     A signature's shape is checked when a loaded function is called as an attribute, but not by
     ``loaded.signatures[...]`` or TensorFlow's session loader (TF Serving), where a wrong shape
-    would fail deep inside a matmul. The check names the signature, the input and the shape.
+    would fail deep inside a matmul; no loader checks values, and a label outside the classes
+    would silently give an all-zero one-hot. Each check names the signature and the input.
     """
     import tensorflow as tf  # Here, so that read_metadata (used by bin/sample) stays light.
 
@@ -199,10 +223,16 @@ def _check_shapes(name, fn, signature):
                        f"shape (shape given below).")
             shape = tf.shape(value)
             known = [(i, d) for i, d in enumerate(spec.shape) if d is not None]
-            if not known:
-                continue
-            ok = tf.reduce_all(tf.stack([tf.equal(shape[i], d) for i, d in known]))
-            checks.append(tf.debugging.Assert(ok, [message, shape]))
+            if known:
+                ok = tf.reduce_all(tf.stack([tf.equal(shape[i], d) for i, d in known]))
+                checks.append(tf.debugging.Assert(ok, [message, shape]))
+            if spec.name in limits:
+                low, high = limits[spec.name]
+                inside = tf.logical_and(tf.reduce_all(value >= low), tf.reduce_all(value <= high))
+                checks.append(tf.debugging.Assert(inside, [
+                    f"{name}: input {spec.name} must lie in [{low}, {high}]"
+                    + (" (no NaN or Inf)" if spec.dtype.is_floating else "")
+                    + "; got values from", tf.reduce_min(value), "to", tf.reduce_max(value)]))
         with tf.control_dependencies(checks):
             return fn(*args)
     return checked

@@ -48,7 +48,7 @@ from tfp_vae.errors import ConfigError, Diverged, Interrupted  # noqa: F401 (re-
 STRATEGIES = distribute.STRATEGIES
 JIT_CHOICES = ("auto", "true", "false")
 MAX_SEED = 2 ** 31 - 1  # the seed enters TensorFlow's stateless seeds as an int32
-MAX_IWAE_SAMPLES = 1_000_000  # memory is bounded by chunks, time is not
+MAX_IWAE_SAMPLES = export.MAX_IWAE_SAMPLES  # memory is bounded by chunks, time is not
 
 
 
