@@ -1,4 +1,4 @@
-"""The README's Python examples run as they stand (with fewer training steps).
+"""The Python examples of README.md and docs/ run as they stand (with fewer training steps).
 
 Each ```python block is run in a fresh process, in a scratch folder that sees the repository's
 ``savedmodels/``. Only the training length is shortened: ``epochs=N`` -> 2 and
@@ -13,7 +13,9 @@ import pytest
 
 from conftest import ROOT
 
-BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCKS = [block for page in PAGES
+          for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)]
 
 
 def _shortened(code):
