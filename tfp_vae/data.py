@@ -75,8 +75,7 @@ _MAX_CONSTANT_BYTES = 256 << 20
 def to_unit_interval(images):
     """Images -> float32 in [0, 1], flattened to (N, D): uint8 0..255 as x / 255 in float32 (as
     torchvision's ToTensor); float images (already in [0, 1]) as they are."""
-    images = images if isinstance(images, DiskArray) else np.asarray(images)
-    images = images[:] if isinstance(images, DiskArray) else images
+    images = images[:] if isinstance(images, DiskArray) else np.asarray(images)
     flat = images.reshape(len(images), -1)
     if flat.dtype == np.uint8:
         return flat.astype(np.float32) / np.float32(255)
