@@ -143,3 +143,8 @@ def test_labels_out_of_range_are_a_clear_error(mnist_copy):
     path.write_bytes(gzip.compress(bytes(raw)))
     with pytest.raises(data.DataError, match=r"train labels in .* are outside 0\.\.9"):
         data.load_mnist(mnist_copy, verify_checksums=False)
+
+
+def test_the_old_source_argument_of_load_mnist_is_refused():
+    with pytest.raises(TypeError, match="takes no source"):
+        data.load_mnist(None, "tfds")

@@ -76,7 +76,7 @@ def test_mat_loader_reads_the_official_layout(svhn_dir):
     np.testing.assert_array_equal(images[7], x[:, :, :, 7])  # image n is X[:, :, :, n]
     np.testing.assert_array_equal(labels, y.ravel() % 10)
     assert labels.dtype == np.int64 and set(labels) == set(range(10)) and labels[9] == 0
-    assert images.flags.c_contiguous  # each image transposed once, as it was inflated
+    np.testing.assert_array_equal(images, x.transpose(3, 0, 1, 2))  # every image, transposed
     unit = data.to_unit_interval(images)
     assert unit.shape == (40, 3072) and unit.min() == 0.0 and unit.max() == 1.0
     np.testing.assert_array_equal(unit[0].reshape(32, 32, 3), x[:, :, :, 0] / np.float32(255))

@@ -207,6 +207,17 @@ def test_unwritable_outputs_of_sample_and_evaluate_are_refused_first(tmp_path, t
 
 
 # ------------------------------------------------------------------------- damaged exports
+def test_the_exported_kinds_are_the_models_and_their_own_signatures():
+    from tfp_vae import export, models
+    assert set(export.KINDS) == set(models.MODELS)
+    for kind, cls in models.MODELS.items():
+        own = export._KIND_SIGNATURE.get(kind)
+        names = set(cls(z_dim=2, image_shape=(4, 4, 1)).export_endpoints())
+        assert own is None or own in names
+        assert ("class_grid" in names) == (kind in ("ssvae", "fsvae"))
+
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     from tfp_vae import export, models

@@ -79,6 +79,7 @@ def test_compressed_data_above_the_budget_spills_to_a_temporary_file(tmp_path):
     x, _ = data.full_test_set(dataset)
     x_memory, _ = data.full_test_set(sources.load(data_dir=folder))
     np.testing.assert_array_equal(x, x_memory)
+    assert os.path.exists(path)  # kept while the array lives
     del dataset, x
     gc.collect()
     assert not os.path.exists(path)  # removed with the array

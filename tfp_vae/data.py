@@ -31,8 +31,17 @@ from tfp_vae.errors import DataError  # re-exported: data.DataError
 # MNIST, kept here for scripts written against earlier versions.
 BUNDLED_DIR = idx.BUNDLED_DIR
 MNIST_FILES = idx.MNIST_FILES
-load_mnist = idx.load_mnist
 Mnist = ImageSet
+
+
+def load_mnist(data_dir=None, verify_checksums=True, budget=None):
+    """MNIST (:func:`tfp_vae.sources.idx.load_mnist`). The ``source`` argument of earlier
+    versions is gone: TFDS is ``tfp_vae.sources.load("tfds:mnist")``."""
+    if not isinstance(verify_checksums, bool):
+        raise TypeError(f"load_mnist(data_dir, verify_checksums) takes no source "
+                        f"({verify_checksums!r}) any more; for TFDS use "
+                        f"tfp_vae.sources.load('tfds:mnist').")
+    return idx.load_mnist(data_dir, verify_checksums, budget)
 
 # Positions within each digit's examples, in file order (REFERENCE.md section 6). Row d lists the
 # picks for digit d; duplicates (test 5: 128, train 4: 2176) are kept as in the reference.

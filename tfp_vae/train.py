@@ -164,14 +164,11 @@ class TrainConfig:
                               f"{dataset.num_classes}.")
         return self
 
-    def _settings(self, dataset=None):
+    def _settings(self, dataset):
         """The model settings of this run, in run-name order: the data when it is not the
         model's default (always for the fsvae, as before), those its class lists in ``flags``, z
-        if given, and the network and likelihood when not the defaults. Without ``dataset``:
-        the named dataset (``--dataset``, else the model's default) with grey images."""
+        if given, and the network and likelihood when not the defaults."""
         cls = models.get(self.model)
-        if dataset is None:
-            dataset = _Named(self.dataset or cls.default_dataset)
         names = cls.flags
         if "z" not in names and self.z not in (None, cls.reference_z):
             names = ("z",) + names
@@ -195,7 +192,7 @@ class TrainConfig:
             kwargs["num_classes"] = dataset.num_classes
         return kwargs
 
-    def run_name(self, dataset=None):
+    def run_name(self, dataset):
         """The reference's run name, e.g. ``model=gmvae_z=10_k=500_run=0000`` or
         ``model=ssvae_gw=001_cw=100_run=0000``; other data adds ``dataset=NAME``."""
         def text(value):
@@ -204,13 +201,6 @@ class TrainConfig:
         settings = "".join(f"_{name}={text(value)}"
                            for name, value in self._settings(dataset).items())
         return f"model={self.model}{settings}_run={self.run:04d}"
-
-
-@dataclasses.dataclass
-class _Named:
-    """Stands for a dataset known by name only (see TrainConfig._settings)."""
-    name: str
-    image_shape: tuple = (28, 28, 1)
 
 
 def default_likelihood(cls, dataset):

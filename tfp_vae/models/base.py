@@ -96,7 +96,7 @@ class BaseVAE(keras.Model):
     # The dataset bin/train uses when none is given (see tfp_vae.sources.load).
     default_dataset = "mnist"
     # The likelihood when none is given: None = by the data (Bernoulli for grey images,
-    # Gaussian for colour ones; see tfp_vae.train.resolve_likelihood).
+    # Gaussian for colour ones; see tfp_vae.train.default_likelihood).
     default_likelihood = None
     # The size of the reference's MLPs: "v1" (300 units, MNIST) or "v2" (500 units, SVHN).
     nn = "v1"

@@ -22,7 +22,7 @@ def load(name, data_dir=None, budget=None, train_split="train"):
     """The :class:`~tfp_vae.sources.common.ImageSet` of TFDS dataset ``name`` (a catalog name,
     optionally with config and version, e.g. ``emnist/digits``)."""
     import tensorflow_datasets as tfds  # Imported here: TFDS is slow to import and optional.
-    budget = budget or MemoryBudget(1 << 62)
+    budget = MemoryBudget.of(budget)
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # noqa: BLE001  TFDS raises its own types for unknown names.

@@ -190,6 +190,11 @@ class MemoryBudget:
         self.remaining = self.total
         self.spill_dir = spill_dir
 
+    @classmethod
+    def of(cls, budget):
+        """``budget`` itself, or an unlimited budget for None (the sources' default)."""
+        return budget if budget is not None else cls(1 << 62)
+
     def take(self, nbytes):
         """Reserves ``nbytes`` if they fit; returns whether they did."""
         if nbytes <= self.remaining:
@@ -211,7 +216,6 @@ class Sink:
         self.budget, self.row_shape, self.dtype, self.count = budget, row_shape, dtype, count
         self.row_bytes = int(np.prod(row_shape)) * dtype.itemsize
         self.written = 0
-        self.digest = hashlib.sha256()
         self.array, self.file = None, None
         if count is not None and budget.take(count * self.row_bytes):
             self.array = np.empty((count, *row_shape), dtype)
@@ -224,7 +228,6 @@ class Sink:
         rows = np.ascontiguousarray(rows, self.dtype).reshape(-1, *self.row_shape)
         if self.count is not None and self.written + len(rows) > self.count:
             raise DataError(f"more rows than the {self.count} declared.")
-        self.digest.update(rows.data)
         if self.array is not None:
             self.array[self.written:self.written + len(rows)] = rows
         else:

@@ -54,7 +54,7 @@ def load(folder, budget=None):
     """The :class:`~tfp_vae.sources.common.ImageSet` of an image folder (see the module
     docstring): images (N, height, width, 1 or 3) uint8."""
     folder = pathlib.Path(folder)
-    budget = budget or MemoryBudget(1 << 62)
+    budget = MemoryBudget.of(budget)
     if (folder / "train").is_dir() and _class_folders(folder / "train"):
         classes = [p.name for p in _class_folders(folder / "train")]
         train = _listing(folder / "train", classes)

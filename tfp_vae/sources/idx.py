@@ -62,7 +62,8 @@ def read_idx(path, budget=None, ndims=(3, 4), sha256=None, what="IDX file"):
       sha256: the expected SHA-256 of the decompressed bytes, or None to accept any content.
       what: how messages name the file.
     Returns:
-      ``(array, digest)``: the values, (N, ...) uint8 (a NumPy array, or a
+      ``(array, digest)``: the values, (N, ...) uint8 with a channel axis added to (N, H, W)
+      images (a NumPy array, or a
       :class:`~tfp_vae.sources.common.DiskArray` above the budget), and the SHA-256 hex digest of
       the decompressed bytes.
     Raises:
@@ -70,7 +71,7 @@ def read_idx(path, budget=None, ndims=(3, 4), sha256=None, what="IDX file"):
       an IDX file of unsigned bytes, of another number of dimensions, or of the wrong content.
     """
     path = pathlib.Path(path)
-    budget = budget or MemoryBudget(1 << 62)
+    budget = MemoryBudget.of(budget)
     if not path.is_file():
         raise DataError(f"{what} {path} is missing.")
     compressed = path.name.endswith(".gz")
@@ -97,11 +98,12 @@ def read_idx(path, budget=None, ndims=(3, 4), sha256=None, what="IDX file"):
                 raise DataError(f"{path} is truncated or has trailing bytes: {file_size - header:,}"
                                 f" data bytes for the shape {_shape(shape)} its header declares.")
             digest.update(magic + sizes)
+            held = (*shape, 1) if len(shape) == 3 else shape  # grey images get a channel axis
             if not compressed and not budget.take(count):
-                array = DiskArray(path, header, shape)
+                array = DiskArray(path, header, held)
                 _digest_file(f, count, digest, path)
             else:
-                array = _read_rows(f, shape, budget, digest, path)
+                array = _read_rows(f, shape, held[1:], budget, digest, path)
             if compressed and f.read(1):
                 raise DataError(f"{path} holds more data than the shape {_shape(shape)} its header "
                                 f"declares; the file is corrupt (reading stopped there).")
@@ -125,9 +127,10 @@ def _read_exact(f, n, path, what):
     return raw
 
 
-def _read_rows(f, shape, budget, digest, path):
-    """Reads the declared values block by block into a budget sink (never more than declared)."""
-    with budget.sink(shape[1:], np.uint8, shape[0]) as sink:
+def _read_rows(f, shape, row_shape, budget, digest, path):
+    """Reads the declared values block by block into a budget sink of rows of ``row_shape``
+    (never more than declared)."""
+    with budget.sink(row_shape, np.uint8, shape[0]) as sink:
         for block in row_blocks(f, shape, np.uint8, path):
             digest.update(block.data)
             sink.write(block)
@@ -230,7 +233,7 @@ def load_folder(folder, verify_checksums=True, budget=None):
 
 
 def _load(files, budget, name, source, expected, shapes=None):
-    budget = budget or MemoryBudget(1 << 62)
+    budget = MemoryBudget.of(budget)
     arrays, digests = {}, {}
     for key in ("train_images", "test_images", "train_labels", "test_labels"):
         if key not in files:
@@ -241,7 +244,7 @@ def _load(files, budget, name, source, expected, shapes=None):
                                              expected.get(key),
                                              "IDX label file" if labels else "IDX image file")
         want = (shapes or {}).get(key)
-        if want is not None and tuple(arrays[key].shape) != tuple(want):
+        if want is not None and tuple(arrays[key].shape[:len(want)]) != tuple(want):
             raise DataError(f"{files[key]} holds an array of shape {_shape(arrays[key].shape)}, "
                             f"expected {tuple(want)}.")
     layouts = {image_layout(arrays[f"{s}_images"].shape, files[f"{s}_images"])
@@ -254,11 +257,6 @@ def _load(files, budget, name, source, expected, shapes=None):
         if len(images) == 0:
             raise DataError(f"{files[f'{split}_images']} holds no images: the {split} split is "
                             f"empty.")
-        if isinstance(images, np.ndarray) and images.ndim == 3:
-            arrays[f"{split}_images"] = images[..., None]
-        elif images.ndim == 3:
-            arrays[f"{split}_images"] = DiskArray(images.path, images.offset,
-                                                  (*images.shape, 1))
         if arrays[f"{split}_labels"] is not None:
             arrays[f"{split}_labels"] = check_labels(arrays[f"{split}_labels"], len(images),
                                                      str(files[f"{split}_labels"]))

@@ -24,7 +24,7 @@ KEYS = ("x_train", "y_train", "x_test", "y_test")
 def load(path, budget=None):
     """The :class:`~tfp_vae.sources.common.ImageSet` of a Keras-convention ``.npz`` file."""
     path = pathlib.Path(path)
-    budget = budget or MemoryBudget(1 << 62)
+    budget = MemoryBudget.of(budget)
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as e:

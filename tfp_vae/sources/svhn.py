@@ -49,7 +49,7 @@ def read_mat(path, budget=None):
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataError(f"SVHN file {path} is missing. {_where_to_get(path.parent)}")
-    budget = budget or MemoryBudget(1 << 62)
+    budget = MemoryBudget.of(budget)
     found = {}
 
     def handle(name, dims, dtype, nbytes, read):
@@ -114,7 +114,7 @@ def load_svhn(data_dir=None, train_split="extra", budget=None):
     if missing:
         raise DataError(f"SVHN data not found: {', '.join(missing)} missing in {folder}. "
                         f"{_where_to_get(folder)}")
-    budget = budget or MemoryBudget(1 << 62)
+    budget = MemoryBudget.of(budget)
     train_x, train_y, train_digest = read_mat(folder / FILES[train_split], budget)
     test_x, test_y, test_digest = read_mat(folder / FILES["test"], budget)
     return ImageSet(train_x, train_y, test_x, test_y, image_shape=IMAGE_SHAPE, name="svhn",
