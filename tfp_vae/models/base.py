@@ -40,15 +40,21 @@ def as_seed(seed):
 
 
 def global_batch_mean(per_example):
-    """This replica's share of the batch-mean loss: ``mean(local values) / num_replicas_in_sync``.
+    """This replica's share of the mean over the global batch: ``sum(local values) / N``, where
+    ``N`` is the number of examples on all replicas together (an all-reduce of the local sizes).
 
-    Gradients are summed across replicas, so the shares add up to the mean over the global batch
-    when it splits evenly (as Keras scales its own losses). With an uneven split (97 over two
-    replicas is 49 + 48) each example's weight is off by the ratio of the local batch sizes
-    (about 2 %); an exact version would need an all-reduce of the local sizes inside every step.
+    Gradients are summed across replicas, so the shares add up to the mean over the global
+    batch, each example weighted ``1 / N`` even when the batch splits unevenly (97 over two
+    replicas is 49 + 48; dividing each replica's mean by the number of replicas, as Keras scales
+    its own losses, would weigh the two halves about 2 % apart). On one replica it is the plain
+    mean, bit for bit as before.
     """
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return tf.reduce_mean(per_example) / tf.cast(replicas, per_example.dtype)
+    context = tf.distribute.get_replica_context()
+    if replicas == 1 or context is None:
+        return tf.reduce_mean(per_example)
+    local = tf.cast(tf.shape(per_example)[0], per_example.dtype)
+    return tf.reduce_sum(per_example) / context.all_reduce("SUM", local)
 
 
 def _multi_worker(strategy):
