@@ -42,15 +42,3 @@ def run(main):
         except errors.Error as e:
             return fail(str(e), e.exit_code)
     app.run(guarded, flags_parser=parse_flags)
-
-
-def available_memory():
-    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None

@@ -142,6 +142,51 @@ class BaseVAE(keras.Model):
         self._eval_seeds = keras.random.SeedGenerator(self.seed + 1)
         self.build((None, self.x_dim))
 
+    # ------------------------------------------------------------------------------- sizing
+    @classmethod
+    def parameter_count(cls, **kwargs):
+        """The number of trainable parameters of ``cls(**kwargs)``, without building it at that
+        size.
+
+        Every layer's size is affine in ``z_dim`` and, for models with ``k`` prior components,
+        in ``k``, so the count is ``a + b z + c k + d z k``: models built with z and k in {1, 2}
+        fix the coefficients exactly, whatever the networks.
+        """
+        z = int(kwargs.pop("z_dim", 10))
+        k = kwargs.pop("k", None)
+        ks = (None,) if k is None else (1, 2)
+
+        def count(zz, kk):
+            extra = {} if kk is None else {"k": kk}
+            return cls(z_dim=zz, **extra, **kwargs).count_params()
+
+        counts = {(zz, kk): count(zz, kk) for zz in (1, 2) for kk in ks}
+        if k is None:
+            a1, a2 = counts[1, None], counts[2, None]
+            return a1 + (a2 - a1) * (z - 1)
+        k = int(k)
+        at_k1 = counts[1, 1] + (counts[2, 1] - counts[1, 1]) * (z - 1)
+        at_k2 = counts[1, 2] + (counts[2, 2] - counts[1, 2]) * (z - 1)
+        return at_k1 + (at_k2 - at_k1) * (k - 1)
+
+    @classmethod
+    def activation_floats(cls, z_dim, x_dim, **kwargs):
+        """Floats a training step holds per example, roughly: the latent draws, their
+        distributions' parameters and log-densities with their gradients (16 per latent
+        dimension), and the pixels' (8 per pixel)."""
+        return 16 * z_dim + 8 * x_dim
+
+    @classmethod
+    def training_bytes(cls, batch_size, **kwargs):
+        """An estimate of the memory one training step of ``cls(**kwargs)`` needs on one replica:
+        the weights with their gradients and Adam's two moments (16 bytes a parameter), and
+        ``batch_size`` examples' activations (4 bytes a float). Used to refuse settings that
+        cannot fit before building anything (:mod:`tfp_vae.memory`)."""
+        image_shape = kwargs.get("image_shape") or (28, 28, 1)
+        x_dim = math.prod(image_shape)
+        return (16 * cls.parameter_count(**kwargs)
+                + 4 * batch_size * cls.activation_floats(x_dim=x_dim, **kwargs))
+
     # ----------------------------------------------------------------------------- structure
     def default_iwae_max_rows(self):
         """Rows of an IWAE chunk: about 8 million pixels (10,000 rows of MNIST's 784), at least

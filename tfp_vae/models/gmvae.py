@@ -33,6 +33,12 @@ class GMVAE(base.BaseVAE):
     def default_iwae_max_rows(self):
         return min(super().default_iwae_max_rows(), max(100, 10_000_000 // (self.k * self.z_dim)))
 
+    @classmethod
+    def activation_floats(cls, z_dim, x_dim, k=500, **kwargs):
+        """The base model's, plus the (k, z_dim) log-density terms of the mixture per example
+        with their gradients (6 floats each)."""
+        return super().activation_floats(z_dim, x_dim) + 6 * int(k) * int(z_dim)
+
     def make_prior(self):
         """The learned mixture of ``k`` Gaussians (:class:`~tfp_vae.distributions.MixturePrior`)."""
         return distributions.MixturePrior(self.z_dim, self.k, name="prior")

@@ -45,6 +45,11 @@ class SSVAE(conditional.ConditionalVAE):
             self.metric_names = ("ce", "acc")
         super().__init__(z_dim=z_dim, **kwargs)
 
+    @classmethod
+    def activation_floats(cls, z_dim, x_dim, num_classes=10, **kwargs):
+        """The base model's for each of the ``num_classes`` labels the bound enumerates."""
+        return int(num_classes) * super().activation_floats(z_dim, x_dim)
+
     def make_extra_layers(self):
         self.classifier = networks.classifier(self.arch, self.image_shape, self.num_classes,
                                               nn=self.nn, name="classifier")
