@@ -135,6 +135,11 @@ def test_a_second_process_on_a_run_folder_is_refused_and_a_dead_one_does_not_blo
     ("train", ["--cw=inf"], "--cw must be a finite number, got inf"),
     ("train", ["--lr=inf"], "--lr must be a finite number, got inf"),
     ("train", ["--seed=4294967296"], "flag --seed=4294967296: 4294967296 is not an integer in"),
+    ("train", ["--z=100000000"], "--model=vae --z=100000000 (batch 97) needs about"),
+    ("train", ["--model=gmvae", "--k=100000000"],
+     "--model=gmvae --z=10 --k=100000000 (batch 97) needs about"),
+    ("sample", [f"--model_dir={ROOT / 'savedmodels' / 'vae'}", "--n=1000000000"],
+     "--n=1000000000 needs about"),
     ("sample", ["--model_dir=x", "--n=0"], "flag --n=0: 0 is not a positive integer"),
     ("sample", [], "Flag --model_dir must have a value other than None"),
     ("evaluate", ["--model_dir=x", "more"], "unexpected arguments: more"),
@@ -145,6 +150,18 @@ def test_every_bad_flag_is_one_error_line_and_exit_code_2(tmp_path, tool, args, 
     ours = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(ours) == 1 and message in ours[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "USAGE" not in proc.stderr
+
+
+@pytest.mark.parametrize("kind, kwargs", [
+    ("vae", {"z_dim": 37}), ("gmvae", {"z_dim": 7, "k": 13}), ("ssvae", {"z_dim": 5}),
+    ("fsvae", {"z_dim": 9, "image_shape": (32, 32, 3)}),
+    ("vae", {"z_dim": 6, "arch": "conv", "image_shape": (20, 12, 3)}),
+])
+def test_parameter_counts_are_known_without_building_the_model(kind, kwargs):
+    """The count behind bin/train's memory check (four tiny builds) is the built model's."""
+    from tfp_vae import models
+    cls = models.get(kind)
+    assert cls.parameter_count(**kwargs) == cls(**kwargs).count_params()
 
 
 # ---------------------------------------------------------------------- file-system faults

@@ -41,8 +41,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfp_vae import (data, distribute, evaluate, export, files, guard, images, models, networks,
-                     optimizers, pictures, sources)
+from tfp_vae import (data, distribute, evaluate, export, files, guard, images, memory, models,
+                     networks, optimizers, pictures, sources)
 from tfp_vae.errors import ConfigError, Diverged, Interrupted  # noqa: F401 (re-exported)
 
 STRATEGIES = distribute.STRATEGIES
@@ -342,6 +342,23 @@ def make_optimizer(lr, jit_compile=False):
     return keras.optimizers.Adam(lr) if jit_compile else optimizers.FusedAdam(lr)
 
 
+def check_memory(config, strategy, dataset):
+    """Refuses a model that cannot fit in memory (a huge ``--z`` or ``--k``) before building it:
+    the estimate of :meth:`~tfp_vae.models.BaseVAE.training_bytes` on every replica against the
+    memory available (:mod:`tfp_vae.memory`). Small latent sizes (``z * k`` up to 4096, a few
+    tens of MiB) are not estimated, which would cost start-up time."""
+    kwargs = config.model_kwargs(dataset)
+    if kwargs["z_dim"] * kwargs.get("k", 1) <= 4096:
+        return
+    cls = models.get(config.model)
+    need = strategy.num_replicas_in_sync * cls.training_bytes(config.batch_size, **kwargs)
+    sizes = ("z", "k") if "k" in kwargs else ("z",)
+    memory.require(need, f"--model={config.model} "
+                   + " ".join(f"--{flag}={getattr(config, flag)}" for flag in sizes)
+                   + f" (batch {config.batch_size})",
+                   "choose a smaller " + " or ".join(f"--{flag}" for flag in sizes))
+
+
 def build_model(config, strategy, dataset):
     """The model of ``config`` for ``dataset``, compiled, under ``strategy``."""
     cls = models.get(config.model)
@@ -381,6 +398,7 @@ def _run(config, held):
     dataset = load_data(config)
     config.resolve(dataset)
     print(f"data: {dataset.describe()}", flush=True)
+    check_memory(config, strategy, dataset)
     identity = data_identity(config, dataset)
     run_dir = os.path.join(config.out_dir, config.run_name(dataset))
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
