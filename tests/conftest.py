@@ -39,3 +39,15 @@ def run_tool(*args, timeout=600, cwd=None):
 def mnist():
     from tfp_vae import data
     return data.load_mnist()
+
+
+def free_ports(n):
+    """``n`` TCP ports of 127.0.0.1 that were free a moment ago (for multi-worker clusters)."""
+    import socket
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports

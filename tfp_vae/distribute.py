@@ -6,12 +6,19 @@ environment variable, which :func:`cluster_from_tf_config` checks first so that 
 description gets a message rather than a hang.
 """
 
+import contextlib
 import json
 import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
 
 import tensorflow as tf
 
-from tfp_vae.errors import ConfigError
+from tfp_vae.errors import ConfigError, Interrupted
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -43,14 +50,14 @@ def _device_id(name):
 
 def make_strategy(config):
     """The tf.distribute strategy of ``config``: ``default`` (one device), ``mirrored`` (devices of
-    this machine) or ``multiworker`` (MultiWorkerMirroredStrategy over the hosts of TF_CONFIG)."""
+    this machine) or ``multiworker`` (MultiWorkerMirroredStrategy over the hosts of TF_CONFIG,
+    once every host has come: :func:`multi_worker_strategy`)."""
     if config.strategy != "mirrored" and (config.cpu_replicas or config.devices):
         raise ConfigError("--cpu_replicas and --devices need --strategy=mirrored.")
     if config.strategy == "default":
         return tf.distribute.get_strategy()
     if config.strategy == "multiworker":
-        cluster_from_tf_config()
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return multi_worker_strategy(config.peer_timeout)
     if config.cpu_replicas:
         ensure_logical_cpus(config.cpu_replicas)
         devices = [f"/cpu:{i}" for i in range(config.cpu_replicas)]
@@ -75,7 +82,8 @@ def cluster_from_tf_config():
     """Checks the TF_CONFIG environment variable that MultiWorkerMirroredStrategy reads.
 
     Returns:
-      ``(task_type, task_index, number of workers)``.
+      ``(task_type, task_index, own, addresses)``: this task, its ``host:port``, and that of
+      every worker (the chief's first), this task's among them.
     Raises:
       ConfigError naming what is missing or wrong, with an example.
     """
@@ -103,7 +111,171 @@ def cluster_from_tf_config():
     if not 0 <= index < len(hosts):
         raise ConfigError(f"TF_CONFIG task index {index} is outside the {len(hosts)} "
                           f"{task_type} address(es) of its cluster.")
-    return task_type, index, len(workers)
+    for address in workers:
+        if not isinstance(address, str) or not address.rpartition(":")[2].isdigit():
+            raise ConfigError(f"TF_CONFIG address {address!r} is not host:port, e.g. "
+                              f"{_TF_CONFIG_EXAMPLE}.")
+    return task_type, index, hosts[index], workers
+
+
+def multi_worker_strategy(timeout):
+    """MultiWorkerMirroredStrategy over the hosts of TF_CONFIG, once they have all come.
+
+    TensorFlow's own start waits for every worker inside a C++ call that never times out and
+    that neither Ctrl-C nor SIGTERM can stop (its preemption notifier takes SIGTERM). So every
+    worker first waits for its peers here (:func:`wait_for_peers`: interruptible, with a
+    timeout that names the missing addresses), and TensorFlow's registration is given the same
+    timeout as a backstop (a peer that dies in between).
+    """
+    task_type, index, own, workers = cluster_from_tf_config()
+    wait_for_peers(own, [w for w in workers if w != own], timeout)
+    _configure_registration(timeout)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
+            tf.errors.AbortedError) as e:
+        missing = [w for w in workers if w != own and not _answers(w)]
+        raise ConfigError(
+            f"{task_type} {index} of {len(workers)} could not join the cluster within "
+            f"--peer_timeout={timeout:g} s ({str(e).strip().splitlines()[0][:120]}); "
+            + (f"no worker answers at {', '.join(missing)}. " if missing else "")
+            + "Start the same command on every host of TF_CONFIG.") from None
+
+
+def _configure_registration(timeout):
+    """Gives TensorFlow's coordination service (which MultiWorkerMirroredStrategy starts) a
+    registration timeout. There is no public API for it: this sets, through TensorFlow's eager
+    context, the configuration the strategy would otherwise make itself (the same service,
+    leader and jobs), plus the timeout and a registration barrier on the leader too."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.eager import context
+
+    cluster = json.loads(os.environ["TF_CONFIG"])["cluster"]
+    leader = "chief" if cluster.get("chief") else "worker"
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster[job]))
+            for job in ("chief", "worker") if cluster.get(job)]
+    ctx = context.context()
+    ctx.configure_coordination_service(
+        service_type="standalone", service_leader=f"/job:{leader}/replica:0/task:0",
+        coordinated_jobs=jobs, cluster_register_timeout_in_ms=int(timeout * 1000))
+    ctx.coordination_service.cluster_register_with_barrier = True
+
+
+def _answers(address, timeout=1.0):
+    """Whether something accepts TCP connections at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_peers(own, peers, timeout, poll=0.25):
+    """Waits until something answers at every address of ``peers``, listening meanwhile at this
+    worker's own address ``own`` so that they see it too (TensorFlow's server takes the port
+    over afterwards).
+
+    Written by hand because TensorFlow's own wait cannot be interrupted and has no timeout (see
+    :func:`multi_worker_strategy`). Ctrl-C and SIGTERM stop the wait at once.
+
+    Raises:
+      ConfigError: after ``timeout`` seconds, naming the addresses where no worker answered; or
+        when this worker's port is taken.
+      Interrupted: Ctrl-C or SIGTERM.
+    """
+    port = int(own.rpartition(":")[2])
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", port))
+    except OSError as e:
+        listener.close()
+        raise ConfigError(f"this worker's TF_CONFIG address {own} cannot be used ({e.strerror}); "
+                          f"is a worker of this cluster still running on this host?") from None
+    listener.listen(64)
+    listener.setblocking(False)
+
+    def stop(signum, frame):
+        raise Interrupted(f"{signal.Signals(signum).name} while waiting for the other workers; "
+                          f"nothing was trained.")
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    missing, deadline, told = list(peers), time.monotonic() + timeout, False
+    try:
+        while True:
+            with contextlib.suppress(BlockingIOError):
+                while True:  # the peers' probes
+                    listener.accept()[0].close()
+            missing = [address for address in missing if not _answers(address, poll)]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise ConfigError(f"no worker answered at {', '.join(missing)} within "
+                                  f"--peer_timeout={timeout:g} s; start the same command with "
+                                  f"its TF_CONFIG on every host of the cluster (or wait longer "
+                                  f"with a larger --peer_timeout).")
+            if not told:
+                print(f"waiting for {len(missing)} worker(s) at {', '.join(missing)} (at most "
+                      f"{timeout:g} s)", flush=True)
+                told = True
+            time.sleep(poll)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        listener.close()
+
+
+@contextlib.contextmanager
+def cluster_stop_requests(strategy):
+    """A stop that the whole cluster agrees on: SIGTERM (a preemption) or Ctrl-C on any one
+    worker makes every worker stop at the same step, once it is checkpointed.
+
+    TensorFlow's ``PreemptionCheckpointHandler`` spreads the signal through the coordination
+    service and chooses the step; here it only decides *when*: its ``save_fn`` marks the step
+    and the poll yielded (called after every step on every worker, by
+    :class:`tfp_vae.guard.StepCheckpoint`) reports it, so that the run's own checkpoint manager
+    saves that step on every worker and training stops as after Ctrl-C. The handler's own
+    checkpoint (its step counter only) lives in a temporary folder: every worker starts from the
+    same restored step, so their counters agree.
+    """
+    scratch = tempfile.mkdtemp(prefix="tfp_vae-preemption-")
+    agreed = []
+    config = tf.distribute.experimental.TerminationConfig(
+        exit_fn=lambda: None, save_fn=lambda *args, **kwargs: agreed.append(True))
+    handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+        strategy.cluster_resolver, tf.train.Checkpoint(), os.path.join(scratch, "state"),
+        termination_config=config)
+    on_preemption = signal.getsignal(signal.SIGTERM)  # the handler's own (it sets one)
+    received = []
+
+    def forward(signum, frame):
+        if received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        received.append(signum)
+        print(f"\n{signal.Signals(signum).name}: every worker saves a checkpoint at the same "
+              f"step, then stops (Ctrl-C again stops this worker at once).", file=sys.stderr,
+              flush=True)
+        if callable(on_preemption):
+            on_preemption(signal.SIGTERM, frame)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def poll():
+        # The handler reads its own deprecated step counter when it saves; silence the warning
+        # about it (TensorFlow's internal use, nothing the user can act on).
+        from tensorflow.python.util import deprecation
+        with deprecation.silence():
+            handler.save_checkpoint_if_preempted()
+        return bool(agreed)
+
+    try:
+        yield poll
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        del handler
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def is_chief(strategy):

@@ -79,6 +79,7 @@ class TrainConfig:
     strategy: str = "default"
     devices: str = ""
     cpu_replicas: int = 0
+    peer_timeout: float = 600.0  # --strategy=multiworker: seconds to wait for the other workers
     jit_compile: str = "auto"
     steps_per_execution: int = None  # None: auto (see resolve_steps_per_execution)
     log_every: int = 1000
@@ -134,6 +135,9 @@ class TrainConfig:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown --strategy={self.strategy!r}; choose one of "
                               f"{', '.join(STRATEGIES)}.")
+        if not (math.isfinite(self.peer_timeout) and self.peer_timeout > 0):
+            raise ConfigError(f"--peer_timeout must be a positive number of seconds, got "
+                              f"{self.peer_timeout}.")
         if self.jit_compile not in JIT_CHOICES:
             raise ConfigError(f"--jit_compile must be one of {', '.join(JIT_CHOICES)}.")
         if self.steps_per_execution is not None:
@@ -441,10 +445,11 @@ def _run(config, held):
     train_seconds, startup_seconds = 0.0, None
     if start < config.iter_max:
         stream = training_data(model, dataset, config, start)
-        # Under multiworker every worker must stop at the same step: a signal reaching one
-        # worker cannot be shared, so signals keep their default effect there (resume from the
-        # last periodic checkpoint).
-        with guard.stop_requests(enabled=config.strategy != "multiworker") as stop_requested:
+        # Under multiworker every worker must stop at the same step: TensorFlow's preemption
+        # handler agrees on it across the cluster.
+        stops = (distribute.cluster_stop_requests(strategy) if config.strategy == "multiworker"
+                 else guard.stop_requests())
+        with stops as stop_requested:
             saver = guard.StepCheckpoint(manager, config.iter_save, config.iter_max,
                                          stop_requested)
             callbacks = [saver]

@@ -1,0 +1,95 @@
+"""--strategy=multiworker with real bin/train processes on 127.0.0.1: waiting for peers (a
+timeout naming the missing ones, Ctrl-C and SIGTERM), and a preemption that checkpoints the
+whole cluster at one step."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, free_ports
+
+FAST = ["--eval_repeats=2", "--iwae_samples=1", "--nofull_test", "--noexport"]
+
+
+def _worker(workers, index, log, *args):
+    """``bin/train --strategy=multiworker args`` as worker ``index`` of ``workers``, its output
+    (stdout and stderr) in the file ``log``."""
+    env = dict(os.environ, TF_CONFIG=json.dumps(
+        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+    out = open(log, "w")
+    return subprocess.Popen([sys.executable, str(ROOT / "bin" / "train"),
+                             "--strategy=multiworker", *args], env=env, stdout=out,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(log, text, proc, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if text in log.read_text():
+            return
+        assert proc.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not seen within {timeout} s: {log.read_text()[-3000:]}")
+
+
+def _errors(log):
+    return [line for line in log.read_text().splitlines() if line.startswith("error: ")]
+
+
+def test_a_worker_whose_peer_never_comes_times_out_naming_it(tmp_path):
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    log = tmp_path / "log"
+    proc = _worker(workers, 0, log, "--peer_timeout=2", f"--out_dir={tmp_path}")
+    assert proc.wait(timeout=120) == 2
+    errors = _errors(log)
+    assert len(errors) == 1 and f"no worker answered at {workers[1]} within " \
+        "--peer_timeout=2 s" in errors[0], log.read_text()[-3000:]
+    assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stop_a_worker_waiting_for_its_peer(tmp_path, sig):
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    log = tmp_path / "log"
+    proc = _worker(workers, 1, log, f"--out_dir={tmp_path}")  # waits up to 600 s
+    _wait_for(log, f"waiting for 1 worker(s) at {workers[0]}", proc)
+    sent = time.time()
+    proc.send_signal(sig)
+    assert proc.wait(timeout=30) == 130
+    assert time.time() - sent < 10
+    assert _errors(log) == [f"error: {sig.name} while waiting for the other workers; nothing "
+                            f"was trained."]
+
+
+def test_sigterm_on_one_worker_checkpoints_every_worker_at_the_same_step(tmp_path):
+    """TensorFlow's PreemptionCheckpointHandler: SIGTERM reaches the non-chief worker only; both
+    stop at the same step N (between periodic checkpoints), the chief's folder holds ckpt-N, and
+    both resume from it to the same weights."""
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    args = ["--iter_max=5000", "--iter_save=5000", "--log_every=10", f"--out_dir={tmp_path}",
+            *FAST]
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    procs = [_worker(workers, i, logs[i], *args) for i in range(2)]
+    _wait_for(logs[0], "Epoch 3/", procs[0])
+    procs[1].send_signal(signal.SIGTERM)
+    assert [proc.wait(timeout=300) for proc in procs] == [130, 130]
+    stopped = [re.findall(r"stopped at step (\d+) of 5000", log.read_text()) for log in logs]
+    assert stopped[0] and stopped[0] == stopped[1], [log.read_text()[-2000:] for log in logs]
+    step = int(stopped[0][0])
+    folder = tmp_path / "model=vae_z=10_run=0000" / "checkpoints"
+    assert 20 < step < 5000 and (folder / f"ckpt-{step}.index").exists()
+
+    resumed = [tmp_path / f"resumed{i}.log" for i in range(2)]
+    args[0] = f"--iter_max={step + 10}"
+    procs = [_worker(workers, i, resumed[i], *args) for i in range(2)]
+    assert [proc.wait(timeout=300) for proc in procs] == [0, 0], resumed[1].read_text()[-3000:]
+    digests = [re.findall(rf"step {step + 10}: weights sha256 (\w+)", log.read_text())
+               for log in resumed]
+    assert digests[0] and digests[0] == digests[1]
+    assert all(f"resumed from {folder / f'ckpt-{step}'}" in log.read_text() for log in resumed)
