@@ -50,3 +50,25 @@ def test_a_tool_on_a_cpu_only_machine_prints_no_start_up_chatter(tmp_path):
     assert quiet_run.returncode == 0 and quiet_run.stderr == "", quiet_run.stderr
     loud = _sample(tmp_path, level=0)
     assert loud.returncode == 0 and "cuInit" in loud.stderr
+
+
+def test_import_is_light_and_submodules_load_on_first_use():
+    code = ("import sys, tfp_vae\n"
+            "light = 'tensorflow' not in sys.modules\n"
+            "print(light, tfp_vae.models.VAE.__name__, tfp_vae.sources.load.__name__,\n"
+            "      'models' in dir(tfp_vae))\n"
+            "try:\n"
+            "    tfp_vae.nope\n"
+            "except AttributeError as e:\n"
+            "    print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.stdout.splitlines() == ["True VAE load True",
+                                        "module 'tfp_vae' has no attribute 'nope'"], proc.stderr
+
+
+def test_every_module_of_the_package_is_reachable_as_an_attribute():
+    import tfp_vae
+    modules = {p.stem for p in (ROOT / "tfp_vae").glob("*.py") if p.stem != "__init__"}
+    modules |= {p.name for p in (ROOT / "tfp_vae").iterdir() if (p / "__init__.py").exists()}
+    assert modules == set(tfp_vae._SUBMODULES)

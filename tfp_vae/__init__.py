@@ -1,7 +1,25 @@
 """tfp_vae: the variational-autoencoder family of CS236 HW2 as Keras 3 models with TFP distributions.
 
-Submodules are imported on use (``from tfp_vae import models``) so that light tools such as
-``bin/sample`` pay only for what they need.
+Submodules load on first use, so ``import tfp_vae`` is instant and light tools such as
+``bin/sample`` pay only for what they need; ``tfp_vae.models.VAE`` and ``from tfp_vae import
+models`` both work.
 """
 
+import importlib
+
 __version__ = "0.1.0"
+
+_SUBMODULES = ("bounds", "cli", "data", "distribute", "distributions", "errors", "evaluate",
+               "export", "files", "guard", "images", "memory", "models", "networks", "optimizers",
+               "pictures", "quiet", "sources", "train")
+
+
+def __getattr__(name):
+    # PEP 562: import a submodule when it is first used as an attribute.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBMODULES))
