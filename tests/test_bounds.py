@@ -1,13 +1,15 @@
 """The bounds of tfp_vae.bounds against hand computations and a model with known log p(x)."""
 
+import functools
 import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from scipy import special, stats
 
-from tfp_vae import bounds
+from tfp_vae import bounds, distributions, models
 
 tfd = tfp.distributions
 
@@ -147,39 +149,207 @@ def test_iwae_per_example_does_not_depend_on_the_batch(lg):
     assert together[0] > together[1:].max() + 50  # the hard image keeps its own, large value
 
 
+# ------------------------------------------------- the GMVAE's mixture prior, log p(x) known
+def _log_normal_diag(z, mean, variance):
+    """Float64 log N(z; mean, diag(variance)), summed over the last axis."""
+    return -0.5 * (np.log(2 * np.pi * variance) + (z - mean) ** 2 / variance).sum(-1)
+
+
+class MixtureLinearGaussian:
+    """The GMVAE's prior with a linear-Gaussian decoder, where everything is Gaussian given the
+    component k:
+
+        p(z) = (1/K) sum_k N(z; mu_k, diag(v_k))   (the GMVAE's own ``MixturePrior``),
+        p(x|z) = N(x; W z + c, s2 I),
+        log p(x) = log (1/K) sum_k N(x; W mu_k + c, C_k),   C_k = W diag(v_k) W^T + s2 I,
+        p(z|x) = sum_k r_k(x) N(z; m_k, S_k),   r_k(x) = N(x; W mu_k + c, C_k) / (K p(x)),
+        S_k = (diag(1/v_k) + W^T W / s2)^-1,   m_k = S_k (mu_k / v_k + W^T (x - c) / s2).
+
+    The posterior is a mixture, so no Gaussian q is exact: q here is a diagonal Gaussian at the
+    posterior mean (shifted) with twice the posterior's marginal variances. The mixture is float32
+    (the layer's; its ``Categorical`` logits are float32), the reference values float64 NumPy.
+    """
+
+    def __init__(self, seed=0):
+        rng = np.random.RandomState(seed)
+        self.k, d, D, self.s2 = 3, 2, 3, 0.5
+        # The prior of a real GMVAE (its layer and its distribution()), parameters assigned in its
+        # own parameterisation: z_pre = [means; raw], variance = softplus(raw) + 1e-8.
+        self.gmvae = models.GMVAE(z_dim=d, k=self.k, seed=seed)
+        means = np.array([[-2.0, 0.0], [2.0, 1.0], [0.0, -2.5]])
+        variances = np.array([[0.3, 1.0], [1.5, 0.2], [0.5, 0.5]])
+        raw = np.log(np.expm1(variances - distributions.VARIANCE_FLOOR))
+        self.gmvae.prior_layer.z_pre.assign(np.concatenate([means, raw]).astype(np.float32))
+        z_pre = self.gmvae.prior_layer.z_pre.numpy().astype(np.float64)  # what float32 holds
+        self.mu = z_pre[:self.k]
+        self.v = np.logaddexp(0.0, z_pre[self.k:]) + distributions.VARIANCE_FLOOR
+        self.w = rng.randn(D, d).astype(np.float32).astype(np.float64)
+        self.c = rng.randn(D).astype(np.float32).astype(np.float64)
+        component = rng.randint(self.k, size=4)
+        z = self.mu[component] + np.sqrt(self.v[component]) * rng.randn(4, d)
+        x = z @ self.w.T + self.c + math.sqrt(self.s2) * rng.randn(4, D)
+        self.x = x.astype(np.float32)  # 4 draws; image 2's posterior: modes 0.94, 0.05
+        self.q_mean, self.q_variance = self._make_q(self.x.astype(np.float64))
+
+    def prior(self):
+        return self.gmvae.prior()
+
+    def likelihood(self, z):
+        mean = tf.linalg.matvec(tf.constant(self.w, tf.float32), z) + self.c.astype(np.float32)
+        return _normal(mean, math.sqrt(self.s2))
+
+    def q(self, copies=1):
+        """q(z|x) for ``copies`` stacked copies of the 4 images (float32)."""
+        tile = lambda a: np.tile(a, (copies, 1)).astype(np.float32)  # noqa: E731
+        return _normal(tile(self.q_mean), tile(np.sqrt(self.q_variance)))
+
+    def log_px_components(self, x):
+        """log (1/K) N(x; W mu_k + c, C_k), shape (B, K)."""
+        return np.stack([np.log(1 / self.k) + stats.multivariate_normal(
+            self.w @ mu + self.c, self.w @ np.diag(v) @ self.w.T + self.s2 * np.eye(len(self.c))
+        ).logpdf(x) for mu, v in zip(self.mu, self.v)], 1)
+
+    def log_px(self, x):
+        return special.logsumexp(self.log_px_components(x), 1)
+
+    def posterior_components(self, x):
+        """r (B, K), m (B, K, d), S (K, d, d) of p(z|x) = sum_k r_k N(m_k, S_k)."""
+        log_r = self.log_px_components(x)
+        r = np.exp(log_r - special.logsumexp(log_r, 1, keepdims=True))
+        s = np.stack([np.linalg.inv(np.diag(1 / v) + self.w.T @ self.w / self.s2)
+                      for v in self.v])
+        data = (x - self.c) @ self.w / self.s2                    # W^T (x - c) / s2, (B, d)
+        m = np.einsum("kij,bkj->bki", s, self.mu / self.v + data[:, None])
+        return r, m, s
+
+    def _make_q(self, x):
+        r, m, s = self.posterior_components(x)
+        mean = np.einsum("bk,bki->bi", r, m)
+        second = np.einsum("bk,kii->bi", r, s) + np.einsum("bk,bki->bi", r, m ** 2)
+        return mean + 0.3, 2.0 * (second - mean ** 2)
+
+    def log_ratio(self, n, seed):
+        """log w(z) - log p(x) = log p(z|x) - log q(z|x) at n draws z ~ q, float64, (n, B)."""
+        z = self.q_mean + np.sqrt(self.q_variance) * np.random.RandomState(seed).randn(
+            n, *self.q_mean.shape)
+        log_prior = special.logsumexp(
+            _log_normal_diag(z[:, :, None], self.mu, self.v), -1) - np.log(self.k)
+        log_lik = _log_normal_diag(self.x, z @ self.w.T + self.c, self.s2)
+        return (log_lik + log_prior - _log_normal_diag(z, self.q_mean, self.q_variance)
+                - self.log_px(self.x.astype(np.float64)))
+
+
+@pytest.fixture(scope="module")
+def mlg():
+    """The model, -log p(x), and from 400,000 float64 NumPy draws of q (not the project's code):
+    the relative variance c2 = Var_q[w / p(x)] and KL(q || p(z|x)) = -E_q[log w / p(x)]."""
+    model = MixtureLinearGaussian()
+    nll = -model.log_px(model.x.astype(np.float64))
+    # Var_q[w/p] is finite iff int p(z|x)^2 / q dz is, which holds when 2 S_k^-1 - diag(1/q_var)
+    # is positive definite for every k (the q's tails are heavier than every component's).
+    _, _, s = model.posterior_components(model.x.astype(np.float64))
+    for variance in model.q_variance:
+        for s_k in s:
+            assert np.linalg.eigvalsh(2 * np.linalg.inv(s_k) - np.diag(1 / variance)).min() > 0
+    n = 400_000
+    ratio = model.log_ratio(n, seed=1)
+    c2 = np.exp(2 * ratio).mean(0) - 1
+    # E_q[w] = p(x): checks the closed form log p(x) (and the posterior) the tests compare to.
+    np.testing.assert_allclose(np.exp(ratio).mean(0), 1.0, atol=5 * np.sqrt(c2 / n).max())
+    assert np.all(c2 > 0.5) and np.all(c2 < 10), c2  # q is imperfect, but a fair proposal
+    return model, nll, c2, -ratio.mean(0), ratio.std(0) / math.sqrt(n)
+
+
+def _mixture_replicated(model, m, copies, seed):
+    """Mean and standard error of ``copies`` independent -IWAE_m of each image, with the GMVAE's
+    prior (so the Monte-Carlo KL log q - log p(z) uses the mixture's own log_prob)."""
+    xs = np.tile(model.x, (copies, 1))
+    prior = model.prior()
+    assert isinstance(prior, distributions._DiagonalGaussianMixture)  # the GMVAE's log-density
+    out = bounds.negative_iwae(xs, model.q(copies), model.likelihood, prior, m,
+                               tf.constant([seed, m]), max_rows=200_000)
+    values = out.value.numpy().astype(np.float64).reshape(copies, len(model.x))
+    assert np.isfinite(values).all()
+    return values.mean(0), values.std(0) / math.sqrt(copies)
+
+
+def test_mixture_prior_iwae_converges_to_the_closed_form_log_likelihood(mlg):
+    """With the GMVAE's mixture prior and a linear-Gaussian decoder, -IWAE_m -> -log p(x) =
+    -log (1/K) sum_k N(x; W mu_k + c, W diag(v_k) W^T + s2 I) (float64 NumPy). For large m
+    (Nowozin, 2018, "Debiasing evidence approximations"; the delta method)
+        E[-IWAE_m] = -log p(x) + c2 / (2m) + O(1/m^2),   sd[-IWAE_m] ~ sqrt(c2 / m),
+    c2 = Var_q[w / p(x)] (2.1 to 2.4 here, from NumPy draws): 16 estimates at m = 20,000 have a
+    standard error near 0.003 nats, so 5 of them (+ 1e-4 for float32) bound the error. A wrong
+    mixture density (weights, constant, log-sum-exp) or a wrong log-mean-exp would miss."""
+    model, nll, c2, _, _ = mlg
+    assert models.GMVAE.analytic_kl is False  # the GMVAE's bound is this Monte-Carlo KL one
+    m, copies = 20_000, 16
+    mean, _ = _mixture_replicated(model, m, copies, seed=3)
+    tolerance = c2 / (2 * m) + 5 * np.sqrt(c2 / (m * copies)) + 1e-4
+    assert np.all(np.abs(mean - nll) < tolerance), (mean - nll, tolerance)
+
+
+def test_mixture_prior_iwae_decreases_with_m_and_stays_above_negative_log_likelihood(mlg):
+    """E[-IWAE_m] does not increase with m and is >= -log p(x) (Burda et al., 2016, Theorem 1),
+    checked with 4 standard errors of the replicated means for noise; q is far enough from the
+    posterior (a mixture, with two modes for image 2) that the decrease is large. At m = 1 it is
+    the negative ELBO, E[-IWAE_1] = -log p(x) + KL(q || p(z|x)), the KL from float64 NumPy draws."""
+    model, nll, _, kl, kl_se = mlg
+    runs = {m: _mixture_replicated(model, m, copies, seed=11)
+            for m, copies in ((1, 20_000), (10, 4000), (100, 1000), (1000, 200))}
+    values = {m: mean for m, (mean, _) in runs.items()}
+    se = {m: se for m, (_, se) in runs.items()}
+    for small, large in ((1, 10), (10, 100), (100, 1000), (1, 1000)):
+        noise = 4 * np.sqrt(se[small] ** 2 + se[large] ** 2)
+        assert np.all(values[large] < values[small] + noise), (small, large, values)
+    for m in values:
+        assert np.all(values[m] > nll - 4 * se[m]), (m, values[m] - nll, se[m])
+    assert np.all(values[1] > values[10] + 1.0) and np.all(values[10] > values[1000] + 0.05)
+    np.testing.assert_allclose(values[1], nll + kl, atol=5 * np.sqrt(se[1] ** 2 + kl_se ** 2).max())
+
+
 # ------------------------------------------------------------------ property: never NaN in range
 from hypothesis import given, settings, strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
-from tfp_vae import distributions  # noqa: E402
-
-_B, _Z, _X = 3, 2, 5
+_B, _Z, _X, _K = 3, 2, 5, 3
 
 
 def _floats(shape, bound):
     return hnp.arrays(np.float32, shape, elements=st.floats(-bound, bound, width=32))
 
 
+@functools.lru_cache(maxsize=None)
+def _mixture_layer():
+    """One GMVAE prior layer (``MixturePrior``) for every example; each assigns its z_pre."""
+    return distributions.MixturePrior(_Z, _K)
+
+
 @settings(max_examples=60, deadline=None)
 @given(h=_floats((_B, 2 * _Z), 60.0), w=_floats((_Z, _X), 30.0), b=_floats((_X,), 30.0),
        x=hnp.arrays(np.float32, (_B, _X), elements=st.floats(0, 1, width=32)),
-       mixture=_floats((2, 2 * _Z), 60.0), m=st.sampled_from([1, 3, 40]),
+       locs=_floats((_K, _Z), 60.0), raw=_floats((_K, _Z), 1000.0), m=st.sampled_from([1, 3, 40]),
        max_rows=st.sampled_from([3, 7, 10_000]), seed=st.integers(0, 2**31 - 1))
-def test_bounds_are_finite_for_any_finite_input_in_range(h, w, b, x, mixture, m, max_rows, seed):
+def test_bounds_are_finite_for_any_finite_input_in_range(h, w, b, x, locs, raw, m, max_rows, seed):
     """Encoder outputs, decoder weights and mixture parameters anywhere in wide ranges (the
     variance head's softplus + 1e-8 keeps q proper), pixels anywhere in [0, 1]: no bound is NaN
-    or infinite, for the standard-normal and the mixture prior, analytic or Monte-Carlo KL, any
-    m and any chunking."""
+    or infinite, for the standard-normal prior (analytic KL) and the GMVAE's own mixture prior
+    (its ``MixturePrior`` layer and log-density, Monte-Carlo KL), any m and any chunking.
+
+    The mixture's means lie in [-60, 60] and its raw variances in [-1000, 1000], so the variances
+    softplus(raw) + 1e-8 run from the GMVAE's floor 1e-8 (log-variance -18.4: its
+    parameterisation allows no less) up to 1000: z is then typically thousands of standard
+    deviations from every component, where each exp(log N(z; mu_j, v_j)) underflows to 0 and
+    only a max-shifted log-sum-exp keeps log p(z) = log (1/K) sum_j N(z; mu_j, v_j) finite."""
     q = distributions.DiagonalGaussian()(h)
     likelihood = lambda z: distributions.BernoulliLogits()(tf.tensordot(z, w, 1) + b)  # noqa
-    mean, variance = distributions.gaussian_parameters(mixture)
-    mixture_prior = tfd.MixtureSameFamily(
-        tfd.Categorical(logits=tf.zeros(2)),
-        tfd.Independent(tfd.Normal(mean, tf.sqrt(variance)), reinterpreted_batch_ndims=1))
+    layer = _mixture_layer()
+    layer.z_pre.assign(np.concatenate([locs, raw]))
+    mixture_prior = layer.distribution()
     seed = tf.constant([seed, 1])
     for prior, analytic in ((_normal(np.zeros(_Z, np.float32), 1.0), True), (mixture_prior, False)):
         elbo = bounds.negative_elbo(x, q, likelihood, prior, seed, analytic_kl=analytic)
         iwae = bounds.negative_iwae(x, q, likelihood, prior, m, seed, max_rows=max_rows)
         for bound in (elbo, iwae):
             for part in bound:
-                assert np.isfinite(part.numpy()).all(), (bound, h, w, b, x)
+                assert np.isfinite(part.numpy()).all(), (bound, h, w, b, x, locs, raw)
