@@ -24,16 +24,18 @@ def _numpy_mixture_log_prob(z, means, variances):
     return (top + np.log(np.exp(log_n - top).mean(1, keepdims=True)))[:, 0]
 
 
-def test_mixture_log_density_matches_float64_numpy_even_far_away():
-    layer = distributions.MixturePrior(dim=10, k=500)
+@pytest.mark.parametrize("dtype, rtol", [("float32", 1e-5), ("float64", 1e-12)])
+def test_mixture_log_density_matches_float64_numpy_even_far_away(dtype, rtol):
+    layer = distributions.MixturePrior(dim=10, k=500, dtype=dtype)
     z_pre = layer.z_pre.numpy()
     means, variances = z_pre[:500], np.log1p(np.exp(z_pre[500:].astype(np.float64))) + 1e-8
     rng = np.random.RandomState(0)
-    z = np.concatenate([rng.randn(20, 10), rng.randn(5, 10) * 1e3]).astype(np.float32)
+    z = np.concatenate([rng.randn(20, 10), rng.randn(5, 10) * 1e3]).astype(dtype)
     got = layer.distribution().log_prob(z).numpy()
     want = _numpy_mixture_log_prob(z, means, variances)
+    assert got.dtype == dtype
     assert np.all(np.isfinite(got)) and want[-1] < -1e6  # far points: no underflow to -inf
-    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(got, want, rtol=rtol)
 
 
 def test_mixture_prior_is_parameterised_and_initialised_as_the_reference():

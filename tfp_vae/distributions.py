@@ -134,8 +134,9 @@ class MixturePrior(keras.layers.Layer):
     def distribution(self):
         """The mixture as a ``tfd.MixtureSameFamily`` with event shape (dim,) (whose ``log_prob``
         is computed by matrix products, see :class:`_DiagonalGaussianMixture`)."""
-        return _DiagonalGaussianMixture(tfd.Categorical(logits=tf.zeros([self.k])),
-                                        self.components())
+        components = self.components()
+        return _DiagonalGaussianMixture(
+            tfd.Categorical(logits=tf.zeros([self.k], components.dtype)), components)
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "k": self.k}
