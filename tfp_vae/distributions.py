@@ -35,6 +35,7 @@ class _Weightless(keras.layers.Layer):
         self.built = True
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class DiagonalGaussian(_Weightless):
     """h (..., 2d) -> N(mean, diag(variance)) with (mean, variance) = :func:`gaussian_parameters`.
 
@@ -48,6 +49,7 @@ class DiagonalGaussian(_Weightless):
         return tfd.Independent(tfd.Normal(mean, tf.sqrt(variance)), reinterpreted_batch_ndims=1)
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class BernoulliLogits(_Weightless):
     """logits (..., D) -> prod_d Bernoulli(x_d | sigmoid(logits_d)), float32 samples.
 
@@ -61,6 +63,7 @@ class BernoulliLogits(_Weightless):
                                reinterpreted_batch_ndims=1)
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class FixedVarianceGaussian(_Weightless):
     """mean (..., D) -> N(mean, variance * I) with a fixed ``variance`` (the FSVAE decoder; 0.1).
 
@@ -83,6 +86,7 @@ class FixedVarianceGaussian(_Weightless):
         return {**super().get_config(), "variance": self.variance}
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class CategoricalLogits(_Weightless):
     """logits (..., K) -> Categorical(softmax(logits)) over the K classes (integer samples)."""
 
@@ -91,6 +95,7 @@ class CategoricalLogits(_Weightless):
         return tfd.Categorical(logits=logits)
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class StandardNormalPrior(_Weightless):
     """p(z) = N(0, I) in ``dim`` dimensions (fixed; no trainable variables)."""
 
@@ -102,10 +107,14 @@ class StandardNormalPrior(_Weightless):
         """The prior as a ``tfd`` distribution with event shape (dim,)."""
         return tfd.Independent(tfd.Normal(tf.zeros([self.dim]), 1.0), reinterpreted_batch_ndims=1)
 
+    def describe(self):
+        return f"standard normal N(0, I) over z ({self.dim}), fixed"
+
     def get_config(self):
         return {**super().get_config(), "dim": self.dim}
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class MixturePrior(keras.layers.Layer):
     """A learned uniform mixture of k diagonal Gaussians in ``dim`` dimensions (the GMVAE prior):
 
@@ -137,6 +146,9 @@ class MixturePrior(keras.layers.Layer):
         components = self.components()
         return _DiagonalGaussianMixture(
             tfd.Categorical(logits=tf.zeros([self.k], components.dtype)), components)
+
+    def describe(self):
+        return f"uniform mixture of {self.k} learned diagonal Gaussians over z ({self.dim})"
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "k": self.k}

@@ -35,6 +35,7 @@ def torch_linear(units, fan_in, activation=None, name=None):
         bias_initializer=keras.initializers.RandomUniform(-bound, bound))
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class MLP(keras.layers.Layer):
     """input_dim -> hidden... -> output_dim; ``activation`` after every layer but the last.
 
@@ -86,6 +87,7 @@ def conv_levels(image_shape, max_levels=4, smallest=7):
 CONV_FILTERS = (32, 64, 128, 256)
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class ConvBody(keras.layers.Layer):
     """Flattened images (..., H*W*C) -> features (..., F): stride-2 4x4 convolutions with
     ``CONV_FILTERS`` filters, one per halving of :func:`conv_levels`, then flattened."""
@@ -115,6 +117,7 @@ class ConvBody(keras.layers.Layer):
         return _restore_lead(tf.reshape(h, [tf.shape(h)[0], self.output_dim]), lead)
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class DeconvTail(keras.layers.Layer):
     """Features (..., F) of the smallest level of :func:`conv_levels` -> flattened images
     (..., H*W*C): transposed stride-2 4x4 convolutions back up the levels (cropped to each
@@ -192,6 +195,7 @@ class _Conditional(keras.layers.Layer):
         return self.head(self.tail(h) if self.tail is not None else h)
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class GaussianEncoder(_Conditional):
     """q(z | x[, y]) = N(mean, diag(variance)) from an MLP with 2*z_dim outputs."""
 
@@ -199,6 +203,7 @@ class GaussianEncoder(_Conditional):
         super().__init__(x_dim, 2 * z_dim, distributions.DiagonalGaussian(), y_dim, nn, **kwargs)
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class BernoulliDecoder(_Conditional):
     """p(x | z[, y]) = prod_d Bernoulli(sigmoid(logits_d)) from an MLP with x_dim logits."""
 
@@ -206,6 +211,7 @@ class BernoulliDecoder(_Conditional):
         super().__init__(z_dim, x_dim, distributions.BernoulliLogits(), y_dim, nn, **kwargs)
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class GaussianDecoder(_Conditional):
     """p(x | z[, y]) = N(mean, variance * I) with a fixed variance (0.1 in the FSVAE): the MLP
     outputs the mean only (no activation, no clipping, as the reference)."""
@@ -215,6 +221,7 @@ class GaussianDecoder(_Conditional):
                          **kwargs)
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class Classifier(_Conditional):
     """q(y | x) = Categorical(softmax(logits)) from a ReLU MLP (784 -> 300 -> 300 -> classes)."""
 

@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class FusedAdam(keras.optimizers.Adam):
     """``keras.optimizers.Adam`` whose dense updates run as one TensorFlow kernel per variable.
 

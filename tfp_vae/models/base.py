@@ -64,6 +64,7 @@ def _multi_worker(strategy):
             and strategy.extended._in_multi_worker_mode())
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class BaseVAE(keras.Model):
     """Encoder q(z|x), decoder p(x|z), prior p(z); trained on the negative ELBO.
 
@@ -234,6 +235,28 @@ class BaseVAE(keras.Model):
         return {"z_dim": self.z_dim, "x_dim": self.x_dim, "seed": self.seed,
                 "iwae_max_rows": self.iwae_max_rows, "image_shape": list(self.image_shape),
                 "likelihood": self.likelihood, "arch": self.arch, "variance": self.variance}
+
+    def describe(self):
+        """The model as distributions: ``[(name, description)]`` for :meth:`summary`."""
+        given = ", y" if getattr(self, "num_classes", None) and self.data_kind != "unsupervised" \
+            else ""
+        shape = "x".join(str(d) for d in self.image_shape)
+        likelihood = ("Bernoulli (logits)" if self.likelihood == "bernoulli" else
+                      f"Gaussian, fixed variance {self.variance:g}")
+        return [(f"q(z | x{given})", f"diagonal Gaussian over z ({self.z_dim}), {self.arch} "
+                                     f"encoder"),
+                (f"p(x | z{given})", f"{likelihood} over x ({shape}), {self.arch} decoder"),
+                ("p(z)", self.prior_layer.describe()),
+                ("objective", "negative ELBO, " + ("analytic" if self.analytic_kl else
+                                                   "Monte-Carlo") + " KL")]
+
+    def summary(self, *args, print_fn=None, **kwargs):
+        """Keras' table of layers and parameters, then the model's distributions
+        (:meth:`describe`): Keras can show no output shape for layers that return
+        distributions."""
+        super().summary(*args, print_fn=print_fn, **kwargs)
+        lines = [f" {name:<16}{text}" for name, text in self.describe()]
+        (print_fn or print)("\n".join(lines))
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras 3.15 builds a model for fit() under a distribution strategy by reducing the first

@@ -4,12 +4,14 @@ Both have an encoder q(z | x, y) and a decoder p(x | z, y) that take the label a
 vector concatenated to their input (REFERENCE.md section 1), and draw class-conditional digits.
 """
 
+import keras
 import tensorflow as tf
 
 from tfp_vae import networks
 from tfp_vae.models import base
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class ConditionalVAE(base.BaseVAE):
     """A :class:`~tfp_vae.models.base.BaseVAE` whose encoder and decoder are conditioned on a
     label y in 0..num_classes-1.

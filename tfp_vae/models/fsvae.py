@@ -10,6 +10,7 @@ from tfp_vae.models import base, conditional
 IMAGE_SHAPES = {"svhn": (32, 32, 3), "mnist": (28, 28, 1)}
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class FSVAE(conditional.ConditionalVAE):
     """A conditional VAE trained on the ELBO of log p(x | y) (Kingma et al., 2014; Sohn et al.,
     2015), REFERENCE.md sections 4 and 9:

@@ -1,11 +1,13 @@
 """The GMVAE of CS236 HW2: the VAE with a learned mixture-of-Gaussians prior."""
 
+import keras
 import tensorflow as tf
 
 from tfp_vae import distributions
 from tfp_vae.models import base
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class GMVAE(base.BaseVAE):
     """A VAE whose prior is a learned uniform mixture of k diagonal Gaussians
     (:class:`~tfp_vae.distributions.MixturePrior`), trained jointly by the same optimiser.

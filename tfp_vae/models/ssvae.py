@@ -1,5 +1,6 @@
 """The SSVAE of CS236 HW2: Kingma et al.'s (2014) M2 model, semi-supervised with 100 labels."""
 
+import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -9,6 +10,7 @@ from tfp_vae.models import base, conditional
 tfd = tfp.distributions
 
 
+@keras.saving.register_keras_serializable(package="tfp_vae")
 class SSVAE(conditional.ConditionalVAE):
     """M2: p(y) uniform over the classes (10 for MNIST), p(z) = N(0, I), p(x | z, y) Bernoulli
     (or Gaussian); the inference networks are a classifier q(y | x) and a Gaussian encoder
@@ -56,6 +58,15 @@ class SSVAE(conditional.ConditionalVAE):
 
     def get_config(self):
         return {**super().get_config(), "gw": self.gw, "cw": self.cw}
+
+    def describe(self):
+        rows = super().describe()
+        rows[-1] = ("objective", f"{self.gw:g} x negative ELBO of the unlabelled images (labels "
+                                 f"enumerated, analytic KL) + {self.cw:g} x cross-entropy of the "
+                                 f"labelled ones")
+        return rows[:2] + [("q(y | x)", f"categorical over {self.num_classes} classes, "
+                                        f"{self.arch} classifier"),
+                           ("p(y)", f"uniform over {self.num_classes} classes")] + rows[2:]
 
     # ----------------------------------------------------------------------- distributions
     def label_prior(self):
