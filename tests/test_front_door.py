@@ -140,3 +140,13 @@ def test_summary_names_the_distributions_keras_cannot_show():
     assert "p(z)            uniform mixture of 4 learned diagonal Gaussians over z (3)" in text
     assert "p(x | z)        Bernoulli (logits) over x (4x4x1), mlp decoder" in text
     assert "objective       negative ELBO, Monte-Carlo KL" in text
+
+
+def test_fit_on_a_dataset_gives_no_shuffle_warning():
+    import warnings
+    import tensorflow as tf
+    model = _build("vae", tf.distribute.get_strategy())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(_stream("vae"), epochs=1, steps_per_epoch=2, verbose=0)
+    assert not [w for w in caught if "shuffle" in str(w.message)]

@@ -265,3 +265,20 @@ def test_bin_evaluate_gives_the_models_own_test_accuracy(tmp_path, mnist):
     own = evaluate.classifier_accuracy(model, data.test_batches(mnist, binarized=False))
     assert fresh["n"] == 10000 and fresh["confusion"] == own["confusion"]
     assert "true \\ predicted" in proc.stdout
+
+
+def test_evaluate_reports_cross_entropy_and_accuracy_only_with_labels():
+    """model.evaluate((x, y)) reports the classifier's cross-entropy of those labels and its
+    accuracy (not a placeholder 0.0); with images alone, neither."""
+    x, y = _separable(60, seed=7)
+    model = models.SSVAE(z_dim=3, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    with_labels = model.evaluate(x, y, batch_size=20, verbose=0, return_dict=True)
+    q = model.classify(tf.constant(x))
+    want_ce = float(np.mean(-q.log_prob(y).numpy()))
+    want_acc = float(np.mean(np.argmax(q.logits.numpy(), -1) == y))
+    np.testing.assert_allclose(with_labels["ce"], want_ce, rtol=1e-5)
+    np.testing.assert_allclose(with_labels["acc"], want_acc, rtol=1e-6)
+    assert with_labels["ce"] > 0.5  # untrained: about log 10
+    images_only = model.evaluate(x, batch_size=20, verbose=0, return_dict=True)
+    assert "ce" not in images_only and "acc" not in images_only and "nelbo" in images_only

@@ -376,12 +376,21 @@ class BaseVAE(keras.Model):
         for tracker in self.trackers:
             if tracker.name in terms:
                 tracker.update_state(terms[tracker.name])
-        results = {tracker.name: tracker.result() for tracker in self.trackers}
+        # Only what this data can report: e.g. the SSVAE's cross-entropy and accuracy need labels.
+        results = {tracker.name: tracker.result() for tracker in self.trackers
+                   if tracker.name in terms}
         if _multi_worker(tf.distribute.get_strategy()):
             # Keras 3.15 reduces step outputs across workers with reduce("MEAN", axis=0), which
             # fails on scalars ("Invalid reduction dimension 0"); a [1] vector reduces to a scalar.
             results = {name: tf.reshape(value, [1]) for name, value in results.items()}
         return results
+
+    def fit(self, x=None, *args, **kwargs):
+        """Keras' ``fit``; a ``tf.data.Dataset`` is taken as it is (``shuffle`` defaults to
+        False for it, which Keras ignores anyway but warns about when left True)."""
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, *args, **kwargs)
 
     def train_step(self, data):
         """One optimiser step on :meth:`loss_and_terms` (the negative ELBO for the base model),

@@ -116,22 +116,27 @@ class SSVAE(conditional.ConditionalVAE):
     def loss_and_terms(self, data, seed):
         """``gw * mean[-ELBO(xu)] + cw * mean[-log q(yl | xl)]`` (see the class docstring), each
         mean scaled by :func:`~tfp_vae.models.base.global_batch_mean`; reports the bound's terms,
-        ``ce`` and, when the stream carries the unlabelled images' labels, ``acc``."""
+        ``ce`` (of the labelled batch in training; of the given labels in ``model.evaluate((x,
+        y))``) and, when the images come with their labels, ``acc``."""
         if isinstance(data, dict):
             xl = self.check_inputs(data["x_labelled"])
             ce = -self.classify(xl).log_prob(tf.cast(data["y_labelled"], tf.int32))
             loss, terms = self.cw * base.global_batch_mean(ce), {"ce": ce}
             x, y = self.check_inputs(data["x"]), data.get("y")
-        else:  # (images, labels), e.g. from model.evaluate
-            x, y = data
+        else:  # images, or (images, labels), e.g. from model.evaluate
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
             x, loss, terms = self.check_inputs(x), 0.0, {}
         if self.gw > 0:  # gw = 0 skips the bound entirely, as the reference
             bound = self.negative_elbo(x, seed)
             loss += self.gw * base.global_batch_mean(bound.value)
             terms.update(zip(self.bound_names, bound))
         if y is not None:
-            predicted = tf.argmax(self.classify(x).logits, -1, output_type=tf.int32)
-            terms["acc"] = tf.cast(tf.equal(predicted, tf.cast(y, tf.int32)), tf.float32)
+            q_y = self.classify(x)
+            y = tf.cast(y, tf.int32)
+            if "ce" not in terms:  # model.evaluate((x, y)): the cross-entropy of these labels
+                terms["ce"] = -q_y.log_prob(y)
+            predicted = tf.argmax(q_y.logits, -1, output_type=tf.int32)
+            terms["acc"] = tf.cast(tf.equal(predicted, y), tf.float32)
         return loss, terms
 
     # ---------------------------------------------------------------------------------- export
