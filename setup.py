@@ -1,6 +1,20 @@
 """tfp_vae: the VAE family of CS236 HW2 as Keras 3 models with TensorFlow Probability."""
 
+import os
+
 import setuptools
+
+
+def pretrained_files():
+    """``data_files`` entries that copy savedmodels/ to <prefix>/share/tfp_vae/savedmodels, where
+    tfp_vae.pretrained finds them after a plain (non-editable) install."""
+    entries = []
+    for folder, _, names in os.walk("savedmodels"):
+        if names:
+            entries.append((os.path.join("share", "tfp_vae", folder),
+                            [os.path.join(folder, name) for name in sorted(names)]))
+    return entries
+
 
 setuptools.setup(
     name="tfp_vae",
@@ -13,6 +27,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["tfp_vae", "tfp_vae.*"]),
     package_data={"tfp_vae": ["mnist/*.gz"]},
     scripts=["bin/train", "bin/sample", "bin/evaluate"],
+    data_files=pretrained_files(),
     # Pinned to the versions that work together: TFP 0.25 is built against TF 2.21 (its [tf]
     # extra brings tf-keras, which TFP imports; our code uses Keras 3). TFDS 4.9.10 imports
     # importlib_resources without declaring it. Pillow decodes image folders (tfp_vae.sources).

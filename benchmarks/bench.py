@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
-from tfp_vae import data, evaluate, guard, models, optimizers, train  # noqa: E402
+from tfp_vae import callbacks, data, evaluate, guard, models, optimizers, train  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -250,7 +250,7 @@ def bin_train_callbacks(model):
     manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=1)
     never = 10 ** 9
     return [guard.StepCheckpoint(manager, never, never),
-            train.SampleGrids(folder, never, seed=0)]
+            callbacks.SampleGrids(folder, never, seed=0)]
 
 
 def default_settings(kind):

@@ -1,5 +1,6 @@
 """bin/train and bin/sample end to end, on the bundled MNIST with a few steps."""
 
+import csv
 import json
 import re
 import shutil
@@ -49,6 +50,10 @@ def trained(tmp_path_factory):
 def test_train_writes_the_whole_run(trained):
     run_dir, proc = trained
     assert "Reference protocol" in proc.stdout and "-IWAE-10" in proc.stdout
+    assert f"run folder: {run_dir}" in proc.stdout  # where it writes, first
+    assert f"results in {run_dir}:\n  evaluation.json, samples.png, curves.png" in proc.stdout
+    assert f"bin/sample --model_dir={run_dir / 'savedmodel'}" in proc.stdout
+    assert f"tensorboard --logdir {run_dir / 'logs'}" in proc.stdout
     result = json.loads((run_dir / "evaluation.json").read_text())
     assert result["steps"] == 20
     assert 1 < result["startup_seconds"] < 120  # launch to the end of the first call
@@ -60,22 +65,33 @@ def test_train_writes_the_whole_run(trained):
         assert _png_shape(run_dir / plot)[:2] == (400, 640), plot
         assert tf.io.decode_png((run_dir / plot).read_bytes()).numpy().std() > 10, plot
     assert _png_shape(run_dir / "reconstructions.png") == (6 * 28, 10 * 28, 1)  # 3 pairs of rows
-    rows = (run_dir / "history.csv").read_text().splitlines()
-    assert rows[0].startswith("epoch,kl,nelbo,rec") and len(rows) == 3  # steps 10 and 20
+    history = list(csv.DictReader(open(run_dir / "history.csv")))
+    assert sorted(history[0]) == ["epoch", "kl", "nelbo", "rec", "step", "val_kl", "val_nelbo",
+                                  "val_rec"]
+    assert [row["step"] for row in history] == ["10", "20"]  # every --log_every steps
+    assert all(100 < float(row["val_nelbo"]) < 600 for row in history)  # no "NA" columns
     assert (run_dir / "savedmodel" / "saved_model.pb").is_file()
-    assert list((run_dir / "logs" / "train").iterdir())  # TensorBoard events
-    samples = _tensorboard(run_dir / "logs" / "samples")["samples"]
+    board = _tensorboard(run_dir / "logs" / "train")
+    held_out = _tensorboard(run_dir / "logs" / "validation")
+    assert sorted(board) == sorted(held_out) == ["bound/kl", "bound/nelbo", "bound/rec"]
+    assert [step for step, _ in board["bound/nelbo"]] == [10, 20]  # the global step
+    assert [float(v) for _, v in held_out["bound/nelbo"]] == \
+        pytest.approx([float(row["val_nelbo"]) for row in history])
+    samples = _tensorboard(run_dir / "logs" / "samples")["samples/grid"]
     assert [step for step, _ in samples] == [10, 20]  # every --iter_save steps
     np.testing.assert_array_equal(samples[-1][1], _png(run_dir / "samples" / "step=0000020.png"))
     final = _tensorboard(run_dir / "logs" / "evaluation")
-    for name in ("samples", "curves", "iwae", "latent", "reconstructions"):  # the same pictures
-        ((step, picture),) = final[name]
+    for name in ("curves", "iwae", "latent", "reconstructions"):  # the same pictures
+        ((step, picture),) = final[f"evaluation/{name}"]
         assert step == 20
         np.testing.assert_array_equal(picture, _png(run_dir / f"{name}.png"))
+    assert "evaluation/samples" not in final  # already there as samples/grid at step 20
     ((_, nelbo),) = final["evaluation/subset/nelbo"]
     assert float(nelbo) == pytest.approx(result["subset"]["nelbo"]["mean"], rel=1e-6)
-    ((_, niwae),) = final["evaluation/subset/niwae/10"]
+    ((_, niwae),) = final["evaluation/subset/niwae_10"]
     assert float(niwae) == pytest.approx(result["subset"]["niwae"]["10"]["mean"], rel=1e-6)
+    assert not [tag for tag in final if tag.endswith(("seconds", "steps", "per_second"))]
+    assert "evaluation/run" in final  # the bookkeeping as one text table
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.index")) == \
         ["ckpt-10.index", "ckpt-20.index"]
 
@@ -241,11 +257,21 @@ def test_evaluate_draws_curves_only_from_a_run_of_the_same_kind(trained, tmp_pat
     assert (tmp_path / "r" / "curves.png").is_file()  # beside the model, as in savedmodels/
 
 
-def test_tensorboard_scalars_leave_out_counts_and_standard_errors():
+def test_evaluating_a_finished_run_again_replaces_its_evaluation_board(trained):
+    run_dir, _ = trained
+    proc = run_tool("train", "--model=vae", "--iter_max=20", "--iter_save=10",
+                    f"--out_dir={run_dir.parent}", *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list((run_dir / "logs" / "evaluation").glob("events.out.tfevents.*"))) == 1
+    assert [step for step, _ in _tensorboard(run_dir / "logs" / "evaluation")[
+        "evaluation/subset/nelbo"]] == [20]
+
+
+def test_tensorboard_scalars_leave_out_counts_standard_errors_and_bookkeeping():
     from tfp_vae import pictures
     tags = pictures.scalars({"subset": {"nelbo": {"mean": 1.5, "se": 0.1, "n": 100},
                                         "niwae": {"10": {"mean": 1.2, "se": None, "n": 10}}},
                              "classifier": {"accuracy": 0.9, "n": 10000, "confusion": [[1]]},
                              "run": "name", "resumed": True, "wall_seconds": 3.0})
-    assert tags == {"evaluation/subset/nelbo": 1.5, "evaluation/subset/niwae/10": 1.2,
-                    "evaluation/classifier/accuracy": 0.9, "evaluation/wall_seconds": 3.0}
+    assert tags == {"evaluation/subset/nelbo": 1.5, "evaluation/subset/niwae_10": 1.2,
+                    "evaluation/classifier/accuracy": 0.9}

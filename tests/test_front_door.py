@@ -1,6 +1,7 @@
 """What a new user meets first: a quiet start, Keras conventions, clear output."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -150,3 +151,29 @@ def test_fit_on_a_dataset_gives_no_shuffle_warning():
         warnings.simplefilter("always")
         model.fit(_stream("vae"), epochs=1, steps_per_epoch=2, verbose=0)
     assert not [w for w in caught if "shuffle" in str(w.message)]
+
+
+def test_pretrained_models_are_reachable_after_a_plain_install(tmp_path):
+    """`pip install .` (not editable) into a fresh environment: tfp_vae.pretrained finds the
+    copies under <prefix>/share, and bin/sample --model_dir=pretrained:vae runs from anywhere."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                   check=True, timeout=300)
+    python = venv / "bin" / "python"
+    source = tmp_path / "source"  # pip builds in the tree it installs: keep the clone clean
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", "__pycache__", "runs", ".pytest_cache", ".hypothesis"))
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
+                              "--no-build-isolation", "--no-index", str(source)],
+                             capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-3000:]
+    where = subprocess.run([str(python), "-c", "import tfp_vae.pretrained as p; "
+                            "print(p.__file__); print(p.path('gmvae'))"],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    module, found = where.stdout.split()
+    assert module.startswith(str(venv)) and found == str(venv / "share" / "tfp_vae" /
+                                                          "savedmodels" / "gmvae")
+    proc = subprocess.run([str(venv / "bin" / "sample"), "--model_dir=pretrained:vae",
+                           f"--out={tmp_path / 'grid.png'}"], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0 and (tmp_path / "grid.png").is_file(), proc.stderr[-3000:]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -13,8 +14,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT, run_tool
+from test_fsvae import write_svhn_mat
 from tfp_vae import distribute, models, train
 from tfp_vae.models import base
+from tfp_vae.sources import svhn
 
 FAST = ["--eval_repeats=2", "--iwae_samples=1", "--nofull_test", "--noexport"]
 RUN = "model=vae_z=10_run=0000"  # the run name of TrainConfig(model="vae") on MNIST
@@ -86,6 +89,65 @@ def test_ctrl_c_and_sigkill_then_resume_end_with_the_uninterrupted_weights(tmp_p
     straight = json.loads((tmp_path / "straight" / checkpoints.parent.name /
                            "evaluation.json").read_text())
     assert result["subset"] == straight["subset"]  # the same evaluation, number for number
+
+
+def _kill_at_a_random_moment(folder, proc, before_step, max_delay=1.0):
+    """SIGKILLs ``proc`` at a random moment after its first checkpoint (up to ``max_delay`` s
+    later), but at once when it publishes the checkpoint of ``before_step``, so that the kill
+    lands before the run's last checkpoint however fast the machine; returns the newest
+    checkpoint's step at the kill."""
+    _wait_for_checkpoint(folder, proc)
+    deadline = time.time() + random.uniform(0, max_delay)
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        if int(tf.train.latest_checkpoint(folder).rsplit("-", 1)[1]) >= before_step:
+            break
+        time.sleep(0.02)
+    proc.kill()  # SIGKILL: no handler runs, files may be half written
+    proc.communicate()
+    return int(tf.train.latest_checkpoint(folder).rsplit("-", 1)[1])
+
+
+@pytest.mark.parametrize("model", ["ssvae", "fsvae"])
+def test_ssvae_and_fsvae_resume_after_sigkill_with_the_uninterrupted_weights(tmp_path, model):
+    """The labelled streams resume exactly too: a real bin/train of the SSVAE (100 labelled
+    images beside the unlabelled stream) and of the FSVAE (images with their labels, on tiny
+    SVHN .mat files) is SIGKILLed at a random moment after its first checkpoint and started
+    again with the same command; it ends with the weights of an uninterrupted run, bit for bit,
+    and the same evaluation (the SSVAE's test accuracy and confusion matrix, the FSVAE's check of
+    its conditional samples), number for number."""
+    args = [f"--model={model}", "--iter_max=40", "--iter_save=10", "--log_every=10",
+            "--deterministic", "--nofull_test", "--noexport"]
+    if model == "ssvae":
+        run, compared = "model=ssvae_gw=001_cw=100_run=0000", "classifier"
+    else:
+        folder = tmp_path / "svhn"
+        folder.mkdir()
+        for (split, name), n, seed in zip(svhn.FILES.items(), (40, 30, 50), (1, 2, 3)):
+            write_svhn_mat(folder / name, n, seed)
+        args += [f"--data_dir={folder}", "--batch_size=16", "--check_steps=5"]
+        run, compared = "model=fsvae_dataset=svhn_run=0000", "sample_check"
+    # The uninterrupted run goes on beside the interrupted one (the two cores share the work).
+    reference = _start(*args, f"--out_dir={tmp_path / 'straight'}")
+    try:
+        out = tmp_path / "interrupted"
+        checkpoints = out / run / "checkpoints"
+        killed_at = _kill_at_a_random_moment(checkpoints, _start(*args, f"--out_dir={out}"),
+                                             before_step=30)
+        resumed = run_tool("train", *args, f"--out_dir={out}")
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert f"resumed from {checkpoints / f'ckpt-{killed_at}'}" in resumed.stdout
+        stdout, stderr = reference.communicate(timeout=600)
+    finally:
+        if reference.poll() is None:  # a failure above: do not leave it running
+            reference.kill()
+            reference.communicate()
+    assert reference.returncode == 0, stderr[-3000:]
+    result = json.loads((out / run / "evaluation.json").read_text())
+    assert result["steps"] == 40 and 10 <= result["resumed_from_step"] == killed_at < 40
+    assert _digest(resumed.stdout) == _digest(stdout) == result["weights_sha256"]
+    straight = json.loads((tmp_path / "straight" / run / "evaluation.json").read_text())
+    assert result[compared] == straight[compared]  # the same evaluation, number for number
 
 
 def test_deterministic_runs_are_bit_identical(tmp_path):

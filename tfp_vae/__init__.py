@@ -9,9 +9,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bounds", "cli", "data", "distribute", "distributions", "errors", "evaluate",
-               "export", "files", "guard", "images", "memory", "models", "networks", "optimizers",
-               "pictures", "quiet", "sources", "train")
+_SUBMODULES = ("bounds", "callbacks", "cli", "data", "distribute", "distributions", "errors",
+               "evaluate", "export", "files", "guard", "images", "memory", "models", "networks",
+               "optimizers", "pictures", "pretrained", "quiet", "sources", "train")
 
 
 def __getattr__(name):

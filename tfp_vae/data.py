@@ -173,6 +173,13 @@ def test_batches(dataset, binarized=True, batch_size=500, seed=0):
         yield x, None if labels is None else labels[start:start + batch_size].astype(np.int32)
 
 
+def validation_set(dataset, binarized=True, size=1000):
+    """The first ``size`` images of the test split and their labels, as the first batch of
+    :func:`test_batches` (binarised with seed 0 for Bernoulli models): the held-out data of
+    the validation curve."""
+    return next(test_batches(dataset, binarized, batch_size=size))
+
+
 def full_test_set(dataset, seed=0, binarized=True):
     """The whole test split of :func:`test_batches` as one array, and its labels."""
     parts = list(test_batches(dataset, binarized, seed=seed))

@@ -15,7 +15,9 @@ Plots use matplotlib's non-interactive Agg backend; grids use :mod:`tfp_vae.imag
 """
 
 import csv
+import glob
 import os
+import re
 
 import numpy as np
 
@@ -41,21 +43,28 @@ def _save(plt, fig, path):
 
 
 def training_curves(history_csv, path, steps_per_row):
-    """Each metric column of ``history_csv`` against the training step (one panel each)."""
+    """Each term of ``history_csv`` against the training step, one panel each: the training
+    curve and, where the file has its ``val_`` column (:class:`tfp_vae.callbacks.Validation`),
+    the held-out one."""
     with open(history_csv) as f:
         rows = list(csv.DictReader(f))
-    def numeric(name):  # Keras also writes "val_*" columns of "NA" when nothing is validated
+
+    def numeric(name):  # older files have "val_*" columns of "NA"
         try:
             return all(np.isfinite(float(r[name])) for r in rows)
-        except ValueError:
+        except (ValueError, KeyError, TypeError):
             return False
-    names = [k for k in (rows[0] if rows else {}) if k not in ("epoch", "step") and numeric(k)]
+    names = [k for k in (rows[0] if rows else {})
+             if k not in ("epoch", "step") and not k.startswith("val_") and numeric(k)]
     plt, fig = _figure()
     steps = [int(float(r["step"])) if "step" in r else (int(r["epoch"]) + 1) * steps_per_row
              for r in rows]
     for i, name in enumerate(names):
         ax = fig.add_subplot(1, len(names), i + 1)
-        ax.plot(steps, [float(r[name]) for r in rows])
+        ax.plot(steps, [float(r[name]) for r in rows], label="train")
+        if numeric(f"val_{name}"):
+            ax.plot(steps, [float(r[f"val_{name}"]) for r in rows], label="held out")
+            ax.legend(fontsize=7)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -186,33 +195,58 @@ def write_all(out_dir, results, dataset, binarized, image_shape, encode_mean, de
     return written
 
 
+# Evaluation keys that are bookkeeping (one number per run, not a curve): a text table on the
+# board instead of single-dot charts.
+_BOOKKEEPING = re.compile(r"(seconds|per_second|steps|resumed_from_step)$")
+
+
 def scalars(results, prefix="evaluation"):
     """The numbers of an evaluation dictionary as ``{tag: value}`` for TensorBoard: the mean of
-    each bound (``evaluation/subset/niwae/1000``), accuracies, times; not counts or errors."""
+    each bound (``evaluation/subset/niwae_1000``, named as ``evaluation/full_test/niwae_100``)
+    and accuracies; not counts, standard errors or bookkeeping (:func:`bookkeeping`)."""
     out = {}
     for key, value in results.items():
         tag = f"{prefix}/{key}"
-        if isinstance(value, dict):
+        if key == "niwae" and isinstance(value, dict):
+            out.update({f"{tag}_{m}": float(s["mean"]) for m, s in value.items()})
+        elif isinstance(value, dict):
             if "mean" in value and isinstance(value["mean"], (int, float)):
                 out[tag] = float(value["mean"])
             else:
                 out.update(scalars(value, tag))
         elif (isinstance(value, (int, float)) and not isinstance(value, bool)
-              and key not in ("n", "se", "images")):
+              and key not in ("n", "se", "images") and not _BOOKKEEPING.search(key)):
             out[tag] = float(value)
     return out
 
 
+def bookkeeping(results):
+    """The run's bookkeeping numbers of an evaluation dictionary (steps, seconds, rates) and its
+    name and commit, as ``{key: value}``."""
+    return {key: value for key, value in results.items()
+            if key in ("run", "commit") or (_BOOKKEEPING.search(key) and value is not None)}
+
+
 def to_tensorboard(log_dir, paths, results, step):
-    """Adds the PNGs of ``paths`` (tag: the file name without ``.png``) and the evaluation's
-    :func:`scalars` to the TensorBoard logs in ``log_dir`` at ``step``."""
+    """Replaces the evaluation board in ``log_dir`` (an evaluation is a snapshot: a re-evaluated
+    run must not show two) with the PNGs of ``paths`` (tag ``evaluation/<file name>``; the final
+    sample grid is already on the board as ``samples/grid``), the evaluation's :func:`scalars`
+    at ``step``, and a table of its :func:`bookkeeping`."""
     import tensorflow as tf
+    for old in glob.glob(os.path.join(glob.escape(log_dir), "events.out.tfevents.*")):
+        os.remove(old)
     writer = tf.summary.create_file_writer(log_dir)
     with writer.as_default():
         for path in paths:
+            name = os.path.splitext(os.path.basename(path))[0]
+            if name == "samples":
+                continue
             with open(path, "rb") as f:
                 picture = tf.io.decode_png(f.read())
-            tf.summary.image(os.path.splitext(os.path.basename(path))[0], picture[None], step=step)
+            tf.summary.image(f"evaluation/{name}", picture[None], step=step)
         for tag, value in scalars(results).items():
             tf.summary.scalar(tag, value, step=step)
+        table = "\n".join(["| | |", "|---|---|"] + [f"| {key} | {value} |" for key, value
+                                                    in bookkeeping(results).items()])
+        tf.summary.text("evaluation/run", table, step=step)
     writer.close()

@@ -38,11 +38,10 @@ import sys
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from tfp_vae import (data, distribute, evaluate, export, files, guard, images, memory, models,
-                     networks, optimizers, pictures, sources)
+from tfp_vae import (callbacks, data, distribute, evaluate, export, files, guard, memory,
+                     models, networks, optimizers, pictures, sources)
 from tfp_vae.errors import ConfigError, Diverged, Interrupted  # noqa: F401 (re-exported)
 
 STRATEGIES = distribute.STRATEGIES
@@ -187,6 +186,29 @@ class TrainConfig:
             settings["labels"] = self.labels_per_class
         return settings
 
+    def recorded(self, dataset):
+        """The settings ``config.json`` records: every field that applies to this model, data and
+        strategy (a VAE's has no ``k``, ``gw`` or ``cw``; SVHN's split only for SVHN; device
+        settings only for ``--strategy=mirrored``)."""
+        cls = models.get(self.model)
+        unused = set()
+        if "k" not in cls.flags:
+            unused.add("k")
+        if cls.data_kind != "semisupervised":
+            unused |= {"gw", "cw", "labels_per_class"}
+        if cls.data_kind != "supervised":
+            unused.add("check_steps")
+        if cls.data_kind != "unsupervised":  # the subset protocol is the VAE's and GMVAE's
+            unused |= {"eval_repeats", "iwae_samples"}
+        if dataset.name != "svhn":
+            unused.add("svhn_split")
+        if self.strategy != "mirrored":
+            unused |= {"devices", "cpu_replicas"}
+        if self.strategy != "multiworker":
+            unused.add("peer_timeout")
+        return {name: value for name, value in dataclasses.asdict(self).items()
+                if name not in unused}
+
     def model_kwargs(self, dataset):
         """Constructor arguments of the model for ``dataset``."""
         kwargs = {_MODEL_ARGS[name]: getattr(self, name)
@@ -293,49 +315,6 @@ def source_commit():
         return None
 
 
-class SampleGrids(keras.callbacks.Callback):
-    """Writes the model's sample grid to ``<folder>/step=NNNNNNN.png`` every ``every`` steps, so
-    that a long run can be watched (the reference checks the FSVAE's grid every 10k steps), and
-    to TensorBoard (tag ``samples``) when ``log_dir`` is given."""
-
-    def __init__(self, folder, every, seed, log_dir=None):
-        super().__init__()
-        self.folder, self.every, self.seed = folder, every, seed
-        self.writer = tf.summary.create_file_writer(log_dir) if log_dir else None
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if step % self.every == 0:
-            path = write_grid(self.model, os.path.join(self.folder, f"step={step:07d}.png"),
-                              self.seed)
-            if self.writer is not None:
-                with self.writer.as_default():
-                    tf.summary.image("samples", tf.io.decode_png(tf.io.read_file(path))[None],
-                                     step=step)
-                self.writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self.writer is not None:
-            self.writer.close()
-
-
-class HistoryCSV(keras.callbacks.CSVLogger):
-    """Keras' CSVLogger with a ``step`` column: the training step each row was logged at, by
-    which a resumed run trims the file (:func:`tfp_vae.guard.trim_history`) and curves are
-    drawn."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        super().on_epoch_end(epoch, {**(logs or {}), "step": step})
-
-
-def write_grid(model, path, seed):
-    """Writes ``model.sample_grid(seed)`` as a PNG at ``path``."""
-    pictures, rows, cols = model.sample_grid(seed)
-    return images.write_png(path, images.tile(np.asarray(pictures), rows, cols,
-                                              *model.image_shape))
-
-
 # ------------------------------------------------------------------------------------------ run
 def make_optimizer(lr, jit_compile=False):
     """The optimiser of a run: Adam (the reference's). Without XLA, with TensorFlow's fused
@@ -416,7 +395,7 @@ def _run(config, held):
         held.enter_context(guard.run_lock(run_dir))
         if os.path.isdir(checkpoint_dir):
             guard.set_aside_damaged_state(checkpoint_dir)
-    settings = {**dataclasses.asdict(config), **identity}
+    settings = {**config.recorded(dataset), **identity}
     if guard.checkpoint_paths(checkpoint_dir):
         guard.check_resume_settings(run_dir, settings)
     if chief:
@@ -452,16 +431,19 @@ def _run(config, held):
         with stops as stop_requested:
             saver = guard.StepCheckpoint(manager, config.iter_save, config.iter_max,
                                          stop_requested)
-            callbacks = [saver]
+            watchers = [saver]
             if chief:
-                callbacks += [SampleGrids(os.path.join(run_dir, "samples"), config.iter_save,
-                                          config.seed, os.path.join(run_dir, "logs", "samples")),
-                              keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
-                              HistoryCSV(history, append=True)]
+                logs = os.path.join(run_dir, "logs")
+                watchers += [callbacks.SampleGrids(os.path.join(run_dir, "samples"),
+                                                   config.iter_save, config.seed,
+                                                   os.path.join(logs, "samples")),
+                             callbacks.Validation(validation_batch(model, dataset), config.seed),
+                             callbacks.StepBoard(logs),
+                             callbacks.HistoryCSV(history, append=True)]
             t0 = time.time()
             model.fit(stream, epochs=math.ceil(config.iter_max / config.log_every),
                       initial_epoch=start // config.log_every, steps_per_epoch=config.log_every,
-                      callbacks=callbacks, shuffle=False,
+                      callbacks=watchers, shuffle=False,
                       verbose=config.verbose if config.verbose is not None else
                       (1 if sys.stdout.isatty() else 2))
             train_seconds = time.time() - t0
@@ -506,6 +488,13 @@ def _run(config, held):
                                  history=history,
                                  log_every=config.log_every)
     pictures.to_tensorboard(os.path.join(run_dir, "logs", "evaluation"), written, results, steps)
+    where = os.path.abspath(run_dir)
+    lines = [f"results in {where}:",
+             "  " + ", ".join(["evaluation.json"] + [os.path.basename(p) for p in written])]
+    if config.export:
+        lines.append(f"  savedmodel/   bin/sample --model_dir={os.path.join(where, 'savedmodel')}")
+    lines.append(f"  logs/         tensorboard --logdir {os.path.join(where, 'logs')}")
+    print("\n".join(lines), flush=True)
     return results
 
 
@@ -523,6 +512,14 @@ def data_identity(config, dataset):
     return {"data_name": dataset.name, "data_source": dataset.source,
             "data_sha256": dataset.fingerprint, "data_spec": config.dataset,
             "data_dir_resolved": data_dir}
+
+
+def validation_batch(model, dataset):
+    """The held-out data of the validation curve (:class:`tfp_vae.callbacks.Validation`): the
+    first 1,000 test images (:func:`tfp_vae.data.validation_set`), with their labels for the
+    models that take labels."""
+    x, labels = data.validation_set(dataset, model.binarized)
+    return x if model.data_kind == "unsupervised" else (x, labels)
 
 
 def training_data(model, dataset, config, start_step):
