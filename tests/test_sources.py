@@ -333,3 +333,10 @@ def test_svhn_files_without_images_or_in_other_formats_are_refused(tmp_path):
     (tmp_path / "text.mat").write_text("hello")
     with pytest.raises(DataError, match="truncated or corrupt|not a MATLAB 5"):
         svhn.read_mat(tmp_path / "text.mat")
+
+
+def test_tfds_datasets_without_the_extra_say_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # as if not installed
+    with pytest.raises(sources.DataError, match=r"needs TensorFlow Datasets, an optional part of "
+                                                r"tfp_vae: pip install 'tfp_vae\[tfds\]'"):
+        sources.load("tfds:mnist")

@@ -21,7 +21,7 @@ SPLITS = ("train", "test")
 def load(name, data_dir=None, budget=None, train_split="train"):
     """The :class:`~tfp_vae.sources.common.ImageSet` of TFDS dataset ``name`` (a catalog name,
     optionally with config and version, e.g. ``emnist/digits``)."""
-    import tensorflow_datasets as tfds  # Imported here: TFDS is slow to import and optional.
+    tfds = _tfds()
     budget = MemoryBudget.of(budget)
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -66,6 +66,17 @@ def load(name, data_dir=None, budget=None, train_split="train"):
                     fingerprint=combine_digests(*((s, d) for s, (_, _, d) in splits.items())))
 
 
+def _tfds():
+    """TensorFlow Datasets, imported on use (it is an optional extra: about 220 MB installed)."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise DataError("--dataset=tfds:NAME needs TensorFlow Datasets, an optional part of "
+                        "tfp_vae: pip install 'tfp_vae[tfds]' (from a clone: pip install -e "
+                        "'.[tfds]').") from None
+    return tfds
+
+
 def _feature(features, kind, preferred, name, required):
     keys = [k for k, f in features.items() if isinstance(f, kind)]
     if preferred in keys:
@@ -81,7 +92,7 @@ def _feature(features, kind, preferred, name, required):
 
 
 def _read(builder, split, image_key, label_key, shape, budget):
-    import tensorflow_datasets as tfds
+    tfds = _tfds()
     ds = builder.as_dataset(split=split, shuffle_files=False)
     count = int(ds.cardinality())
     labels, digest = [], hashlib.sha256()
