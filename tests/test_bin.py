@@ -65,6 +65,10 @@ def test_train_writes_the_whole_run(trained):
         assert _png_shape(run_dir / plot)[:2] == (400, 640), plot
         assert tf.io.decode_png((run_dir / plot).read_bytes()).numpy().std() > 10, plot
     assert _png_shape(run_dir / "reconstructions.png") == (6 * 28, 10 * 28, 1)  # 3 pairs of rows
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"] == "vae" and config["z"] == 10 and config["data_name"] == "mnist"
+    assert not {"k", "gw", "cw", "svhn_split", "check_steps", "labels_per_class",
+                "peer_timeout", "cpu_replicas"} & set(config)  # only what applies to the VAE
     history = list(csv.DictReader(open(run_dir / "history.csv")))
     assert sorted(history[0]) == ["epoch", "kl", "nelbo", "rec", "step", "val_kl", "val_nelbo",
                                   "val_rec"]
