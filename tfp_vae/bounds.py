@@ -118,7 +118,7 @@ def negative_iwae(x, posterior, likelihood, prior, num_samples, seed, max_rows=1
 
     Args:
       num_samples: m >= 1 (Python int or int tensor).
-      max_rows: memory bound, see :func:`importance_weighted`.
+      max_rows: memory bound, see :func:`importance_weighted` (None: one chunk, for training).
     Returns:
       A per-example :class:`Bound`: ``value = -IWAE_m``; ``kl`` and ``rec`` are the means over the
       m samples of ``log q - log p(z)`` and ``-log p(x|z)`` (as the reference reports them).
@@ -141,10 +141,20 @@ def importance_weighted(log_weights, num_samples, batch_size, seed, max_rows=10_
     does not grow with m. Chunk 0 uses ``seed`` itself, so m = 1 draws what a single-sample bound
     with the same seed draws.
 
+    With ``max_rows=None`` all m samples are drawn at once, as chunk 0, without a loop: for
+    training, where back-propagation keeps every chunk's activations anyway (chunks would save no
+    memory), and XLA cannot compile the gradient of a loop. The values equal the chunked ones
+    whenever m fits one chunk.
+
     Returns:
       A per-example :class:`Bound` (of ``dtype``) of ``-log mean_i w_i`` and the sample means of
       ``kl`` and ``rec``.
     """
+    if max_rows is None:
+        w = log_weights(num_samples, seed)
+        m_float = tf.cast(num_samples, w.value.dtype)
+        return Bound(tf.math.log(m_float) - tf.reduce_logsumexp(-w.value, 0),
+                     tf.reduce_mean(w.kl, 0), tf.reduce_mean(w.rec, 0))
     m = tf.convert_to_tensor(num_samples, tf.int32)
     tf.debugging.assert_positive(m, message="the IWAE needs num_samples >= 1")
     per_chunk = tf.minimum(m, tf.maximum(1, max_rows // tf.maximum(batch_size, 1)))

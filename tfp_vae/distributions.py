@@ -154,6 +154,42 @@ class MixturePrior(keras.layers.Layer):
         return {**super().get_config(), "dim": self.dim, "k": self.k}
 
 
+def uniform_mixture(components):
+    """The uniform mixture of diagonal Gaussians ``components`` (a ``tfd.Independent`` of
+    ``tfd.Normal`` with batch shape (k,) and event shape (dim,)), with the matrix-product
+    log-density of :class:`_DiagonalGaussianMixture`."""
+    k = components.batch_shape[0]
+    return _DiagonalGaussianMixture(tfd.Categorical(logits=tf.zeros([k], components.dtype)),
+                                    components)
+
+
+@keras.saving.register_keras_serializable(package="tfp_vae")
+class PseudoInputs(keras.layers.Layer):
+    """The K learned pseudo-inputs u_k of the VampPrior (Tomczak & Welling, 2018), images in
+    [0, 1]^D: as the paper's implementation, a (K, D) weight passed through a hard tanh clipped
+    to [0, 1], initialised N(0.05, 0.01) (so that every pseudo-input starts as a faint grey
+    image, inside the clip, where gradients reach it).
+    """
+
+    def __init__(self, k, x_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.k, self.x_dim = int(k), int(x_dim)
+        self.raw = self.add_weight(shape=(self.k, self.x_dim), name="pseudo_inputs",
+                                   initializer=keras.initializers.RandomNormal(0.05, 0.01))
+        self.built = True
+
+    def inputs(self):
+        """The pseudo-inputs, (K, D) in [0, 1]."""
+        return tf.clip_by_value(self.raw, 0.0, 1.0)
+
+    def describe(self):
+        return (f"VampPrior: uniform mixture of q(z | u_k) over {self.k} learned pseudo-inputs "
+                f"u_k")
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k, "x_dim": self.x_dim}
+
+
 class _DiagonalGaussianMixture(tfd.MixtureSameFamily):
     """``MixtureSameFamily`` of diagonal Gaussians whose ``log_prob`` uses two matrix products.
 

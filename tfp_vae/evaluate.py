@@ -60,7 +60,7 @@ def saved_model_bounds(loaded, conditional=False):
 
 def evaluate(data_kind, negative_elbo, negative_iwae, dataset, binarized=True, repeats=100,
              iwae_samples=IWAE_SAMPLES, full_test=True, classify=None, sampler=None,
-             check_steps=3000, seed=0):
+             check_steps=3000, seed=0, nll_samples=0):
     """The evaluation of one model, by its kind of data (``model.data_kind``), on the test split
     of ``dataset`` (an :class:`~tfp_vae.sources.ImageSet`), binarised for Bernoulli models
     (``binarized``).
@@ -75,6 +75,9 @@ def evaluate(data_kind, negative_elbo, negative_iwae, dataset, binarized=True, r
       split; and, given a ``sampler`` (a model with ``sample_labels``), how often a checking
       classifier (:func:`train_check_classifier`, ``check_steps`` steps) recognises its samples
       (:func:`conditional_sample_accuracy`), both with ``seed``.
+
+    * ``nll_samples`` (VAE, GMVAE, VampPrior): also the papers' test NLL,
+      :func:`test_log_likelihood` with that many samples (``"nll"``).
 
     Arguments a kind does not use are ignored (``classify`` outside the SSVAE, ``sampler``
     outside the FSVAE), so callers may pass them for every model.
@@ -111,6 +114,10 @@ def evaluate(data_kind, negative_elbo, negative_iwae, dataset, binarized=True, r
     if full_test:
         timed("full_test", lambda: full_test_set(negative_elbo, negative_iwae,
                                                  data.test_batches(dataset, binarized)))
+    if nll_samples:
+        timed("nll", lambda: test_log_likelihood(negative_iwae,
+                                                 data.test_batches(dataset, binarized),
+                                                 nll_samples))
     return results
 
 
@@ -157,6 +164,27 @@ def full_test_set(negative_elbo, negative_iwae, batches, with_labels=False, seed
         start += len(x)
     return {"nelbo": _summary(np.concatenate(nelbo)),
             f"niwae_{iwae_samples}": _summary(np.concatenate(niwae))}
+
+
+def test_log_likelihood(negative_iwae, batches, samples, with_labels=False, seed=0):
+    """The papers' test log-likelihood metric (Burda, Grosse & Salakhutdinov, 2016; Tomczak &
+    Welling, 2018): -IWAE-``samples`` (5,000 in the papers) of every image of ``batches`` (the
+    test split binarised once, seed 0, as :func:`tfp_vae.data.test_batches` yields it), an upper
+    bound on -log p(x) that the papers report as the NLL. Memory stays bounded: the bound is drawn
+    in chunks (the model's ``iwae_max_rows``).
+
+    Returns:
+      ``{"samples", "mean", "se", "n"}``: the mean over images and its standard error.
+    """
+    values, start = [], 0
+    for x, labels in batches:
+        batch = [tf.convert_to_tensor(x, tf.float32)]
+        if with_labels:
+            batch.append(tf.convert_to_tensor(labels, tf.int32))
+        values.append(negative_iwae(*batch, tf.constant(samples),
+                                    tf.constant([seed + 2, start], tf.int32))[0].numpy())
+        start += len(x)
+    return {"samples": int(samples), **_summary(np.concatenate(values))}
 
 
 def train_check_classifier(dataset, steps=3000, batch_size=100, seed=0):
@@ -264,4 +292,9 @@ def format_table(results):
         for name, s in full.items():
             label = name.upper() if name == "nelbo" else "-IWAE-" + name.split("_")[1]
             lines.append(f"  {label:<14} {cell(s)}   (+- = standard error over {s['n']} images)")
+    nll = results.get("nll")
+    if nll:
+        lines.append(f"Test NLL, the papers' metric (-IWAE-{nll['samples']} of {nll['n']:,} test "
+                     f"images, {results.get('nll_eval_seconds', 0):.0f} s)")
+        lines.append(f"  {'NLL':<14} {cell(nll)}   (+- = standard error over {nll['n']} images)")
     return "\n".join(lines)

@@ -53,7 +53,7 @@ def export(model, path, data=None):
 
 
 
-KINDS = ("vae", "gmvae", "ssvae", "fsvae")  # the model kinds this version exports
+KINDS = ("vae", "gmvae", "ssvae", "fsvae", "vampprior")  # the model kinds this version exports
 
 
 def read_metadata(path):
@@ -129,7 +129,8 @@ def load(path):
 
 
 # A function only that kind exports (see the models' export_endpoints).
-_KIND_SIGNATURE = {"gmvae": "sample_components", "ssvae": "classify", "fsvae": "class_grid"}
+_KIND_SIGNATURE = {"gmvae": "sample_components", "vampprior": "sample_components",
+                   "ssvae": "classify", "fsvae": "class_grid"}
 
 
 def _input_width(loaded):

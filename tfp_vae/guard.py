@@ -193,9 +193,9 @@ def weights_digest(model):
 # Settings that a resumed run must share with the run it continues (the others, such as
 # --iter_max, --iter_save or the evaluation settings, may change between starts).
 # The data is named by where it was read from and a SHA-256 of its content.
-RESUME_SETTINGS = ("model", "dataset", "z", "k", "gw", "cw", "seed", "batch_size", "lr",
-                   "svhn_split", "likelihood", "arch", "labels_per_class", "data_source",
-                   "data_sha256")
+RESUME_SETTINGS = ("model", "dataset", "z", "k", "pseudo_inputs", "gw", "cw", "seed",
+                   "batch_size", "lr", "svhn_split", "likelihood", "arch", "labels_per_class",
+                   "objective", "train_samples", "data_source", "data_sha256")
 
 
 def check_resume_settings(run_dir, now):

@@ -63,7 +63,7 @@ def training_curves(history_csv, path, steps_per_row):
         ax = fig.add_subplot(1, len(names), i + 1)
         ax.plot(steps, [float(r[name]) for r in rows], label="train")
         if numeric(f"val_{name}"):
-            ax.plot(steps, [float(r[f"val_{name}"]) for r in rows], label="held out")
+            ax.plot(steps, [float(r[f"val_{name}"]) for r in rows], label="validation")
             ax.legend(fontsize=7)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
@@ -193,6 +193,16 @@ def write_all(out_dir, results, dataset, binarized, image_shape, encode_mean, de
     written.append(reconstructions(x[:n_pairs], x_hat,
                                    os.path.join(out_dir, "reconstructions.png"), image_shape))
     return written
+
+
+def pseudo_inputs(inputs, image_shape, path, columns=10):
+    """The first (at most 100) learned pseudo-inputs of a VampPrior as a grid, ``columns`` a
+    row."""
+    shown = np.asarray(inputs)[:100]
+    rows = -(-len(shown) // columns)
+    padded = np.concatenate([shown, np.zeros((rows * columns - len(shown), shown.shape[1]),
+                                             shown.dtype)])
+    return images.write_png(path, images.tile(padded, rows, columns, *image_shape))
 
 
 # Evaluation keys that are bookkeeping (one number per run, not a curve): a text table on the

@@ -46,6 +46,7 @@ from tfp_vae.errors import ConfigError, Diverged, Interrupted  # noqa: F401 (re-
 
 STRATEGIES = distribute.STRATEGIES
 JIT_CHOICES = ("auto", "true", "false")
+MAX_TRAIN_SAMPLES = 10_000  # importance samples per example in training
 MAX_SEED = 2 ** 31 - 1  # the seed enters TensorFlow's stateless seeds as an int32
 MAX_IWAE_SAMPLES = export.MAX_IWAE_SAMPLES  # memory is bounded by chunks, time is not
 
@@ -59,6 +60,9 @@ class TrainConfig:
                           # model's default (mnist; svhn for the fsvae)
     z: int = None         # None: the model's reference default (10; 64 for the SSVAE)
     k: int = 500
+    pseudo_inputs: int = 500  # the VampPrior's K
+    objective: str = "elbo"   # or "iwae": train on -IWAE-train_samples (vae, gmvae, vampprior)
+    train_samples: int = 5
     gw: float = 1.0
     cw: float = 100.0
     iter_max: int = None  # None: the model's reference default (20000; 30000 for the SSVAE)
@@ -85,6 +89,7 @@ class TrainConfig:
     eval_repeats: int = 100
     iwae_samples: tuple = evaluate.IWAE_SAMPLES
     full_test: bool = True
+    nll_samples: int = 0  # the papers' test NLL, -IWAE-N of every test image (0: off)
     check_steps: int = 3000
     export: bool = True
     deterministic: bool = False
@@ -120,8 +125,20 @@ class TrainConfig:
             raise ConfigError(f"--gw and --cw must be >= 0, got gw={self.gw}, cw={self.cw}.")
         if self.z is not None and self.z <= 0:
             raise ConfigError(f"--z must be a positive integer, got {self.z}.")
-        for name in ("k", "iter_max", "iter_save", "batch_size", "log_every", "eval_repeats",
-                     "check_steps", "labels_per_class"):
+        if self.objective not in models.OBJECTIVES:
+            raise ConfigError(f"unknown --objective={self.objective!r}; choose one of "
+                              f"{', '.join(models.OBJECTIVES)}.")
+        if self.objective != "elbo" and cls.data_kind != "unsupervised":
+            unsupervised = [kind for kind, model_class in sorted(models.MODELS.items())
+                            if model_class.data_kind == "unsupervised"]
+            raise ConfigError(f"--objective={self.objective} trains the unsupervised models "
+                              f"({', '.join(unsupervised)}); the {self.model} trains on its "
+                              f"ELBO.")
+        if not 0 < self.train_samples <= MAX_TRAIN_SAMPLES:
+            raise ConfigError(f"--train_samples must be in 1..{MAX_TRAIN_SAMPLES}, got "
+                              f"{self.train_samples}.")
+        for name in ("k", "pseudo_inputs", "iter_max", "iter_save", "batch_size", "log_every",
+                     "eval_repeats", "check_steps", "labels_per_class"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
         if self.run < 0 or self.seed < 0:
@@ -148,6 +165,9 @@ class TrainConfig:
                     raise ConfigError(f"--{name}={getattr(self, name)} must be a multiple of "
                                       f"--steps_per_execution={self.steps_per_execution} (or "
                                       f"leave --steps_per_execution unset to choose it).")
+        if not 0 <= self.nll_samples <= MAX_IWAE_SAMPLES:
+            raise ConfigError(f"--nll_samples must be in 0..{MAX_IWAE_SAMPLES}, got "
+                              f"{self.nll_samples}.")
         if not self.iwae_samples or any(not 0 < m <= MAX_IWAE_SAMPLES for m in self.iwae_samples):
             raise ConfigError(f"--iwae_samples must be one or more numbers in 1..{MAX_IWAE_SAMPLES}, "
                               f"got {list(self.iwae_samples)}.")
@@ -184,6 +204,8 @@ class TrainConfig:
             settings["likelihood"] = self.likelihood
         if cls.data_kind == "semisupervised" and self.labels_per_class != 10:
             settings["labels"] = self.labels_per_class
+        if self.objective != "elbo":
+            settings["objective"] = f"{self.objective}{self.train_samples}"
         return settings
 
     def recorded(self, dataset):
@@ -192,8 +214,11 @@ class TrainConfig:
         settings only for ``--strategy=mirrored``)."""
         cls = models.get(self.model)
         unused = set()
-        if "k" not in cls.flags:
-            unused.add("k")
+        unused |= {"k", "pseudo_inputs"} - set(cls.flags)
+        if cls.data_kind != "unsupervised":
+            unused.add("objective")
+        if self.objective != "iwae":
+            unused.add("train_samples")
         if cls.data_kind != "semisupervised":
             unused |= {"gw", "cw", "labels_per_class"}
         if cls.data_kind != "supervised":
@@ -216,6 +241,8 @@ class TrainConfig:
         kwargs.update(image_shape=dataset.image_shape, likelihood=self.likelihood, arch=self.arch)
         if models.get(self.model).data_kind != "unsupervised":
             kwargs["num_classes"] = dataset.num_classes
+        elif self.objective != "elbo":
+            kwargs.update(objective=self.objective, train_samples=self.train_samples)
         return kwargs
 
     def run_name(self, dataset):
@@ -238,7 +265,7 @@ def default_likelihood(cls, dataset):
 
 
 # TrainConfig field -> model constructor argument.
-_MODEL_ARGS = {"z": "z_dim", "k": "k", "gw": "gw", "cw": "cw"}
+_MODEL_ARGS = {"z": "z_dim", "k": "k", "pseudo_inputs": "pseudo_inputs", "gw": "gw", "cw": "cw"}
 
 
 def resolve_jit(config, strategy):
@@ -331,11 +358,14 @@ def check_memory(config, strategy, dataset):
     memory available (:mod:`tfp_vae.memory`). Small latent sizes (``z * k`` up to 4096, a few
     tens of MiB) are not estimated, which would cost start-up time."""
     kwargs = config.model_kwargs(dataset)
-    if kwargs["z_dim"] * kwargs.get("k", 1) <= 4096:
-        return
     cls = models.get(config.model)
+    components = kwargs.get(cls.components_arg, 1) if cls.components_arg else 1
+    samples = kwargs.get("train_samples", 1)
+    if kwargs["z_dim"] * components * samples <= 4096:
+        return
     need = strategy.num_replicas_in_sync * cls.training_bytes(config.batch_size, **kwargs)
-    sizes = ("z", "k") if "k" in kwargs else ("z",)
+    sizes = ("z",) + ((cls.components_arg,) if cls.components_arg else ()) + \
+        (("train_samples",) if "train_samples" in kwargs else ())
     memory.require(need, f"--model={config.model} "
                    + " ".join(f"--{flag}={getattr(config, flag)}" for flag in sizes)
                    + f" (batch {config.batch_size})",
@@ -487,6 +517,10 @@ def _run(config, held):
                                  grid=model.sample_grid(config.seed),
                                  history=history,
                                  log_every=config.log_every)
+    if model.kind == "vampprior":
+        written.append(pictures.pseudo_inputs(model.prior_layer.inputs().numpy(),
+                                              model.image_shape,
+                                              os.path.join(run_dir, "pseudo_inputs.png")))
     pictures.to_tensorboard(os.path.join(run_dir, "logs", "evaluation"), written, results, steps)
     where = os.path.abspath(run_dir)
     lines = [f"results in {where}:",
@@ -535,4 +569,5 @@ def evaluate_model(model, dataset, config):
     return evaluate.evaluate(model.data_kind, elbo, iwae, dataset, binarized=model.binarized,
                              repeats=config.eval_repeats, iwae_samples=config.iwae_samples,
                              full_test=config.full_test, classify=model, sampler=model,
-                             check_steps=config.check_steps, seed=config.seed)
+                             check_steps=config.check_steps, seed=config.seed,
+                             nll_samples=config.nll_samples)

@@ -1,13 +1,14 @@
 """The model zoo: one small subclass of :class:`BaseVAE` per objective, and a registry by name."""
 
-from tfp_vae.models.base import BaseVAE
+from tfp_vae.models.base import OBJECTIVES, BaseVAE
 from tfp_vae.models.conditional import ConditionalVAE
 from tfp_vae.models.fsvae import FSVAE
 from tfp_vae.models.gmvae import GMVAE
 from tfp_vae.models.ssvae import SSVAE
 from tfp_vae.models.vae import VAE
+from tfp_vae.models.vampprior import VampPrior
 
-MODELS = {cls.kind: cls for cls in (VAE, GMVAE, SSVAE, FSVAE)}
+MODELS = {cls.kind: cls for cls in (VAE, GMVAE, SSVAE, FSVAE, VampPrior)}
 
 
 def get(kind):

@@ -57,6 +57,10 @@ def global_batch_mean(per_example):
     return tf.reduce_sum(per_example) / context.all_reduce("SUM", local)
 
 
+# Training objectives: the negative ELBO, or the negative IWAE-K (Burda et al., 2016).
+OBJECTIVES = ("elbo", "iwae")
+
+
 def _multi_worker(strategy):
     """Whether ``strategy`` spans several workers, by Keras' own test (its trainer reduces step
     outputs differently then; the private call mirrors keras/src/backend/tensorflow/trainer.py)."""
@@ -111,10 +115,24 @@ class BaseVAE(keras.Model):
     reference_batch_size = 97
     # Whether bin/train's --jit_compile=auto uses XLA on one device (where it measured faster).
     xla_by_default = True
+    # The constructor argument that counts the prior's mixture components, if any.
+    components_arg = None
 
     def __init__(self, z_dim=10, x_dim=None, seed=0, iwae_max_rows=None, image_shape=None,
-                 likelihood="bernoulli", arch="mlp", variance=0.1, **kwargs):
+                 likelihood="bernoulli", arch="mlp", variance=0.1, objective="elbo",
+                 train_samples=1, **kwargs):
         super().__init__(**kwargs)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got "
+                             f"{objective!r}.")
+        if objective != "elbo" and self.data_kind != "unsupervised":
+            raise ValueError(f"the {self.kind} trains on its ELBO only; objective='iwae' is for "
+                             f"the unsupervised models.")
+        if int(train_samples) < 1:
+            raise ValueError(f"train_samples must be a positive integer, got {train_samples}.")
+        self.objective, self.train_samples = objective, int(train_samples)
+        if objective == "iwae":
+            self.metric_names = ("niwae", "kl", "rec")
         if int(z_dim) <= 0:
             raise ValueError(f"z_dim must be a positive integer, got {z_dim}.")
         if image_shape is None:
@@ -154,11 +172,11 @@ class BaseVAE(keras.Model):
         fix the coefficients exactly, whatever the networks.
         """
         z = int(kwargs.pop("z_dim", 10))
-        k = kwargs.pop("k", None)
+        k = kwargs.pop(cls.components_arg, None) if cls.components_arg else None
         ks = (None,) if k is None else (1, 2)
 
         def count(zz, kk):
-            extra = {} if kk is None else {"k": kk}
+            extra = {} if kk is None else {cls.components_arg: kk}
             return cls(z_dim=zz, **extra, **kwargs).count_params()
 
         counts = {(zz, kk): count(zz, kk) for zz in (1, 2) for kk in ks}
@@ -234,7 +252,8 @@ class BaseVAE(keras.Model):
     def get_config(self):
         return {"z_dim": self.z_dim, "x_dim": self.x_dim, "seed": self.seed,
                 "iwae_max_rows": self.iwae_max_rows, "image_shape": list(self.image_shape),
-                "likelihood": self.likelihood, "arch": self.arch, "variance": self.variance}
+                "likelihood": self.likelihood, "arch": self.arch, "variance": self.variance,
+                "objective": self.objective, "train_samples": self.train_samples}
 
     def describe(self):
         """The model as distributions: ``[(name, description)]`` for :meth:`summary`."""
@@ -247,8 +266,9 @@ class BaseVAE(keras.Model):
                                      f"encoder"),
                 (f"p(x | z{given})", f"{likelihood} over x ({shape}), {self.arch} decoder"),
                 ("p(z)", self.prior_layer.describe()),
-                ("objective", "negative ELBO, " + ("analytic" if self.analytic_kl else
-                                                   "Monte-Carlo") + " KL")]
+                ("objective", f"negative IWAE-{self.train_samples} (the importance-weighted "
+                              f"bound of Burda et al., 2016)" if self.objective == "iwae" else
+                 "negative ELBO, " + ("analytic" if self.analytic_kl else "Monte-Carlo") + " KL")]
 
     def summary(self, *args, print_fn=None, **kwargs):
         """Keras' table of layers and parameters, then the model's distributions
@@ -323,10 +343,13 @@ class BaseVAE(keras.Model):
         return bounds.negative_elbo(x, self.encode(x), self.decode, self.prior(), as_seed(seed),
                                     analytic_kl=self.analytic_kl)
 
-    def negative_iwae(self, x, num_samples, seed):
-        """Per-example negative IWAE-m bound, :func:`tfp_vae.bounds.negative_iwae`."""
+    def negative_iwae(self, x, num_samples, seed, max_rows="model"):
+        """Per-example negative IWAE-m bound, :func:`tfp_vae.bounds.negative_iwae`, in chunks of
+        the model's ``iwae_max_rows`` (``max_rows=None``: all m samples at once, for
+        training)."""
+        rows = self.iwae_max_rows if max_rows == "model" else max_rows
         return bounds.negative_iwae(x, self.encode(x), self.decode, self.prior(), num_samples,
-                                    as_seed(seed), max_rows=self.iwae_max_rows)
+                                    as_seed(seed), max_rows=rows)
 
     # -------------------------------------------------------------------------------- training
     def check_inputs(self, x):
@@ -368,8 +391,18 @@ class BaseVAE(keras.Model):
 
         The loss is already scaled for gradients that are summed across replicas (see
         :func:`global_batch_mean`). The base model minimises the negative ELBO and reports it with
-        its KL and reconstruction parts."""
-        bound = self.negative_elbo(self.unpack(data), seed)
+        its KL and reconstruction parts; with ``objective="iwae"`` it minimises the negative
+        IWAE-``train_samples`` of each example (the gradient of the importance-weighted bound,
+        not the mean of K ELBOs; Burda et al., 2016), drawn as the evaluation's IWAE draws its
+        first chunk (:meth:`negative_iwae`, the same seeds; all K samples at once, since
+        back-propagation holds them all anyway; ``bin/train`` checks their memory first), and
+        reports it as ``niwae``
+        with the sample means of its KL and reconstruction parts."""
+        x = self.unpack(data)
+        if self.objective == "iwae":
+            bound = self.negative_iwae(x, self.train_samples, seed, max_rows=None)
+            return global_batch_mean(bound.value), dict(zip(self.metric_names, bound))
+        bound = self.negative_elbo(x, seed)
         return global_batch_mean(bound.value), dict(zip(self.bound_names, bound))
 
     def _update_metrics(self, terms):

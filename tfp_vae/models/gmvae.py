@@ -25,6 +25,7 @@ class GMVAE(base.BaseVAE):
     kind = "gmvae"
     flags = ("z", "k")
     analytic_kl = False
+    components_arg = "k"
 
     def __init__(self, z_dim=10, k=500, iwae_max_rows=None, **kwargs):
         if int(k) <= 0:
@@ -41,6 +42,11 @@ class GMVAE(base.BaseVAE):
         with their gradients (6 floats each)."""
         return super().activation_floats(z_dim, x_dim) + 6 * int(k) * int(z_dim)
 
+    def prior_components(self):
+        """The k components of the prior: a distribution with batch shape (k,) and event shape
+        (z_dim,)."""
+        return self.prior_layer.components()
+
     def make_prior(self):
         """The learned mixture of ``k`` Gaussians (:class:`~tfp_vae.distributions.MixturePrior`)."""
         return distributions.MixturePrior(self.z_dim, self.k, name="prior")
@@ -54,7 +60,7 @@ class GMVAE(base.BaseVAE):
         Returns ``{"x", "probs"}`` of shape (len(components) * n, x_dim), component by component.
         """
         z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(base.as_seed(seed), 2))
-        z = tf.gather(self.prior_layer.components().sample(n, seed=z_seed), components, axis=1)
+        z = tf.gather(self.prior_components().sample(n, seed=z_seed), components, axis=1)
         p_x = self.decode(tf.reshape(tf.transpose(z, [1, 0, 2]), [-1, self.z_dim]))
         return {"x": p_x.sample(seed=x_seed), "probs": p_x.mean()}
 

@@ -1,0 +1,396 @@
+"""The PyTorch peer: training-step time of the VAE, GMVAE and SSVAE written in plain PyTorch.
+
+    pip install -r benchmarks/requirements-peer.txt     # once; torch is no dependency of tfp_vae
+    python benchmarks/peer_torch.py                      # all three models, a few minutes
+    python benchmarks/peer_torch.py --models=vae,gmvae --steps=200 --json=/tmp/peer.json
+
+What it measures: milliseconds per training step (and steps per second) of the models of the
+CS236 HW2 reference, as the independent PyTorch implementation a user could pick instead of
+tfp_vae, on the same data stream and the same CPU, to set beside our own numbers
+(``benchmarks/bench.py``, ``benchmarks/settings.py``). Each model is timed
+
+* eagerly (plain PyTorch: ``loss.backward(); optimizer.step()``), and
+* with ``torch.compile`` (the model's loss, forward and backward, compiled by TorchInductor; the
+  optimiser step eager, as ``torch.optim.Adam``'s default), where it runs on this machine; a
+  failure is caught and reported, and the compile time (the first steps, one per batch shape) is
+  reported apart from the step time.
+
+A step is everything a training loop does per minibatch: gather the batch from the epoch's random
+permutation (batch 97, the last partial batch of 54 kept, a new permutation each epoch), binarise
+it afresh with ``torch.bernoulli`` (dynamic binarisation; the SSVAE's 100 labelled images too),
+the loss, its gradients and one Adam step (lr 1e-3, PyTorch defaults). ``--warmup`` steps first,
+then ``--windows`` windows of ``--steps`` steps; the table gives the median window and the spread
+(fastest and slowest window). ``torch.set_num_threads`` is set (2 by default, the machine's
+cores) and reported. The loss is recorded every step to check that the timed step is real work:
+the VAE's NELBO must fall below 200 within 500 steps, every model's loss must fall.
+
+The models are written from the description of the reference in ``REFERENCE.md`` (sections 1, 2,
+4, 5: networks, priors, objectives, training loop), not copied from the reference code:
+
+* encoder 784(+10)-300-300-2z with ELU, mean = first half, variance = softplus(second half) + 1e-8;
+  decoder z(+10)-300-300-784 with ELU, Bernoulli logits; ``nn.Linear``'s default initialisation;
+* VAE (z=10): one reparameterised sample, analytic KL to N(0, I);
+* GMVAE (z=10, k=500): the prior a uniform mixture of k learned Gaussians kept in one (1, 2k, z)
+  parameter initialised randn / sqrt(k z) (means = first k rows, variances = softplus(last k) +
+  1e-8), Monte-Carlo KL with the same z as the reconstruction;
+* SSVAE (M2, z=64): classifier 784-300-300-10 with ReLU; every unlabelled image enumerated with
+  all 10 labels (label-major, the images tiled), weighted by q(y|x); loss = gw * NELBO + cw *
+  cross-entropy on the 100 labelled images (gw=1, cw=100), all 100 in every step.
+
+MNIST comes from ``tfp_vae.data.load_mnist()`` (uint8 arrays, converted once to a float tensor);
+the SSVAE's 100 labelled images are the reference's, from ``tfp_vae.data.labelled_subset``.
+Nothing else of tfp_vae is used.
+
+JSON (``--json``): ``{model: {"eager_ms", "compile_ms" (or null), "compile_error" (or null),
+"threads", "torch", ...}}`` with the windows, the spread, the compile seconds and the losses.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+BATCH = 97          # the reference's MNIST batch (2019)
+LABELLED = 100      # the SSVAE's labelled images, all used every step
+LR = 1e-3
+MODELS = ("vae", "gmvae", "ssvae")
+
+
+# ----------------------------------------------------------------------------------- networks
+def mlp(sizes, activation):
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))  # PyTorch's default init, as the reference
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+def gaussian_parameters(h, dim=-1):
+    """Splits h in halves along ``dim``: (mean, softplus(second half) + 1e-8 as variance)."""
+    m, h = torch.chunk(h, 2, dim=dim)
+    return m, F.softplus(h) + 1e-8
+
+
+class Encoder(nn.Module):
+    def __init__(self, z_dim, y_dim=0):
+        super().__init__()
+        self.net = mlp([784 + y_dim, 300, 300, 2 * z_dim], nn.ELU)
+
+    def forward(self, x, y=None):
+        return gaussian_parameters(self.net(x if y is None else torch.cat([x, y], dim=1)))
+
+
+class Decoder(nn.Module):
+    def __init__(self, z_dim, y_dim=0):
+        super().__init__()
+        self.net = mlp([z_dim + y_dim, 300, 300, 784], nn.ELU)
+
+    def forward(self, z, y=None):  # Bernoulli logits
+        return self.net(z if y is None else torch.cat([z, y], dim=1))
+
+
+# -------------------------------------------------------------------------------- densities
+LOG_2PI = math.log(2 * math.pi)
+
+
+def sample_gaussian(m, v):
+    return m + torch.sqrt(v) * torch.randn_like(m)
+
+
+def log_normal(x, m, v):
+    """log N(x; m, diag(v)), summed over the last axis."""
+    return -0.5 * torch.sum(LOG_2PI + torch.log(v) + (x - m) ** 2 / v, dim=-1)
+
+
+def log_normal_mixture(z, m, v):
+    """log of the uniform mixture of the k Gaussians (m, v) of shape (1, k, dim) at z (B, dim)."""
+    log_p = log_normal(z.unsqueeze(1), m, v)  # (B, k)
+    return torch.logsumexp(log_p, dim=1) - math.log(log_p.shape[1])
+
+
+def log_bernoulli_with_logits(x, logits):
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
+
+def kl_standard_normal(m, v):
+    """KL(N(m, v) || N(0, I)), summed over the last axis."""
+    return 0.5 * torch.sum(-torch.log(v) + v + m * m - 1, dim=-1)
+
+
+# ----------------------------------------------------------------------------------- models
+class VAE(nn.Module):
+    def __init__(self, z_dim=10):
+        super().__init__()
+        self.enc, self.dec = Encoder(z_dim), Decoder(z_dim)
+
+    def forward(self, x):
+        m, v = self.enc(x)
+        z = sample_gaussian(m, v)
+        rec = -log_bernoulli_with_logits(x, self.dec(z))
+        kl = kl_standard_normal(m, v)
+        nelbo = (kl + rec).mean()
+        return nelbo, torch.stack([nelbo.detach(), kl.mean().detach(), rec.mean().detach()])
+
+
+class GMVAE(nn.Module):
+    def __init__(self, z_dim=10, k=500):
+        super().__init__()
+        self.k = k
+        self.enc, self.dec = Encoder(z_dim), Decoder(z_dim)
+        self.z_pre = nn.Parameter(torch.randn(1, 2 * k, z_dim) / math.sqrt(k * z_dim))
+
+    def forward(self, x):
+        prior_m, prior_v = gaussian_parameters(self.z_pre, dim=1)  # (1, k, z) each
+        m, v = self.enc(x)
+        z = sample_gaussian(m, v)
+        rec = -log_bernoulli_with_logits(x, self.dec(z))
+        kl = log_normal(z, m, v) - log_normal_mixture(z, prior_m, prior_v)  # one-sample MC
+        nelbo = (kl + rec).mean()
+        return nelbo, torch.stack([nelbo.detach(), kl.mean().detach(), rec.mean().detach()])
+
+
+class SSVAE(nn.Module):
+    def __init__(self, z_dim=64, y_dim=10, gw=1.0, cw=100.0):
+        super().__init__()
+        self.y_dim, self.gw, self.cw = y_dim, gw, cw
+        self.enc, self.dec = Encoder(z_dim, y_dim), Decoder(z_dim, y_dim)
+        self.cls = mlp([784, 300, 300, y_dim], nn.ReLU)
+
+    def forward(self, xu, yu, xl, yl):
+        b = xu.shape[0]
+        logits = self.cls(xu)
+        log_q = F.log_softmax(logits, dim=1)
+        q = torch.exp(log_q)  # gradients flow through q(y|x)
+        # Every image with every label: rows r*b + i are (image i, label r).
+        y = F.one_hot(torch.arange(self.y_dim, device=xu.device).repeat_interleave(b),
+                      self.y_dim).to(xu.dtype)
+        x = xu.repeat(self.y_dim, 1)
+        m, v = self.enc(x, y)
+        z = sample_gaussian(m, v)
+        rec = -log_bernoulli_with_logits(x, self.dec(z, y)).reshape(self.y_dim, b)
+        kl_z = kl_standard_normal(m, v).reshape(self.y_dim, b)
+        kl_y = torch.sum(q * (log_q - math.log(1.0 / self.y_dim)), dim=1)
+        kl_z = torch.sum(q.t() * kl_z, dim=0)
+        rec = torch.sum(q.t() * rec, dim=0)
+        nelbo = (kl_y + kl_z + rec).mean()
+        ce = F.cross_entropy(self.cls(xl), yl)
+        loss = self.gw * nelbo + self.cw * ce
+        acc = (logits.detach().argmax(1) == yu).to(xu.dtype).mean()  # the progress bar's
+        return loss, torch.stack([loss.detach(), nelbo.detach(), ce.detach(), acc])
+
+
+METRICS = {"vae": ("nelbo", "kl", "rec"), "gmvae": ("nelbo", "kl", "rec"),
+           "ssvae": ("loss", "nelbo", "ce", "acc")}
+
+
+# ------------------------------------------------------------------------------------- data
+class Stream:
+    """The reference's training stream: a new random permutation each epoch, batches of
+    ``batch`` with the last partial batch kept, dynamic binarisation with torch.bernoulli."""
+
+    def __init__(self, images, labels, batch, labelled=None):
+        self.images, self.labels, self.batch = images, labels, batch
+        self.labelled = labelled  # (x continuous, y) for the SSVAE
+        self.perm, self.pos = None, len(images)
+
+    def __next__(self, size=None):
+        n = len(self.images)
+        if self.pos >= n:
+            self.perm, self.pos = torch.randperm(n), 0
+        idx = self.perm[self.pos:self.pos + (size or self.batch)]
+        self.pos += len(idx)
+        x = torch.bernoulli(self.images[idx])
+        if self.labelled is None:
+            return (x,)
+        xl, yl = self.labelled
+        return x, self.labels[idx], torch.bernoulli(xl), yl
+
+    def partial(self):
+        """The epoch's last (partial) batch shape, drawn now (to compile that shape too)."""
+        n = len(self.images)
+        last = n - (n // self.batch) * self.batch
+        return self.__next__(size=last) if last else None
+
+
+def load_data():
+    from tfp_vae import data  # imports TensorFlow; only the arrays are used
+    mnist = data.load_mnist()
+    images = np.asarray(mnist.train_images).reshape(len(mnist.train_images), -1)
+    xl, yl = data.labelled_subset(mnist)
+    return {"images": torch.from_numpy(images.astype(np.float32) / 255.0),
+            "labels": torch.from_numpy(np.asarray(mnist.train_labels, np.int64)),
+            "xl": torch.from_numpy(np.asarray(xl, np.float32)),
+            "yl": torch.from_numpy(np.asarray(yl, np.int64))}
+
+
+def make(kind, mnist):
+    model = {"vae": VAE, "gmvae": GMVAE, "ssvae": SSVAE}[kind]()
+    labelled = (mnist["xl"], mnist["yl"]) if kind == "ssvae" else None
+    return model, Stream(mnist["images"], mnist["labels"], BATCH, labelled)
+
+
+# ----------------------------------------------------------------------------------- timing
+def run(kind, mnist, compiled, warmup, windows, steps, seed=0):
+    """Trains a fresh model for warmup + windows * steps steps; returns the timings and losses."""
+    torch.manual_seed(seed)
+    model, stream = make(kind, mnist)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    loss_fn = torch.compile(model, dynamic=False) if compiled else model
+    history = []
+
+    def step(batch):
+        optimizer.zero_grad(set_to_none=True)
+        loss, metrics = loss_fn(*batch)
+        loss.backward()
+        optimizer.step()
+        history.append(metrics)
+
+    out = {}
+    t0 = time.perf_counter()
+    step(next(stream))  # first step: compiles the full-batch shape
+    out["first_step_s"] = time.perf_counter() - t0
+    partial = stream.partial()
+    if partial is not None:  # the epoch's last batch has its own shape: compile it now too
+        t0 = time.perf_counter()
+        step(partial)
+        out["partial_step_s"] = time.perf_counter() - t0
+    for _ in range(warmup):
+        step(next(stream))
+    times = []
+    for _ in range(windows):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step(next(stream))
+        times.append((time.perf_counter() - t0) / steps * 1e3)
+    out["windows_ms"] = [round(t, 3) for t in times]
+    out["ms"] = statistics.median(times)
+    out["history"] = torch.stack(history).numpy()
+    return out
+
+
+def loss_summary(kind, history):
+    """First and last losses (means of 20 steps) and the VAE's NELBO around step 500."""
+    names = METRICS[kind]
+    k = min(20, len(history) // 4)
+    summary = {f"first_{n}": float(history[:k, i].mean()) for i, n in enumerate(names)}
+    summary.update({f"last_{n}": float(history[-k:, i].mean()) for i, n in enumerate(names)})
+    summary["steps_trained"] = len(history)
+    if len(history) >= 500:
+        summary["nelbo_steps_480_500"] = float(history[480:500, names.index("nelbo")].mean())
+    loss = 0  # the optimised quantity: nelbo (VAE, GMVAE) or gw nelbo + cw ce (SSVAE)
+    summary["loss_decreased"] = bool(summary[f"last_{names[loss]}"]
+                                     < summary[f"first_{names[loss]}"])
+    if kind == "vae" and len(history) >= 500:
+        summary["sanity_nelbo_below_200_by_500"] = summary["nelbo_steps_480_500"] < 200
+    return summary
+
+
+def time_model(kind, mnist, args):
+    result = {"threads": torch.get_num_threads(), "torch": torch.__version__, "batch": BATCH,
+              "labelled_batch": LABELLED if kind == "ssvae" else None,
+              "warmup": args.warmup, "windows": args.windows, "steps_per_window": args.steps,
+              "params": sum(p.numel() for p in make(kind, mnist)[0].parameters())}
+    t_model = time.perf_counter()
+    eager = run(kind, mnist, False, args.warmup, args.windows, args.steps)
+    result.update(eager_ms=eager["ms"], eager_windows_ms=eager["windows_ms"],
+                  eager_best_ms=min(eager["windows_ms"]), eager_worst_ms=max(eager["windows_ms"]),
+                  eager_losses=loss_summary(kind, eager["history"]))
+    result.update(compile_ms=None, compile_error=None)
+    if not args.no_compile:
+        try:
+            comp = run(kind, mnist, True, args.warmup, args.windows, args.steps)
+            result.update(
+                compile_ms=comp["ms"], compile_windows_ms=comp["windows_ms"],
+                compile_best_ms=min(comp["windows_ms"]), compile_worst_ms=max(comp["windows_ms"]),
+                # compile time: the first step of each shape less an ordinary step
+                compile_s=comp["first_step_s"] + comp.get("partial_step_s", 0.0)
+                - 2e-3 * comp["ms"],
+                compile_losses=loss_summary(kind, comp["history"]))
+        except Exception as e:  # noqa: BLE001 -- report any failure of torch.compile
+            result["compile_error"] = f"{type(e).__name__}: {e}".strip()[:2000]
+            result["compile_traceback"] = traceback.format_exc()[-4000:]
+    result["model_seconds"] = time.perf_counter() - t_model
+    return result
+
+
+def fmt(ms, lo, hi):
+    return f"{ms:7.2f} ms ({1e3 / ms:5.0f}/s) [{lo:.2f}-{hi:.2f}]"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="comma-separated subset of vae, gmvae, ssvae")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="steps per timed window (default 200; 50 for the SSVAE)")
+    parser.add_argument("--windows", type=int, default=4, help="timed windows")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed steps before timing "
+                        "(after the first step of each batch shape)")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--no_compile", action="store_true", help="eager mode only")
+    parser.add_argument("--json", default="", help="write the results here")
+    args = parser.parse_args()
+    kinds = [k.strip().lower() for k in args.models.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in MODELS]
+    if bad or not kinds:
+        parser.error(f"--models takes a comma-separated subset of {','.join(MODELS)}, got "
+                     f"{args.models!r}")
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    mnist = load_data()
+    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, Python "
+          f"{platform.python_version()}, {os.cpu_count()} cores; batch {BATCH} (SSVAE: "
+          f"{BATCH} unlabelled + {LABELLED} labelled), Adam lr {LR}", flush=True)
+    print("ms per step: median of the windows (steps per second) [fastest-slowest window]",
+          flush=True)
+    results = {}
+    for kind in kinds:
+        window = args.steps or (50 if kind == "ssvae" else 200)
+        r = time_model(kind, mnist, argparse.Namespace(**{**vars(args), "steps": window}))
+        results[kind] = r
+        comp = ("not run" if args.no_compile else
+                f"FAILED: {r['compile_error'].splitlines()[0][:120]}" if r["compile_error"] else
+                fmt(r["compile_ms"], r["compile_best_ms"], r["compile_worst_ms"])
+                + f", compile {r['compile_s']:.1f} s")
+        losses = r["eager_losses"]
+        name = METRICS[kind][0]
+        check = ""
+        if "sanity_nelbo_below_200_by_500" in losses:
+            check = (f", NELBO at step 500 {losses['nelbo_steps_480_500']:.1f} "
+                     f"({'ok' if losses['sanity_nelbo_below_200_by_500'] else 'NOT < 200'})")
+        print(f"{kind.upper():6s} eager   {fmt(r['eager_ms'], r['eager_best_ms'], r['eager_worst_ms'])}"
+              f"\n{'':6s} compile {comp}"
+              f"\n{'':6s} {name} {losses[f'first_{name}']:.1f} -> {losses[f'last_{name}']:.1f} "
+              f"over {losses['steps_trained']} steps{check}; {r['model_seconds']:.0f} s",
+              flush=True)
+    total = time.perf_counter() - t_start
+    print(f"total {total:.0f} s", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+        print(f"wrote {args.json}")
+    failed = [k for k, r in results.items() if not r["eager_losses"]["loss_decreased"]
+              or not r["eager_losses"].get("sanity_nelbo_below_200_by_500", True)]
+    if failed:
+        print(f"sanity check failed (loss did not fall) for: {', '.join(failed)}", flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

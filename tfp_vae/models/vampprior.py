@@ -1,0 +1,60 @@
+"""The VampPrior (Tomczak & Welling, 2018): a VAE whose prior is the mixture of its own
+posteriors at learned pseudo-inputs."""
+
+import keras
+
+from tfp_vae import distributions
+from tfp_vae.models import gmvae
+
+
+@keras.saving.register_keras_serializable(package="tfp_vae")
+class VampPrior(gmvae.GMVAE):
+    """A VAE with the variational mixture of posteriors prior
+
+        p(z) = (1/K) sum_k q(z | u_k),
+
+    where q is the model's own encoder and the K pseudo-inputs u_k are images learned with the
+    rest (:class:`~tfp_vae.distributions.PseudoInputs`). As the GMVAE's, the prior is a uniform
+    mixture of diagonal Gaussians with no closed-form KL, so the negative ELBO uses the
+    single-sample Monte-Carlo KL; IWAE bounds, pictures and export are the GMVAE's, with
+    ``sample_components`` drawing from q(z | u_j) of the chosen pseudo-inputs.
+
+    Args:
+      pseudo_inputs: K, the number of pseudo-inputs (500, like the GMVAE's k).
+    """
+
+    kind = "vampprior"
+    flags = ("z", "pseudo_inputs")
+    components_arg = "pseudo_inputs"
+
+    def __init__(self, z_dim=10, pseudo_inputs=500, **kwargs):
+        if int(pseudo_inputs) <= 0:
+            raise ValueError(f"pseudo_inputs must be a positive integer, got {pseudo_inputs}.")
+        kwargs.pop("k", None)
+        kwargs.setdefault("name", "vampprior")
+        super().__init__(z_dim=z_dim, k=int(pseudo_inputs), **kwargs)
+
+    @property
+    def pseudo_inputs(self):
+        return self.k
+
+    @classmethod
+    def activation_floats(cls, z_dim, x_dim, pseudo_inputs=500, **kwargs):
+        return super().activation_floats(z_dim, x_dim, k=pseudo_inputs)
+
+    def make_prior(self):
+        return distributions.PseudoInputs(self.k, self.x_dim, name="prior")
+
+    def prior_components(self):
+        """q(z | u_k) for the K pseudo-inputs: batch shape (K,), event shape (z_dim,)."""
+        return self.encode(self.prior_layer.inputs())
+
+    def prior(self):
+        """p(z) = (1/K) sum_k q(z | u_k), recomputed from the current encoder and pseudo-inputs
+        at every call (so gradients reach both)."""
+        return distributions.uniform_mixture(self.prior_components())
+
+    def get_config(self):
+        config = super().get_config()
+        config["pseudo_inputs"] = config.pop("k")
+        return config
