@@ -9,18 +9,27 @@ CS236 HW2 reference, as the independent PyTorch implementation a user could pick
 tfp_vae, on the same data stream and the same CPU, to set beside our own numbers
 (``benchmarks/bench.py``, ``benchmarks/settings.py``). Each model is timed
 
-* eagerly (plain PyTorch: ``loss.backward(); optimizer.step()``), and
-* with ``torch.compile`` (the model's loss, forward and backward, compiled by TorchInductor; the
-  optimiser step eager, as ``torch.optim.Adam``'s default), where it runs on this machine; a
-  failure is caught and reported, and the compile time (the first steps, one per batch shape) is
-  reported apart from the step time.
+* ``eager``: plain PyTorch, ``loss.backward(); optimizer.step()`` with ``torch.optim.Adam``'s
+  defaults (as the reference);
+* ``compile``: the same with the model wrapped in ``torch.compile`` (its loss, forward and
+  backward, compiled by TorchInductor; ``dynamic=False``: one graph per batch shape);
+* ``eager_fused``: eager with ``Adam(fused=True)`` (one fused kernel for the update);
+* ``compile_opt``: ``compile`` plus ``torch.compile(optimizer.step)``.
+
+The first two are what most users would write, the last two the fastest a PyTorch user would
+reach for. A failure of ``torch.compile`` is caught and reported (``compile_error``); the compile
+time (the first step of each batch shape, less two ordinary steps) is reported apart from the step
+time, cold by default (a fresh Inductor cache; ``--warm_cache`` keeps the usual one). With both
+compiled variants the second one reuses the model's graphs from the first one's cache.
 
 A step is everything a training loop does per minibatch: gather the batch from the epoch's random
 permutation (batch 97, the last partial batch of 54 kept, a new permutation each epoch), binarise
 it afresh with ``torch.bernoulli`` (dynamic binarisation; the SSVAE's 100 labelled images too),
 the loss, its gradients and one Adam step (lr 1e-3, PyTorch defaults). ``--warmup`` steps first,
 then ``--windows`` windows of ``--steps`` steps; the table gives the median window and the spread
-(fastest and slowest window). ``torch.set_num_threads`` is set (2 by default, the machine's
+(fastest and slowest window), and the lowest CPU/wall ratio of a window: about the thread count
+when the process had the cores to itself, less when another process took CPU (this benchmark
+means nothing on a busy machine). ``torch.set_num_threads`` is set (2 by default, the machine's
 cores) and reported. The loss is recorded every step to check that the timed step is real work:
 the VAE's NELBO must fall below 200 within 500 steps, every model's loss must fall.
 
@@ -42,7 +51,10 @@ the SSVAE's 100 labelled images are the reference's, from ``tfp_vae.data.labelle
 Nothing else of tfp_vae is used.
 
 JSON (``--json``): ``{model: {"eager_ms", "compile_ms" (or null), "compile_error" (or null),
-"threads", "torch", ...}}`` with the windows, the spread, the compile seconds and the losses.
+"threads", "torch", ...}}``, ms per step as the median window, and per variant V: ``V_ms``,
+``V_windows_ms``, ``V_best_ms``, ``V_worst_ms``, ``V_cpu_per_wall``, ``V_s`` (compile seconds),
+``V_error`` and ``V_losses`` (first and last losses, the sanity checks). The exit status is 1 when
+a loss did not fall (or the VAE's NELBO was not below 200 by step 500).
 """
 
 import argparse
@@ -52,6 +64,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 
@@ -245,24 +258,34 @@ def make(kind, mnist):
 
 
 # ----------------------------------------------------------------------------------- timing
-def run(kind, mnist, compiled, warmup, windows, steps, seed=0):
-    """Trains a fresh model for warmup + windows * steps steps; returns the timings and losses."""
+# name: (compile the model's loss with torch.compile, Adam(fused=True), compile optimizer.step).
+# "eager" and "compile" are the plain uses (torch.optim.Adam's defaults, as the reference); the
+# other two are the fastest settings a PyTorch user could reach for.
+VARIANTS = {"eager": (False, False, False), "compile": (True, False, False),
+            "eager_fused": (False, True, False), "compile_opt": (True, False, True)}
+DEFAULT_VARIANTS = "eager,compile,eager_fused,compile_opt"
+
+
+def run(kind, mnist, variant, warmup, windows, steps, seed=0):
+    """Trains a fresh model for 2 + warmup + windows * steps steps; returns timings and losses."""
+    compile_model, fused, compile_opt = VARIANTS[variant]
     torch.manual_seed(seed)
     model, stream = make(kind, mnist)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    loss_fn = torch.compile(model, dynamic=False) if compiled else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR, **({"fused": True} if fused else {}))
+    loss_fn = torch.compile(model, dynamic=False) if compile_model else model
+    opt_step = torch.compile(optimizer.step) if compile_opt else optimizer.step
     history = []
 
     def step(batch):
         optimizer.zero_grad(set_to_none=True)
         loss, metrics = loss_fn(*batch)
         loss.backward()
-        optimizer.step()
+        opt_step()
         history.append(metrics)
 
     out = {}
     t0 = time.perf_counter()
-    step(next(stream))  # first step: compiles the full-batch shape
+    step(next(stream))  # the first step: compiles the full-batch shape
     out["first_step_s"] = time.perf_counter() - t0
     partial = stream.partial()
     if partial is not None:  # the epoch's last batch has its own shape: compile it now too
@@ -271,65 +294,87 @@ def run(kind, mnist, compiled, warmup, windows, steps, seed=0):
         out["partial_step_s"] = time.perf_counter() - t0
     for _ in range(warmup):
         step(next(stream))
-    times = []
+    times, cpu = [], []
     for _ in range(windows):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             step(next(stream))
-        times.append((time.perf_counter() - t0) / steps * 1e3)
-    out["windows_ms"] = [round(t, 3) for t in times]
+        wall = time.perf_counter() - t0
+        times.append(wall / steps * 1e3)
+        cpu.append((time.process_time() - c0) / wall)
     out["ms"] = statistics.median(times)
+    out["windows_ms"] = [round(t, 3) for t in times]
+    # CPU seconds of this process per wall second in each window: about the thread count when it
+    # had the cores to itself, less when another process took CPU from it.
+    out["cpu_per_wall"] = [round(c, 2) for c in cpu]
     out["history"] = torch.stack(history).numpy()
     return out
 
 
 def loss_summary(kind, history):
-    """First and last losses (means of 20 steps) and the VAE's NELBO around step 500."""
+    """First and last optimised loss (means of 20 steps), the VAE's NELBO around step 500."""
     names = METRICS[kind]
     k = min(20, len(history) // 4)
     summary = {f"first_{n}": float(history[:k, i].mean()) for i, n in enumerate(names)}
     summary.update({f"last_{n}": float(history[-k:, i].mean()) for i, n in enumerate(names)})
     summary["steps_trained"] = len(history)
+    # names[0] is the optimised quantity: the NELBO (VAE, GMVAE) or gw NELBO + cw CE (SSVAE)
+    summary["loss_decreased"] = summary[f"last_{names[0]}"] < summary[f"first_{names[0]}"]
     if len(history) >= 500:
         summary["nelbo_steps_480_500"] = float(history[480:500, names.index("nelbo")].mean())
-    loss = 0  # the optimised quantity: nelbo (VAE, GMVAE) or gw nelbo + cw ce (SSVAE)
-    summary["loss_decreased"] = bool(summary[f"last_{names[loss]}"]
-                                     < summary[f"first_{names[loss]}"])
-    if kind == "vae" and len(history) >= 500:
-        summary["sanity_nelbo_below_200_by_500"] = summary["nelbo_steps_480_500"] < 200
+        if kind == "vae":
+            summary["sanity_nelbo_below_200_by_500"] = summary["nelbo_steps_480_500"] < 200
     return summary
 
 
-def time_model(kind, mnist, args):
+def sane(summary):
+    return summary["loss_decreased"] and summary.get("sanity_nelbo_below_200_by_500", True)
+
+
+def time_model(kind, mnist, variants, warmup, windows, steps):
     result = {"threads": torch.get_num_threads(), "torch": torch.__version__, "batch": BATCH,
-              "labelled_batch": LABELLED if kind == "ssvae" else None,
-              "warmup": args.warmup, "windows": args.windows, "steps_per_window": args.steps,
-              "params": sum(p.numel() for p in make(kind, mnist)[0].parameters())}
+              "labelled_batch": LABELLED if kind == "ssvae" else None, "warmup": warmup,
+              "windows": windows, "steps_per_window": steps,
+              "params": sum(p.numel() for p in make(kind, mnist)[0].parameters()),
+              "compile_ms": None, "compile_error": None, "loadavg_before": os.getloadavg()[0]}
     t_model = time.perf_counter()
-    eager = run(kind, mnist, False, args.warmup, args.windows, args.steps)
-    result.update(eager_ms=eager["ms"], eager_windows_ms=eager["windows_ms"],
-                  eager_best_ms=min(eager["windows_ms"]), eager_worst_ms=max(eager["windows_ms"]),
-                  eager_losses=loss_summary(kind, eager["history"]))
-    result.update(compile_ms=None, compile_error=None)
-    if not args.no_compile:
+    for variant in variants:
+        compiles = VARIANTS[variant][0] or VARIANTS[variant][2]
         try:
-            comp = run(kind, mnist, True, args.warmup, args.windows, args.steps)
-            result.update(
-                compile_ms=comp["ms"], compile_windows_ms=comp["windows_ms"],
-                compile_best_ms=min(comp["windows_ms"]), compile_worst_ms=max(comp["windows_ms"]),
-                # compile time: the first step of each shape less an ordinary step
-                compile_s=comp["first_step_s"] + comp.get("partial_step_s", 0.0)
-                - 2e-3 * comp["ms"],
-                compile_losses=loss_summary(kind, comp["history"]))
+            r = run(kind, mnist, variant, warmup, windows, steps)
         except Exception as e:  # noqa: BLE001 -- report any failure of torch.compile
-            result["compile_error"] = f"{type(e).__name__}: {e}".strip()[:2000]
-            result["compile_traceback"] = traceback.format_exc()[-4000:]
+            if not compiles:
+                raise
+            result[f"{variant}_ms"] = None
+            result[f"{variant}_error"] = f"{type(e).__name__}: {e}".strip()[:2000]
+            result[f"{variant}_traceback"] = traceback.format_exc()[-4000:]
+            continue
+        result[f"{variant}_ms"] = r["ms"]
+        result[f"{variant}_windows_ms"] = r["windows_ms"]
+        result[f"{variant}_best_ms"] = min(r["windows_ms"])
+        result[f"{variant}_worst_ms"] = max(r["windows_ms"])
+        result[f"{variant}_cpu_per_wall"] = r["cpu_per_wall"]
+        if compiles:
+            result[f"{variant}_error"] = None
+            # compile time: the first step of each batch shape, less two ordinary steps
+            result[f"{variant}_s"] = (r["first_step_s"] + r.get("partial_step_s", 0.0)
+                                      - 2e-3 * r["ms"])
+        result[f"{variant}_losses"] = loss_summary(kind, r["history"])
+    result["loadavg_after"] = os.getloadavg()[0]
     result["model_seconds"] = time.perf_counter() - t_model
     return result
 
 
-def fmt(ms, lo, hi):
-    return f"{ms:7.2f} ms ({1e3 / ms:5.0f}/s) [{lo:.2f}-{hi:.2f}]"
+def row(r, variant):
+    ms = r.get(f"{variant}_ms")
+    if ms is None:
+        error = r.get(f"{variant}_error")
+        return f"FAILED: {error.splitlines()[0][:100]}" if error else "not run"
+    text = (f"{ms:7.2f} ms ({1e3 / ms:4.0f}/s)  [{r[f'{variant}_best_ms']:.2f}-"
+            f"{r[f'{variant}_worst_ms']:.2f}]  cpu/wall {min(r[f'{variant}_cpu_per_wall']):.2f}")
+    if f"{variant}_s" in r:
+        text += f"  compile {r[f'{variant}_s']:.1f} s"
+    return text
 
 
 def main():
@@ -342,54 +387,69 @@ def main():
     parser.add_argument("--warmup", type=int, default=50, help="untimed steps before timing "
                         "(after the first step of each batch shape)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--no_compile", action="store_true", help="eager mode only")
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS,
+                        help="comma-separated subset of " + ",".join(VARIANTS) + ": eager and "
+                        "compile use Adam's defaults; eager_fused is Adam(fused=True); "
+                        "compile_opt also compiles optimizer.step")
+    parser.add_argument("--no_compile", action="store_true", help="only the eager variants")
+    parser.add_argument("--warm_cache", action="store_true",
+                        help="use Inductor's usual cache folder (compile times then depend on "
+                        "earlier runs); by default a fresh one, so they are cold")
     parser.add_argument("--json", default="", help="write the results here")
     args = parser.parse_args()
     kinds = [k.strip().lower() for k in args.models.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in MODELS]
-    if bad or not kinds:
+    if not kinds or any(k not in MODELS for k in kinds):
         parser.error(f"--models takes a comma-separated subset of {','.join(MODELS)}, got "
                      f"{args.models!r}")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not variants or any(v not in VARIANTS for v in variants):
+        parser.error(f"--variants takes a comma-separated subset of {','.join(VARIANTS)}, got "
+                     f"{args.variants!r}")
+    if args.no_compile:
+        variants = [v for v in variants if not (VARIANTS[v][0] or VARIANTS[v][2])]
+    cache = None
+    if not args.warm_cache and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        cache = tempfile.TemporaryDirectory(prefix="peer_torch_inductor_")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache.name  # read when Inductor first compiles
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     mnist = load_data()
-    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, Python "
-          f"{platform.python_version()}, {os.cpu_count()} cores; batch {BATCH} (SSVAE: "
+    print(f"PyTorch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}, "
+          f"Python {platform.python_version()}, {os.cpu_count()} cores; batch {BATCH} (SSVAE: "
           f"{BATCH} unlabelled + {LABELLED} labelled), Adam lr {LR}", flush=True)
-    print("ms per step: median of the windows (steps per second) [fastest-slowest window]",
-          flush=True)
+    print("ms per step: median window (steps/s) [fastest-slowest window], lowest CPU/wall "
+          "(about the thread count when no other process took CPU)", flush=True)
     results = {}
     for kind in kinds:
-        window = args.steps or (50 if kind == "ssvae" else 200)
-        r = time_model(kind, mnist, argparse.Namespace(**{**vars(args), "steps": window}))
-        results[kind] = r
-        comp = ("not run" if args.no_compile else
-                f"FAILED: {r['compile_error'].splitlines()[0][:120]}" if r["compile_error"] else
-                fmt(r["compile_ms"], r["compile_best_ms"], r["compile_worst_ms"])
-                + f", compile {r['compile_s']:.1f} s")
-        losses = r["eager_losses"]
-        name = METRICS[kind][0]
-        check = ""
-        if "sanity_nelbo_below_200_by_500" in losses:
-            check = (f", NELBO at step 500 {losses['nelbo_steps_480_500']:.1f} "
-                     f"({'ok' if losses['sanity_nelbo_below_200_by_500'] else 'NOT < 200'})")
-        print(f"{kind.upper():6s} eager   {fmt(r['eager_ms'], r['eager_best_ms'], r['eager_worst_ms'])}"
-              f"\n{'':6s} compile {comp}"
-              f"\n{'':6s} {name} {losses[f'first_{name}']:.1f} -> {losses[f'last_{name}']:.1f} "
-              f"over {losses['steps_trained']} steps{check}; {r['model_seconds']:.0f} s",
-              flush=True)
+        steps = args.steps or (50 if kind == "ssvae" else 200)
+        r = results[kind] = time_model(kind, mnist, variants, args.warmup, args.windows, steps)
+        print(f"{kind.upper()} ({r['params']:,} parameters; {args.windows} x {steps} steps "
+              f"after {args.warmup} warm-up; load {r['loadavg_before']:.1f} before, "
+              f"{r['loadavg_after']:.1f} after; {r['model_seconds']:.0f} s)", flush=True)
+        for variant in variants:
+            print(f"  {variant:12s} {row(r, variant)}", flush=True)
+        losses = r.get("eager_losses") or next(
+            (r[f"{v}_losses"] for v in variants if f"{v}_losses" in r), None)
+        if losses:
+            name = METRICS[kind][0]
+            check = (f"; NELBO at step 500 {losses['nelbo_steps_480_500']:.1f}"
+                     if "nelbo_steps_480_500" in losses else "")
+            print(f"  {name} {losses[f'first_{name}']:.1f} -> {losses[f'last_{name}']:.1f} over "
+                  f"{losses['steps_trained']} steps{check}", flush=True)
     total = time.perf_counter() - t_start
     print(f"total {total:.0f} s", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
         print(f"wrote {args.json}")
-    failed = [k for k, r in results.items() if not r["eager_losses"]["loss_decreased"]
-              or not r["eager_losses"].get("sanity_nelbo_below_200_by_500", True)]
+    failed = [f"{k}/{v}" for k, r in results.items() for v in variants
+              if f"{v}_losses" in r and not sane(r[f"{v}_losses"])]
     if failed:
-        print(f"sanity check failed (loss did not fall) for: {', '.join(failed)}", flush=True)
-        return 1
-    return 0
+        print(f"sanity check failed (the loss did not fall as it should): {', '.join(failed)}",
+              flush=True)
+    if cache is not None:
+        cache.cleanup()
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
