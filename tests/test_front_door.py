@@ -17,19 +17,41 @@ WARN = "W0000 00:00:1796014919.853191    3540 something.cc:1] a warning\n"
 CUINIT = ("E0000 00:00:1796014923.643321    3540 cuda_platform.cc:52] failed call to cuInit: "
           "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
 OTHER_ERROR = "E0000 00:00:1796014923.643321    3540 gpu_device.cc:2] out of memory\n"
+SPEED = ("E0000 00:00:1796017234.2 31411 util.cc:131] oneDNN supports DT_INT32 only on "
+         "platforms with AVX-512. Falling back to the default Eigen-based implementation.\n")
 PY_WARNING = "/x/y.py:57: DeprecationWarning: distutils Version classes are deprecated.\n"
+PLAIN = "a line of ours, after a dropped record\n"
 
 
 @pytest.mark.parametrize("level, gpu_driver, expected", [
-    (2, False, OTHER_ERROR + PY_WARNING),                  # the tools' default, CPU-only
-    (2, True, CUINIT + OTHER_ERROR + PY_WARNING),          # with a GPU driver, CUDA errors stay
-    (1, False, WARN + OTHER_ERROR + PY_WARNING),
-    (3, True, PY_WARNING),
-    (0, False, NOTICE + INFO + WARN + CUINIT + OTHER_ERROR + PY_WARNING),
+    (2, False, OTHER_ERROR + PY_WARNING + PLAIN),           # the tools' default, CPU-only
+    (2, True, CUINIT + OTHER_ERROR + PY_WARNING + PLAIN),   # with a GPU driver, CUDA errors stay
+    (1, False, WARN + OTHER_ERROR + PY_WARNING + PLAIN),
+    (3, True, PY_WARNING + PLAIN),
+    (0, False, NOTICE + INFO + WARN + CUINIT + SPEED + OTHER_ERROR + PY_WARNING + INFO + PLAIN),
 ])
 def test_start_up_lines_are_filtered_as_tf_cpp_min_log_level_asks(level, gpu_driver, expected):
-    text = NOTICE + INFO + WARN + CUINIT + OTHER_ERROR + PY_WARNING
+    text = NOTICE + INFO + WARN + CUINIT + SPEED + OTHER_ERROR + PY_WARNING + INFO + PLAIN
     assert quiet.filter_lines(text, level, gpu_driver) == expected
+
+
+def test_a_hard_crash_in_tensorflows_import_still_shows_its_last_words(tmp_path):
+    """The filter is its own process: what TensorFlow prints just before it aborts reaches the
+    user (a fake tensorflow package that logs a fatal check and aborts)."""
+    fake = tmp_path / "fake" / "tensorflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "import os, sys\n"
+        "sys.stderr.write('I0000 00:00:1.0  1 x.cc:1] chatter\\n')\n"
+        "sys.stderr.write('F0000 00:00:1.0  1 x.cc:2] Check failed: boom\\n')\n"
+        "sys.stderr.flush()\n"
+        "os.abort()\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "fake"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, str(ROOT / "bin" / "sample"),
+                           "--model_dir=pretrained:vae", f"--out={tmp_path / 'g.png'}"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode != 0
+    assert proc.stderr == "F0000 00:00:1.0  1 x.cc:2] Check failed: boom\n"
 
 
 def _sample(tmp_path, level=None):
@@ -97,13 +119,15 @@ def _build(kind, strategy):
         kwargs["num_classes"] = 3
     if kind == "gmvae":
         kwargs["k"] = 4
+    if kind == "vampprior":
+        kwargs.update(pseudo_inputs=4, objective="iwae", train_samples=3)
     with strategy.scope():
         model = models.get(kind)(**kwargs)
         model.compile(optimizer=optimizers.FusedAdam(1e-3))
     return model
 
 
-@pytest.mark.parametrize("kind", ["vae", "gmvae", "ssvae", "fsvae"])
+@pytest.mark.parametrize("kind", ["vae", "gmvae", "ssvae", "fsvae", "vampprior"])
 @pytest.mark.parametrize("where", ["one device", "two replicas"])
 def test_keras_format_round_trip_keeps_weights_optimizer_and_training(kind, where, tmp_path):
     """model.save("m.keras") and keras.models.load_model: the same class and settings, weights,

@@ -138,6 +138,8 @@ def test_a_second_process_on_a_run_folder_is_refused_and_a_dead_one_does_not_blo
     ("train", ["--z=100000000"], "--model=vae --z=100000000 (batch 97) needs about"),
     ("train", ["--model=gmvae", "--k=100000000"],
      "--model=gmvae --z=10 --k=100000000 (batch 97) needs about"),
+    ("train", ["--objective=iwae", "--train_samples=10000"],
+     "--model=vae --z=10 --train_samples=10000 (batch 97) needs about"),
     ("sample", [f"--model_dir={ROOT / 'savedmodels' / 'vae'}", "--n=1000000000"],
      "--n=1000000000 needs about"),
     ("sample", ["--model_dir=x", "--n=0"], "flag --n=0: 0 is not a positive integer"),
@@ -340,3 +342,26 @@ def test_saved_model_cli_refuses_a_label_outside_the_classes(conditional_export,
          f"y={tmp_path / 'y.npy'};seed={tmp_path / 'seed.npy'}"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "sample: input y must lie in [0, 2]" in proc.stderr
+
+
+def test_a_resume_onto_an_older_history_csv_keeps_every_row_under_one_header(finished, tmp_path):
+    """A history.csv without the val_ columns (an older version's), resumed twice: the file is
+    rewritten once with the union of the columns (NA where a row has none), and every row
+    matches the header."""
+    out, run = _copy(finished, tmp_path)
+    history = run / "history.csv"
+    rows = list(csv.DictReader(open(history)))
+    old_columns = ["epoch", "kl", "nelbo", "rec", "step"]
+    with open(history, "w", newline="") as f:
+        writer = csv.DictWriter(f, old_columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    for iter_max in (15, 20):
+        train.run(_config(out, iter_max=iter_max))
+    table = list(csv.reader(open(history)))
+    assert all(len(row) == len(table[0]) for row in table)
+    assert "val_nelbo" in table[0]
+    by_step = {row[table[0].index("step")]: row for row in table[1:]}
+    assert sorted(map(int, by_step)) == [5, 10, 15, 20]
+    assert by_step["10"][table[0].index("val_nelbo")] == "NA"
+    assert by_step["20"][table[0].index("val_nelbo")] != "NA"

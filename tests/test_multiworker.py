@@ -93,3 +93,16 @@ def test_sigterm_on_one_worker_checkpoints_every_worker_at_the_same_step(tmp_pat
                for log in resumed]
     assert digests[0] and digests[0] == digests[1]
     assert all(f"resumed from {folder / f'ckpt-{step}'}" in log.read_text() for log in resumed)
+
+
+def test_ipv6_addresses_are_understood_and_reached():
+    import socket
+    from tfp_vae import distribute
+    assert distribute.host_port("[::1]:1234") == ("::1", 1234)
+    assert distribute.host_port("host:0") is None and distribute.host_port("host") is None
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as server:
+        port = server.getsockname()[1]
+        assert distribute._answers(f"[::1]:{port}")
+    assert not distribute._answers(f"[::1]:{port}")

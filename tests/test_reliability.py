@@ -230,6 +230,10 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
      "task type 'ps' is not supported"),
     ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}',
      "task index 2 is outside the 2 worker address(es)"),
+    ('{"cluster": {"worker": ["a:99999"]}, "task": {"type": "worker", "index": 0}}',
+     "address 'a:99999' is not host:port with a port in 1..65535"),
+    ('{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG names a:1 more than once"),
 ])
 def test_multiworker_refuses_a_missing_or_wrong_tf_config(monkeypatch, tf_config, message):
     if tf_config is None:

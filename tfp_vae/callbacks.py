@@ -7,13 +7,15 @@ epoch index while everything else (samples, evaluation) is logged against the tr
 the two cannot be read together.
 """
 
+import csv
+import io
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfp_vae import images
+from tfp_vae import files, images
 
 # TensorBoard groups charts by the tag's first component.
 CLASSIFIER_TERMS = ("ce", "acc")
@@ -76,7 +78,7 @@ class Validation(keras.callbacks.Callback):
     on a fixed held-out batch with a fixed seed, so that the curve moves only with the weights.
 
     Must come before the callbacks that write the logs (history, TensorBoard); a few
-    milliseconds per epoch for 1,000 images.
+    milliseconds per epoch for 1,000 images, taken ``chunk`` at a time.
 
     Args:
       batch: the held-out data in the structure ``loss_and_terms`` takes (images, or ``(images,
@@ -84,9 +86,12 @@ class Validation(keras.callbacks.Callback):
       seed: the run's seed.
     """
 
-    def __init__(self, batch, seed):
+    def __init__(self, batch, seed, chunk=100):
         super().__init__()
-        self.batch = tf.nest.map_structure(tf.convert_to_tensor, batch)
+        data = tf.data.Dataset.from_tensor_slices(batch).batch(chunk)
+        # Chunks of about a training batch, so that memory stays that of a training step
+        # (the IWAE objective holds all its samples of every image at once).
+        self.chunks = list(data)
         self.seed = tf.constant([seed, 0x5EED], tf.int32)
         self._terms = None
 
@@ -94,19 +99,48 @@ class Validation(keras.callbacks.Callback):
         if logs is None:
             return
         if self._terms is None:
-            self._terms = tf.function(lambda data: self.model.loss_and_terms(data, self.seed)[1])
-        for name, values in self._terms(self.batch).items():
-            logs[f"val_{name}"] = float(tf.reduce_mean(values))
+            self._terms = tf.function(lambda data, seed: self.model.loss_and_terms(data, seed)[1])
+        parts = [self._terms(chunk, tf.random.experimental.stateless_fold_in(self.seed, i))
+                 for i, chunk in enumerate(self.chunks)]
+        for name in parts[0]:
+            logs[f"val_{name}"] = float(tf.reduce_mean(tf.concat([p[name] for p in parts], 0)))
 
 
 class HistoryCSV(keras.callbacks.CSVLogger):
     """Keras' CSVLogger with a ``step`` column: the training step each row was logged at, by
     which a resumed run trims the file (:func:`tfp_vae.guard.trim_history`) and curves are
-    drawn."""
+    drawn.
+
+    A resumed run whose columns differ from the file's (a version that wrote no ``val_``
+    columns) rewrites the file once with the union of both, ``NA`` where a row has no value, so
+    that every row matches the header (Keras would append rows of another width)."""
 
     def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        super().on_epoch_end(epoch, {**(logs or {}), "step": step})
+        logs = {**(logs or {}), "step": int(self.model.optimizer.iterations.numpy())}
+        if self.keys is None:
+            self.keys = self._columns(sorted(logs))
+        super().on_epoch_end(epoch, logs)
+
+    def _columns(self, keys):
+        if not (self.append and os.path.isfile(self.filename)):
+            return keys
+        with open(self.filename, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or rows[0][1:] == keys:
+            return keys
+        header = rows[0]
+        union = sorted(set(header[1:]) | set(keys))
+        lines = [["epoch"] + union]
+        for row in rows[1:]:
+            values = dict(zip(header, row))
+            lines.append([values.get(name, "NA") for name in lines[0]])
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(lines)
+        self.csv_file.close()  # opened by Keras for appending; reopened on the new file
+        files.write_bytes_atomic(self.filename, out.getvalue().encode())
+        self.csv_file = open(self.filename, "a")
+        self.writer, self.append_header = None, False
+        return union
 
 
 class StepBoard(keras.callbacks.Callback):

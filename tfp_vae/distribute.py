@@ -21,6 +21,7 @@ import tensorflow as tf
 from tfp_vae.errors import ConfigError, Interrupted
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+MAX_PEER_TIMEOUT = 7 * 24 * 3600.0  # seconds (a week): --peer_timeout's bound
 
 
 def ensure_logical_cpus(n):
@@ -112,10 +113,26 @@ def cluster_from_tf_config():
         raise ConfigError(f"TF_CONFIG task index {index} is outside the {len(hosts)} "
                           f"{task_type} address(es) of its cluster.")
     for address in workers:
-        if not isinstance(address, str) or not address.rpartition(":")[2].isdigit():
-            raise ConfigError(f"TF_CONFIG address {address!r} is not host:port, e.g. "
-                              f"{_TF_CONFIG_EXAMPLE}.")
+        if host_port(address) is None:
+            raise ConfigError(f"TF_CONFIG address {address!r} is not host:port with a port in "
+                              f"1..65535 (IPv6 as [::1]:12345), e.g. {_TF_CONFIG_EXAMPLE}.")
+    repeated = sorted({a for a in workers if workers.count(a) > 1})
+    if repeated:
+        raise ConfigError(f"TF_CONFIG names {', '.join(repeated)} more than once; every worker "
+                          f"needs an address of its own.")
     return task_type, index, hosts[index], workers
+
+
+def host_port(address):
+    """``(host, port)`` of ``host:port`` or ``[ipv6]:port``; None if it is neither."""
+    if not isinstance(address, str):
+        return None
+    host, _, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        return None
+    return host, int(port)
 
 
 def multi_worker_strategy(timeout):
@@ -157,15 +174,15 @@ def _configure_registration(timeout):
     ctx = context.context()
     ctx.configure_coordination_service(
         service_type="standalone", service_leader=f"/job:{leader}/replica:0/task:0",
-        coordinated_jobs=jobs, cluster_register_timeout_in_ms=int(timeout * 1000))
+        coordinated_jobs=jobs,
+        cluster_register_timeout_in_ms=int(min(timeout, MAX_PEER_TIMEOUT) * 1000))
     ctx.coordination_service.cluster_register_with_barrier = True
 
 
 def _answers(address, timeout=1.0):
     """Whether something accepts TCP connections at ``host:port``."""
-    host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
+        with socket.create_connection(host_port(address), timeout=timeout):
             return True
     except OSError:
         return False
@@ -184,16 +201,16 @@ def wait_for_peers(own, peers, timeout, poll=0.25):
         when this worker's port is taken.
       Interrupted: Ctrl-C or SIGTERM.
     """
-    port = int(own.rpartition(":")[2])
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind(("", port))
+    port = host_port(own)[1]
+    try:  # every interface, IPv4 and IPv6 where the system has both
+        if socket.has_dualstack_ipv6():
+            listener = socket.create_server(("", port), family=socket.AF_INET6,
+                                            dualstack_ipv6=True, reuse_port=False, backlog=64)
+        else:
+            listener = socket.create_server(("", port), backlog=64)
     except OSError as e:
-        listener.close()
         raise ConfigError(f"this worker's TF_CONFIG address {own} cannot be used ({e.strerror}); "
                           f"is a worker of this cluster still running on this host?") from None
-    listener.listen(64)
     listener.setblocking(False)
 
     def stop(signum, frame):

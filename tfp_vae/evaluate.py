@@ -76,8 +76,8 @@ def evaluate(data_kind, negative_elbo, negative_iwae, dataset, binarized=True, r
       classifier (:func:`train_check_classifier`, ``check_steps`` steps) recognises its samples
       (:func:`conditional_sample_accuracy`), both with ``seed``.
 
-    * ``nll_samples`` (VAE, GMVAE, VampPrior): also the papers' test NLL,
-      :func:`test_log_likelihood` with that many samples (``"nll"``).
+    * ``nll_samples``: also the papers' test NLL, :func:`test_log_likelihood` with that many
+      samples (``"nll"``; of -log p(x | y) for the FSVAE).
 
     Arguments a kind does not use are ignored (``classify`` outside the SSVAE, ``sampler``
     outside the FSVAE), so callers may pass them for every model.
@@ -101,6 +101,10 @@ def evaluate(data_kind, negative_elbo, negative_iwae, dataset, binarized=True, r
             timed("sample_check", lambda: conditional_sample_accuracy(
                 sampler, train_check_classifier(dataset, check_steps, seed=seed), per_class=100,
                 seed=seed))
+        if nll_samples:  # of -log p(x | y)
+            timed("nll", lambda: test_log_likelihood(
+                negative_iwae, data.test_batches(dataset, binarized), nll_samples,
+                with_labels=True))
         return results
     if data_kind == "semisupervised":
         timed("classifier", lambda: classifier_accuracy(

@@ -151,8 +151,9 @@ class TrainConfig:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown --strategy={self.strategy!r}; choose one of "
                               f"{', '.join(STRATEGIES)}.")
-        if not (math.isfinite(self.peer_timeout) and self.peer_timeout > 0):
-            raise ConfigError(f"--peer_timeout must be a positive number of seconds, got "
+        if not 0 < self.peer_timeout <= distribute.MAX_PEER_TIMEOUT:  # NaN fails too
+            raise ConfigError(f"--peer_timeout must be a positive number of seconds up to "
+                              f"{distribute.MAX_PEER_TIMEOUT:.0f} (a week), got "
                               f"{self.peer_timeout}.")
         if self.jit_compile not in JIT_CHOICES:
             raise ConfigError(f"--jit_compile must be one of {', '.join(JIT_CHOICES)}.")
@@ -355,13 +356,14 @@ def make_optimizer(lr, jit_compile=False):
 def check_memory(config, strategy, dataset):
     """Refuses a model that cannot fit in memory (a huge ``--z`` or ``--k``) before building it:
     the estimate of :meth:`~tfp_vae.models.BaseVAE.training_bytes` on every replica against the
-    memory available (:mod:`tfp_vae.memory`). Small latent sizes (``z * k`` up to 4096, a few
-    tens of MiB) are not estimated, which would cost start-up time."""
+    memory available (:mod:`tfp_vae.memory`). Small settings (``z * k`` up to 4096 and up to
+    10,000 image-samples a step: a few hundred MiB at most) are not estimated, which would cost
+    start-up time."""
     kwargs = config.model_kwargs(dataset)
     cls = models.get(config.model)
     components = kwargs.get(cls.components_arg, 1) if cls.components_arg else 1
     samples = kwargs.get("train_samples", 1)
-    if kwargs["z_dim"] * components * samples <= 4096:
+    if kwargs["z_dim"] * components <= 4096 and config.batch_size * samples <= 10_000:
         return
     need = strategy.num_replicas_in_sync * cls.training_bytes(config.batch_size, **kwargs)
     sizes = ("z",) + ((cls.components_arg,) if cls.components_arg else ()) + \
