@@ -428,6 +428,13 @@ def main():
               f"{r['loadavg_after']:.1f} after; {r['model_seconds']:.0f} s)", flush=True)
         for variant in variants:
             print(f"  {variant:12s} {row(r, variant)}", flush=True)
+        ratios = [c for v in variants for c in r.get(f"{v}_cpu_per_wall", [])]
+        r["contended"] = bool(ratios) and min(ratios) < 0.75 * torch.get_num_threads()
+        if r["contended"]:
+            print(f"  WARNING: a window had CPU/wall {min(ratios):.2f} < 0.75 x "
+                  f"{torch.get_num_threads()} threads: another process took CPU and these times "
+                  f"are not this machine's (with 2 OpenMP threads on 2 busy cores PyTorch can "
+                  f"slow down by 10-100x); run again on an idle machine", flush=True)
         losses = r.get("eager_losses") or next(
             (r[f"{v}_losses"] for v in variants if f"{v}_losses" in r), None)
         if losses:
