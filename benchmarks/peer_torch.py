@@ -29,7 +29,8 @@ the loss, its gradients and one Adam step (lr 1e-3, PyTorch defaults). ``--warmu
 then ``--windows`` windows of ``--steps`` steps; the table gives the median window and the spread
 (fastest and slowest window), and the lowest CPU/wall ratio of a window: about the thread count
 when the process had the cores to itself, less when another process took CPU (this benchmark
-means nothing on a busy machine). ``torch.set_num_threads`` is set (2 by default, the machine's
+means nothing on a busy machine; ``--max_seconds`` bounds the timed part of each variant there).
+``torch.set_num_threads`` is set (2 by default, the machine's
 cores) and reported. The loss is recorded every step to check that the timed step is real work:
 the VAE's NELBO must fall below 200 within 500 steps, every model's loss must fall.
 
@@ -266,8 +267,10 @@ VARIANTS = {"eager": (False, False, False), "compile": (True, False, False),
 DEFAULT_VARIANTS = "eager,compile,eager_fused,compile_opt"
 
 
-def run(kind, mnist, variant, warmup, windows, steps, seed=0):
-    """Trains a fresh model for 2 + warmup + windows * steps steps; returns timings and losses."""
+def run(kind, mnist, variant, warmup, windows, steps, max_seconds=math.inf, seed=0):
+    """Trains a fresh model for 2 + warmup + windows * steps steps; returns timings and losses.
+    After ``max_seconds`` (compilation not counted) the windows left are skipped: on a busy
+    machine a step can take 100 times as long."""
     compile_model, fused, compile_opt = VARIANTS[variant]
     torch.manual_seed(seed)
     model, stream = make(kind, mnist)
@@ -292,16 +295,23 @@ def run(kind, mnist, variant, warmup, windows, steps, seed=0):
         t0 = time.perf_counter()
         step(partial)
         out["partial_step_s"] = time.perf_counter() - t0
+    deadline = time.perf_counter() + max_seconds
     for _ in range(warmup):
         step(next(stream))
     times, cpu = [], []
     for _ in range(windows):
         t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(steps):
+        done = 0
+        while done < steps and not (times and time.perf_counter() > deadline):
             step(next(stream))
+            done += 1
+        if done < steps and times:  # out of time: drop the unfinished window
+            break
         wall = time.perf_counter() - t0
-        times.append(wall / steps * 1e3)
+        times.append(wall / done * 1e3)
         cpu.append((time.process_time() - c0) / wall)
+        if time.perf_counter() > deadline:
+            break
     out["ms"] = statistics.median(times)
     out["windows_ms"] = [round(t, 3) for t in times]
     # CPU seconds of this process per wall second in each window: about the thread count when it
@@ -331,7 +341,7 @@ def sane(summary):
     return summary["loss_decreased"] and summary.get("sanity_nelbo_below_200_by_500", True)
 
 
-def time_model(kind, mnist, variants, warmup, windows, steps):
+def time_model(kind, mnist, variants, warmup, windows, steps, max_seconds=math.inf):
     result = {"threads": torch.get_num_threads(), "torch": torch.__version__, "batch": BATCH,
               "labelled_batch": LABELLED if kind == "ssvae" else None, "warmup": warmup,
               "windows": windows, "steps_per_window": steps,
@@ -341,7 +351,7 @@ def time_model(kind, mnist, variants, warmup, windows, steps):
     for variant in variants:
         compiles = VARIANTS[variant][0] or VARIANTS[variant][2]
         try:
-            r = run(kind, mnist, variant, warmup, windows, steps)
+            r = run(kind, mnist, variant, warmup, windows, steps, max_seconds)
         except Exception as e:  # noqa: BLE001 -- report any failure of torch.compile
             if not compiles:
                 raise
@@ -372,6 +382,8 @@ def row(r, variant):
         return f"FAILED: {error.splitlines()[0][:100]}" if error else "not run"
     text = (f"{ms:7.2f} ms ({1e3 / ms:4.0f}/s)  [{r[f'{variant}_best_ms']:.2f}-"
             f"{r[f'{variant}_worst_ms']:.2f}]  cpu/wall {min(r[f'{variant}_cpu_per_wall']):.2f}")
+    if len(r[f"{variant}_windows_ms"]) < r["windows"]:
+        text += f"  ({len(r[f'{variant}_windows_ms'])} windows: out of time)"
     if f"{variant}_s" in r:
         text += f"  compile {r[f'{variant}_s']:.1f} s"
     return text
@@ -387,6 +399,9 @@ def main():
     parser.add_argument("--warmup", type=int, default=50, help="untimed steps before timing "
                         "(after the first step of each batch shape)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--max_seconds", type=float, default=30.0,
+                        help="per model and variant, after compiling: the timed windows not "
+                        "started by then are skipped (a busy machine can slow a step 100x)")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS,
                         help="comma-separated subset of " + ",".join(VARIANTS) + ": eager and "
                         "compile use Adam's defaults; eager_fused is Adam(fused=True); "
@@ -422,7 +437,8 @@ def main():
     results = {}
     for kind in kinds:
         steps = args.steps or (50 if kind == "ssvae" else 200)
-        r = results[kind] = time_model(kind, mnist, variants, args.warmup, args.windows, steps)
+        r = results[kind] = time_model(kind, mnist, variants, args.warmup, args.windows, steps,
+                                       args.max_seconds)
         print(f"{kind.upper()} ({r['params']:,} parameters; {args.windows} x {steps} steps "
               f"after {args.warmup} warm-up; load {r['loadavg_before']:.1f} before, "
               f"{r['loadavg_after']:.1f} after; {r['model_seconds']:.0f} s)", flush=True)
