@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, run_tool
+from conftest import ROOT, free_ports, run_tool
 from test_fsvae import write_svhn_mat
 from tfp_vae import distribute, models, train
 from tfp_vae.models import base
@@ -245,22 +245,11 @@ def test_multiworker_refuses_a_missing_or_wrong_tf_config(monkeypatch, tf_config
     assert message in str(e.value)
 
 
-def _free_ports(n):
-    import socket
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_two_workers_train_identically_and_resume_after_a_worker_is_killed(tmp_path):
     """--strategy=multiworker with two processes on 127.0.0.1: one is SIGKILLed after the first
     checkpoint, the other is stopped, both are started again and finish from the checkpoint with
     the same weights; only the chief writes the run's files."""
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     args = ["--model=vae", "--strategy=multiworker", "--iter_max=250", "--iter_save=50",
             "--log_every=50", f"--out_dir={tmp_path}", *FAST]
     run_dir = tmp_path / "model=vae_z=10_run=0000"
