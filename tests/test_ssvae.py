@@ -150,14 +150,15 @@ def test_loss_and_its_gradient_with_gw_match_a_hand_computation():
 class NoiseFreeSSVAE(models.SSVAE):
     """z = E[q(z|x,y)]: a training step is a deterministic function of its batch."""
 
-    def negative_elbo(self, x, seed):
-        probs = self.classify(x).probs_parameter()
+    def negative_elbo(self, x, seed, q_y=None):
+        q_y = self.classify(x) if q_y is None else q_y
+        probs = q_y.probs_parameter()
         y = tf.broadcast_to(tf.eye(10)[:, None, :], [10, tf.shape(x)[0], 10])
         q_z = self.encode(x, y)
         w = tf.transpose(probs)
         rec = tf.reduce_sum(w * -self.decode(q_z.mean(), y).log_prob(x), 0)
         kl_z = tf.reduce_sum(w * tfd.kl_divergence(q_z, self.prior()), 0)
-        kl_y = tfd.kl_divergence(self.classify(x), self.label_prior())
+        kl_y = tfd.kl_divergence(q_y, self.label_prior())
         return bounds.SemiSupervisedBound(kl_z + kl_y + rec, kl_z, kl_y, rec)
 
 
@@ -282,3 +283,21 @@ def test_evaluate_reports_cross_entropy_and_accuracy_only_with_labels():
     assert with_labels["ce"] > 0.5  # untrained: about log 10
     images_only = model.evaluate(x, batch_size=20, verbose=0, return_dict=True)
     assert "ce" not in images_only and "acc" not in images_only and "nelbo" in images_only
+
+
+def test_shared_features_are_multiplied_once_with_the_same_result():
+    """q(z | x, y) for x (B, D) against enumerated labels (K, B, K) takes x's product with the
+    first layer once (``MLP.call_concatenated``); it equals the network on the explicit
+    concatenation, values and gradients."""
+    model = models.SSVAE(z_dim=4)
+    x = tf.constant(np.random.RandomState(0).rand(5, 784).astype(np.float32))
+    y = tf.broadcast_to(tf.eye(10)[:, None, :], [10, 5, 10])
+    variables = model.encoder.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        shared = model.encoder(x, y).mean()
+        explicit = model.encoder.net(tf.concat([tf.broadcast_to(x, [10, 5, 784]), y], -1))
+        explicit = model.encoder.head(explicit).mean()
+    assert shared.shape == explicit.shape == (10, 5, 4)
+    np.testing.assert_allclose(shared, explicit, rtol=1e-5, atol=1e-6)
+    for a, b in zip(tape.gradient(shared, variables), tape.gradient(explicit, variables)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

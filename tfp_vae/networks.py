@@ -62,6 +62,26 @@ class MLP(keras.layers.Layer):
             h = layer(h)
         return h
 
+    def call_concatenated(self, parts):
+        """``call(concat(parts, -1))`` without building the concatenation: the first layer's
+        product is the sum of each part's product with its rows of the kernel, each taken at the
+        part's own leading shape and broadcast only in the sum. When one part is shared by many
+        rows (the SSVAE's x against its ten enumerated labels, (B, 784) against (10, B, 10)),
+        its product is computed once instead of once per row (Keras' Dense has no such split)."""
+        first = self.dense[0]
+        h, start = first.bias, 0
+        for part in parts:
+            width = part.shape[-1]
+            rows = first.kernel[start:start + width]
+            flat = tf.reshape(part, [-1, width])
+            h = h + tf.reshape(tf.matmul(flat, rows),
+                               tf.concat([tf.shape(part)[:-1], [first.units]], 0))
+            start += width
+        h = first.activation(h)
+        for layer in self.dense[1:]:
+            h = layer(h)
+        return h
+
 
 def _lead_flat(x, inner_rank):
     """x (..., *inner) -> (prod(...), *inner) and the leading shape, to restore it after."""
@@ -185,13 +205,19 @@ class _Conditional(keras.layers.Layer):
                              f"{self.y_dim} columns).")
         if self.body is not None:
             inputs = self.body(inputs)
-        if y is not None:
-            # Broadcast the leading (sample, batch) axes, e.g. x (B, D) against labels (K, B, K).
+        if y is None:
+            h = self.net(inputs)
+        elif inputs.shape.rank < y.shape.rank:
+            # Features shared by several label rows, e.g. x (B, D) against the SSVAE's enumerated
+            # labels (K, B, K): the features' product is taken once, not K times.
+            h = self.net.call_concatenated([inputs, tf.cast(y, inputs.dtype)])
+        else:
+            # Broadcast the leading (sample, batch) axes and concatenate (the reference's order).
             y = tf.cast(y, inputs.dtype)
             lead = tf.broadcast_dynamic_shape(tf.shape(inputs)[:-1], tf.shape(y)[:-1])
             inputs = tf.concat([tf.broadcast_to(inputs, tf.concat([lead, tf.shape(inputs)[-1:]], 0)),
                                 tf.broadcast_to(y, tf.concat([lead, tf.shape(y)[-1:]], 0))], -1)
-        h = self.net(inputs)
+            h = self.net(inputs)
         return self.head(self.tail(h) if self.tail is not None else h)
 
 

@@ -87,11 +87,12 @@ class SSVAE(conditional.ConditionalVAE):
         return self.sample_labels(tf.repeat(tf.convert_to_tensor(y, tf.int32), n), seed)
 
     # --------------------------------------------------------------------------------- bounds
-    def negative_elbo(self, x, seed):
-        """Per-example negative ELBO with the label summed out under q(y | x)."""
+    def negative_elbo(self, x, seed, q_y=None):
+        """Per-example negative ELBO with the label summed out under q(y | x) (``q_y``, when
+        the caller has it already)."""
         return bounds.negative_elbo_marginal_label(
-            x, self.classify(x), lambda y: self.encode(x, y), self.decode, self.prior(),
-            self.label_prior(), base.as_seed(seed))
+            x, self.classify(x) if q_y is None else q_y, lambda y: self.encode(x, y),
+            self.decode, self.prior(), self.label_prior(), base.as_seed(seed))
 
     def negative_iwae(self, x, num_samples, seed):
         """Per-example negative IWAE-m with the joint proposal q(y | x) q(z | x, y):
@@ -120,18 +121,24 @@ class SSVAE(conditional.ConditionalVAE):
         y))``) and, when the images come with their labels, ``acc``."""
         if isinstance(data, dict):
             xl = self.check_inputs(data["x_labelled"])
-            ce = -self.classify(xl).log_prob(tf.cast(data["y_labelled"], tf.int32))
-            loss, terms = self.cw * base.global_batch_mean(ce), {"ce": ce}
             x, y = self.check_inputs(data["x"]), data.get("y")
+            if self.gw > 0:  # the bound needs q(y | x): one classifier pass over both sets
+                logits = self.classify(tf.concat([xl, x], 0)).logits_parameter()
+                q_yl = self.classifier.head(logits[:tf.shape(xl)[0]])
+                q_y = self.classifier.head(logits[tf.shape(xl)[0]:])
+            else:  # q(y | x) only for the accuracy, outside the gradient
+                q_yl, q_y = self.classify(xl), self.classify(tf.stop_gradient(x))
+            ce = -q_yl.log_prob(tf.cast(data["y_labelled"], tf.int32))
+            loss, terms = self.cw * base.global_batch_mean(ce), {"ce": ce}
         else:  # images, or (images, labels), e.g. from model.evaluate
             x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
             x, loss, terms = self.check_inputs(x), 0.0, {}
+            q_y = self.classify(x)
         if self.gw > 0:  # gw = 0 skips the bound entirely, as the reference
-            bound = self.negative_elbo(x, seed)
+            bound = self.negative_elbo(x, seed, q_y)
             loss += self.gw * base.global_batch_mean(bound.value)
             terms.update(zip(self.bound_names, bound))
         if y is not None:
-            q_y = self.classify(x)
             y = tf.cast(y, tf.int32)
             if "ce" not in terms:  # model.evaluate((x, y)): the cross-entropy of these labels
                 terms["ce"] = -q_y.log_prob(y)

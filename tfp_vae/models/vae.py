@@ -14,6 +14,3 @@ class VAE(base.BaseVAE):
     """
 
     kind = "vae"
-    # XLA measured 6.25 -> 5.89 ms per step at 50 steps per call: not worth the compilation it
-    # adds to the start-up of bin/train (see README "Performance").
-    xla_by_default = False
