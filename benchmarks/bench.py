@@ -48,12 +48,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The reference runs whose logs give the full-length wall times: (label, command, run folder).
 REFERENCE_RUNS = (
-    ("VAE", "bin/train --model=vae", "model=vae_z=10_run=0000"),
-    ("GMVAE", "bin/train --model=gmvae", "model=gmvae_z=10_k=500_run=0000"),
-    ("SSVAE", "bin/train --model=ssvae --gw=1 --cw=100", "model=ssvae_gw=001_cw=100_run=0000"),
-    ("FSVAE (MNIST)", "bin/train --model=fsvae --dataset=mnist --iter_max=50000",
-     "model=fsvae_dataset=mnist_run=0000"),
+    ("VAE", "bin/train --model=vae", "vae"),
+    ("GMVAE", "bin/train --model=gmvae", "gmvae"),
+    ("SSVAE", "bin/train --model=ssvae --gw=1 --cw=100", "ssvae"),
+    ("FSVAE (MNIST)", "bin/train --model=fsvae --dataset=mnist --iter_max=50000", "fsvae"),
 )
+# The targets of the speed work: (what, goal). Ratios are to the peak-rate floor; "peer" ratios
+# are our step time over PyTorch's on the same machine in the same benchmark run.
+WALL_TARGETS = {"VAE": 90, "GMVAE": 100, "SSVAE": 700}
 
 
 # ------------------------------------------------------------------------------------- memory
@@ -105,22 +107,26 @@ def dense_shapes(layer):
 
 
 def train_step_flops(parts):
-    """``parts``: (network, rows, takes_data) triples; a network fed by data needs no gradient
-    with respect to its input."""
+    """``parts``: (network, rows, takes_data, first_rows) tuples; a network fed by data needs no
+    gradient with respect to its input, and its first layer sees ``first_rows`` rows (fewer
+    than ``rows`` when its input is shared by several rows, as the SSVAE's x by its ten
+    enumerated labels)."""
     total = 0
-    for network, rows, takes_data in parts:
+    for network, rows, takes_data, first_rows in parts:
         shapes = dense_shapes(network)
-        forward = sum(2 * rows * i * o for i, o in shapes)
-        total += 3 * forward - (2 * rows * shapes[0][0] * shapes[0][1] if takes_data else 0)
+        forward = [2 * (first_rows if i == 0 else rows) * a * b for i, (a, b) in enumerate(shapes)]
+        total += 3 * sum(forward) - (forward[0] if takes_data else 0)
     return total
 
 
 def step_parts(model, batch):
-    """The networks of one training step and the rows each sees."""
-    if model.kind == "ssvae":  # each unlabelled image once per label; the classifier on all
-        return [(model.encoder, 10 * batch, True), (model.decoder, 10 * batch, False),
-                (model.classifier, batch + 100, True)]
-    return [(model.encoder, batch, True), (model.decoder, batch, False)]
+    """The networks of one training step, the rows each sees and the rows of its first layer."""
+    if model.kind == "ssvae":  # each unlabelled image once per label; x's product once; the
+        # classifier once on the unlabelled and the 100 labelled images together
+        return [(model.encoder, 10 * batch, True, batch), (model.decoder, 10 * batch, False,
+                                                           10 * batch),
+                (model.classifier, batch + 100, True, batch + 100)]
+    return [(model.encoder, batch, True, batch), (model.decoder, batch, False, batch)]
 
 
 def matmuls_alone(parts, repeats=200):
@@ -129,22 +135,24 @@ def matmuls_alone(parts, repeats=200):
     opposed to the peak rate of large ones."""
     rng = np.random.default_rng(0)
     networks = []
-    for network, rows, takes_data in parts:
+    for network, rows, takes_data, first_rows in parts:
         shapes = dense_shapes(network)
         weights = [tf.Variable(rng.normal(0, 0.05, s).astype(np.float32)) for s in shapes]
-        inputs = tf.Variable(rng.normal(0, 1, (rows, shapes[0][0])).astype(np.float32))
-        networks.append((weights, inputs, takes_data))
+        inputs = tf.Variable(rng.normal(0, 1, (first_rows, shapes[0][0])).astype(np.float32))
+        networks.append((weights, inputs, takes_data, rows // first_rows))
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
             total = 0.0
-            for weights, inputs, _ in networks:
+            for weights, inputs, _, repeat in networks:
                 h = inputs
-                for w in weights:
+                for i, w in enumerate(weights):
                     h = tf.matmul(h, w)
+                    if i == 0 and repeat > 1:
+                        h = tf.tile(h, [repeat, 1])
                 total += tf.reduce_sum(h)
-        sources = [v for weights, inputs, takes_data in networks
+        sources = [v for weights, inputs, takes_data, _ in networks
                    for v in weights + ([] if takes_data else [inputs])]
         grads = tape.gradient(total, sources)
         return tf.add_n([tf.reduce_sum(g[:1, :1]) for g in grads])
@@ -295,8 +303,48 @@ def startup_seconds():
             return json.load(f)["startup_seconds"]
 
 
-def reference_run_rows(runs_dir):
-    rows = []
+def import_seconds(repeats=3):
+    """The floor under any start-up: a fresh Python importing TensorFlow, TFP and Keras, nothing
+    of tfp_vae (best of ``repeats``)."""
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import tensorflow, tensorflow_probability, keras"],
+                       check=True, capture_output=True)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def sample_seconds(model_dir, repeats=3):
+    """``bin/sample`` on a SavedModel, launch to the PNG written (best of ``repeats``)."""
+    best = math.inf
+    with tempfile.TemporaryDirectory() as out:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, os.path.join(ROOT, "bin", "sample"),
+                            f"--model_dir={model_dir}", f"--out={out}/s.png"],
+                           check=True, capture_output=True)
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def peer_results(mode):
+    """The PyTorch peer's ms per step (``benchmarks/peer_torch.py`` in its own process, so that
+    neither library's threads disturb the other), or None without torch (``mode="auto"``)."""
+    import importlib.util
+    if mode == "no" or (mode == "auto" and importlib.util.find_spec("torch") is None):
+        return None
+    with tempfile.TemporaryDirectory() as out:
+        path = os.path.join(out, "peer.json")
+        subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "peer_torch.py"),
+                        "--models=vae,gmvae,ssvae", f"--json={path}"], check=True)
+        with open(path) as f:
+            return json.load(f)
+
+
+def reference_runs(runs_dir):
+    """The rows of the reference runs' table and their wall times by label."""
+    rows, walls = [], {}
     for label, command, name in REFERENCE_RUNS:
         path = os.path.join(runs_dir, name, "evaluation.json")
         if not os.path.isfile(path):
@@ -305,11 +353,12 @@ def reference_run_rows(runs_dir):
         with open(path) as f:
             run = json.load(f)
         startup = run.get("startup_seconds")
+        walls[label] = run["wall_seconds"]
         rows.append(f"| {label} | `{command}` | {run['steps']} | "
                     f"{'?' if startup is None else f'{startup:.1f} s'} | "
                     f"{run['train_seconds']:.0f} s ({run['train_steps_per_second']:.1f} steps/s) | "
                     f"{run['wall_seconds']:.0f} s | `{run.get('commit') or '?'}` |")
-    return rows
+    return rows, walls
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -332,8 +381,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=1000,
                         help="timed training steps per setting (a tenth for the SSVAE)")
-    parser.add_argument("--runs_dir", default=os.path.join(ROOT, "runs"),
-                        help="folder of the reference runs whose wall times are reported")
+    parser.add_argument("--runs_dir", default=os.path.join(ROOT, "savedmodels"),
+                        help="folder of the reference runs whose wall times are reported (one "
+                        "sub-folder per model, named as in savedmodels/)")
+    parser.add_argument("--peer", choices=("auto", "yes", "no"), default="auto",
+                        help="time the PyTorch peer (benchmarks/peer_torch.py) in the same run: "
+                        "auto = when torch is installed (benchmarks/requirements-peer.txt)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"),
                         help="where to write the table ('' to skip)")
     parser.add_argument("--only_runs", action="store_true",
@@ -370,7 +423,7 @@ def main():
     emit("| work | measured | floor (peak rate) | ratio | its matmuls alone | ratio | peak memory "
          "added |")
     emit("|---|---|---|---|---|---|---|")
-    trained, shape_floor = {}, {}
+    trained, shape_floor, step_ms, step_ratio, iwae_ratio = {}, {}, {}, {}, {}
     for kind in ("vae", "gmvae", "ssvae", "fsvae"):
         spe, jit = default_settings(kind)
         # Before the performance work; today's step with Keras' Adam; today's defaults.
@@ -384,6 +437,7 @@ def main():
             trained[kind] = model
             floor = train_step_flops(step_parts(model, batch)) / peak
             alone = shape_floor.setdefault(kind, matmuls_alone(step_parts(model, batch)))
+            step_ms[kind], step_ratio[kind] = 1e3 / rate, 1 / rate / floor
             emit(f"| {kind.upper()} train step, batch {batch}, spe={s}, jit={j} ({tag}) | "
                  f"{1e3 / rate:.2f} ms ({rate:.0f} steps/s) | {floor * 1e3:.2f} ms | "
                  f"{1 / rate / floor:.1f}x | {alone * 1e3:.2f} ms | {1 / rate / alone:.1f}x | "
@@ -391,20 +445,73 @@ def main():
     for kind in ("vae", "gmvae"):
         seconds, flops, memory = time_subset_iwae(trained[kind], mnist)
         alone = iwae_matmuls_alone(trained[kind], 100, 1000)
+        iwae_ratio[f"{kind.upper()} subset IWAE-1000"] = seconds / (flops / peak)
         emit(f"| {kind.upper()} subset IWAE-1000 (100 images x 1000 samples) | {seconds:.2f} s | "
              f"{flops / peak:.2f} s | {seconds / (flops / peak):.1f}x | {alone:.2f} s | "
              f"{seconds / alone:.1f}x | {_mib(memory)} |")
         seconds, flops, memory = time_full_test_iwae(trained[kind], mnist)
         alone = 20 * iwae_matmuls_alone(trained[kind], 500, 100)  # 20 batches of 500 images
+        iwae_ratio[f"{kind.upper()} full-test IWAE-100"] = seconds / (flops / peak)
         emit(f"| {kind.upper()} full test IWAE-100 (10,000 images x 100 samples) | {seconds:.2f} s "
              f"| {flops / peak:.2f} s | {seconds / (flops / peak):.1f}x | {alone:.2f} s | "
              f"{seconds / alone:.1f}x | {_mib(memory)} |")
     emit()
-    emit(f"bin/train start-up (launch to the end of the first training step): "
-         f"**{startup_seconds():.1f} s**.")
+    floor_import = import_seconds()
+    startup = startup_seconds()
+    sample = sample_seconds(os.path.join(ROOT, "savedmodels", "vae"))
+    emit(f"Start-up: `bin/train --model=vae` from launch to the end of its first training step "
+         f"**{startup:.1f} s**; `bin/sample --model_dir=savedmodels/vae` from launch to the PNG "
+         f"written **{sample:.1f} s**; a bare `python -c \"import tensorflow, "
+         f"tensorflow_probability, keras\"` (nothing of tfp_vae) **{floor_import:.1f} s**.")
     emit()
-    emit_runs(args, emit)
+    peer = peer_results(args.peer)
+    if peer:
+        emit("The PyTorch peer (`benchmarks/peer_torch.py`, run by this benchmark in its own "
+             "process after the rows above; the same networks, batch, Adam and data stream; "
+             f"PyTorch {peer[next(iter(peer))].get('torch', '?')}, "
+             f"{peer[next(iter(peer))].get('threads', '?')} threads), ms per training step:")
+        emit()
+        emit("| model | tfp_vae (default) | PyTorch eager | ours / eager | torch.compile | "
+             "ours / compile |")
+        emit("|---|---|---|---|---|---|")
+        for kind, r in peer.items():
+            eager, compiled = r.get("eager_ms"), r.get("compile_ms")
+            emit(f"| {kind.upper()} | {step_ms[kind]:.2f} | {eager:.2f} | "
+                 f"{step_ms[kind] / eager:.2f}x | "
+                 + (f"{compiled:.2f} | {step_ms[kind] / compiled:.2f}x |" if compiled else
+                    f"failed: {r.get('compile_error') or '?'} | |"))
+        emit()
+    walls = emit_runs(args, emit)
+    emit()
+    emit_targets(emit, step_ratio, step_ms, iwae_ratio, startup, sample, floor_import, peer,
+                 walls)
     write(args, lines)
+
+
+def emit_targets(emit, step_ratio, step_ms, iwae_ratio, startup, sample, floor_import, peer,
+                 walls):
+    """The table of targets (issue "Speed"), each with this run's value."""
+    rows = [(f"{k.upper()} training step", "<= 2.2x floor" if k in ("vae", "gmvae") else
+             "<= 1.5x floor", step_ratio[k], 2.2 if k in ("vae", "gmvae") else 1.5, "x")
+            for k in ("vae", "gmvae", "ssvae", "fsvae")]
+    rows += [(name, "<= 1.6x floor", ratio, 1.6, "x") for name, ratio in iwae_ratio.items()]
+    rows += [("bin/train start-up (VAE)", "<= 5 s", startup, 5.0, " s"),
+             ("bin/sample on a SavedModel", "<= 3 s", sample, 3.0, " s")]
+    rows += [(f"{label} reference run, wall", f"<= {goal} s", walls[label], goal, " s")
+             for label, goal in WALL_TARGETS.items() if label in walls]
+    for kind, r in (peer or {}).items():
+        rows.append((f"{kind.upper()} step / PyTorch eager", "<= 0.5x",
+                     step_ms[kind] / r["eager_ms"], 0.5, "x"))
+        if r.get("compile_ms"):
+            rows.append((f"{kind.upper()} step / torch.compile", "< 1x",
+                         step_ms[kind] / r["compile_ms"], 0.999, "x"))
+    emit(f"Targets (this run; the start-up floor is the import of TensorFlow, TFP and Keras "
+         f"alone, {floor_import:.1f} s here):")
+    emit()
+    emit("| target | goal | measured | met |")
+    emit("|---|---|---|---|")
+    for name, goal, value, limit, unit in rows:
+        emit(f"| {name} | {goal} | {value:.2f}{unit} | {'yes' if value <= limit else 'no'} |")
 
 
 _RUNS_HEADING = "Full reference-length runs"
@@ -416,8 +523,10 @@ def emit_runs(args, emit):
     emit()
     emit("| model | command | steps | start-up | training | wall | commit |")
     emit("|---|---|---|---|---|---|---|")
-    for row in reference_run_rows(args.runs_dir):
+    rows, walls = reference_runs(args.runs_dir)
+    for row in rows:
         emit(row)
+    return walls
 
 
 def write(args, lines):
