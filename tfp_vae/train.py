@@ -270,9 +270,9 @@ _MODEL_ARGS = {"z": "z_dim", "k": "k", "pseudo_inputs": "pseudo_inputs", "gw": "
 
 
 def resolve_jit(config, strategy):
-    """``--jit_compile=auto``: XLA on a single replica for the models it clearly speeds up (the
-    GMVAE and FSVAE with the reference's MLPs; see README "Performance"), never under
-    MirroredStrategy, where it fails on logical CPUs."""
+    """``--jit_compile=auto``: XLA on a single replica for the models it speeds up (every model
+    with the reference's MLPs; see docs/performance.md), never under MirroredStrategy, where it
+    fails on logical CPUs."""
     if config.jit_compile == "true":
         if strategy.num_replicas_in_sync > 1:
             raise ConfigError("--jit_compile=true fails under MirroredStrategy with more than one "
