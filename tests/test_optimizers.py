@@ -102,3 +102,17 @@ def test_fused_adam_uses_the_fused_kernel_and_falls_back_for_amsgrad():
     assert "ResourceApplyAdam" in _op_types(FusedAdam(1e-2))
     assert "ResourceApplyAdam" not in _op_types(FusedAdam(1e-2, amsgrad=True))
     assert "ResourceApplyAdam" not in _op_types(keras.optimizers.Adam(1e-2))
+
+
+@pytest.mark.parametrize("model,arch,iter_max,expected", [
+    ("vae", "mlp", 20000, True), ("ssvae", "mlp", 30000, True), ("gmvae", "mlp", 2000, True),
+    ("vae", "mlp", 1999, False), ("fsvae", "mlp", 100, False), ("vae", "conv", 20000, False)])
+def test_auto_xla_for_long_runs_of_the_reference_networks_only(model, arch, iter_max, expected):
+    """--jit_compile=auto: XLA on one device for the MLP models in runs of at least
+    XLA_MIN_STEPS steps (by --iter_max, so a resumed run keeps the choice); never for conv."""
+    config = train.TrainConfig(model=model, arch=arch, iter_max=iter_max,
+                               iter_save=min(iter_max, 1000), log_every=min(iter_max, 1000))
+    assert train.resolve_jit(config, tf.distribute.get_strategy()) is expected
+    forced = train.TrainConfig(model=model, arch=arch, iter_max=iter_max, jit_compile="true",
+                               iter_save=min(iter_max, 1000), log_every=min(iter_max, 1000))
+    assert train.resolve_jit(forced, tf.distribute.get_strategy()) is True

@@ -271,8 +271,8 @@ _MODEL_ARGS = {"z": "z_dim", "k": "k", "pseudo_inputs": "pseudo_inputs", "gw": "
 
 def resolve_jit(config, strategy):
     """``--jit_compile=auto``: XLA on a single replica for the models it speeds up (every model
-    with the reference's MLPs; see docs/performance.md), never under MirroredStrategy, where it
-    fails on logical CPUs."""
+    with the reference's MLPs; see docs/performance.md) in runs of at least ``XLA_MIN_STEPS``
+    steps, never under MirroredStrategy, where it fails on logical CPUs."""
     if config.jit_compile == "true":
         if strategy.num_replicas_in_sync > 1:
             raise ConfigError("--jit_compile=true fails under MirroredStrategy with more than one "
@@ -280,10 +280,17 @@ def resolve_jit(config, strategy):
         return True
     if config.jit_compile == "auto":
         # XLA slows the convolutional networks on CPU (VAE: 49.4 -> 85.6 ms per step,
-        # benchmarks/settings.py --settings=50:0:default:conv,50:1:default:conv).
+        # benchmarks/settings.py --settings=50:0:default:conv,50:1:default:conv). Its
+        # compilation (about 2 s for the VAE) pays back only over many steps (about 1.5 ms saved
+        # per VAE step), so short runs skip it; the choice depends on --iter_max, never on the
+        # step resumed from, so a resumed run computes exactly as the uninterrupted one.
         return (strategy.num_replicas_in_sync == 1 and models.get(config.model).xla_by_default
-                and config.arch == "mlp")
+                and config.arch == "mlp" and config.iter_max >= XLA_MIN_STEPS)
     return False
+
+
+# --jit_compile=auto compiles with XLA only runs of at least this many steps (see resolve_jit).
+XLA_MIN_STEPS = 2000
 
 
 # Candidates for --steps_per_execution when it is not given, largest first.
