@@ -124,13 +124,17 @@ def test_vampprior_exports_and_samples_from_chosen_pseudo_inputs_without_tfp_vae
     import sys
     from tfp_vae import export
     model = models.VampPrior(z_dim=2, pseudo_inputs=5, image_shape=(4, 4, 1), seed=0)
+    raw = np.random.RandomState(0).uniform(-0.5, 1.5, (5, 16)).astype(np.float32)
+    model.prior_layer.raw.assign(raw)  # some outside [0, 1]: the signature gives them clipped
     export.export(model, tmp_path / "m")
     code = ("import json, sys, tensorflow as tf\n"
             "m = tf.saved_model.load(sys.argv[1])\n"
             "out = m.sample_components(components=tf.constant([0, 4]), n=tf.constant(3),\n"
             "                          seed=tf.constant([1, 2]))\n"
             "x = m.negative_iwae(x=tf.zeros([2, 16]), m=tf.constant(10), seed=tf.constant([1, 2]))\n"
+            "u = m.pseudo_inputs(components=tf.constant([4, 1]))['x'].numpy().tolist()\n"
             "print(json.dumps({'shape': list(out['x'].shape), 'niwae': x['niwae'].numpy().tolist(),\n"
+            "                  'u': u,\n"
             "                  'ours': any(k.startswith('tfp_vae') for k in sys.modules)}))\n")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m")], capture_output=True,
                           text=True, timeout=300)
@@ -139,6 +143,7 @@ def test_vampprior_exports_and_samples_from_chosen_pseudo_inputs_without_tfp_vae
     assert out["shape"] == [6, 16] and not out["ours"]
     want = model.negative_iwae(tf.zeros([2, 16]), 10, tf.constant([1, 2])).value.numpy()
     np.testing.assert_allclose(out["niwae"], want, rtol=1e-5)
+    np.testing.assert_array_equal(out["u"], np.clip(raw[[4, 1]], 0, 1))
     assert json.loads((tmp_path / "m" / "assets.extra" / "tfp_vae.json").read_text())[
         "kind"] == "vampprior"
 
@@ -181,8 +186,12 @@ def test_bin_train_trains_the_new_objective_and_prior_end_to_end(tmp_path, args,
     config = json.loads((folder / "config.json").read_text())
     assert config["objective"] == "iwae" and "niwae" in (folder / "history.csv").read_text()
     assert (folder / "savedmodel" / "saved_model.pb").is_file()
-    if "vampprior" in run:
-        assert (folder / "pseudo_inputs.png").is_file()
+    if "vampprior" in run:  # bin/evaluate draws the same picture from the SavedModel
+        proc = run_tool("evaluate", f"--model_dir={folder / 'savedmodel'}", "--repeats=1",
+                        "--iwae_samples=1", "--nofull_test", f"--pictures_dir={tmp_path / 'p'}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert ((tmp_path / "p" / "pseudo_inputs.png").read_bytes()
+                == (folder / "pseudo_inputs.png").read_bytes())
 
 
 @pytest.mark.parametrize("args, message", [

@@ -2,6 +2,7 @@
 posteriors at learned pseudo-inputs."""
 
 import keras
+import tensorflow as tf
 
 from tfp_vae import distributions
 from tfp_vae.models import gmvae
@@ -17,7 +18,8 @@ class VampPrior(gmvae.GMVAE):
     rest (:class:`~tfp_vae.distributions.PseudoInputs`). As the GMVAE's, the prior is a uniform
     mixture of diagonal Gaussians with no closed-form KL, so the negative ELBO uses the
     single-sample Monte-Carlo KL; IWAE bounds, pictures and export are the GMVAE's, with
-    ``sample_components`` drawing from q(z | u_j) of the chosen pseudo-inputs.
+    ``sample_components`` drawing from q(z | u_j) of the chosen pseudo-inputs, and one more
+    signature, ``pseudo_inputs(components)``, giving the chosen pseudo-inputs u_j as images.
 
     Args:
       pseudo_inputs: K, the number of pseudo-inputs (500, like the GMVAE's k).
@@ -53,6 +55,15 @@ class VampPrior(gmvae.GMVAE):
         """p(z) = (1/K) sum_k q(z | u_k), recomputed from the current encoder and pseudo-inputs
         at every call (so gradients reach both)."""
         return distributions.uniform_mixture(self.prior_components())
+
+    def export_endpoints(self):
+        endpoints = super().export_endpoints()
+
+        def pseudo_inputs(components):
+            return {"x": tf.gather(self.prior_layer.inputs(), components)}
+        endpoints["pseudo_inputs"] = (pseudo_inputs, [
+            tf.TensorSpec([None], tf.int32, name="components")])
+        return endpoints
 
     def get_config(self):
         config = super().get_config()
