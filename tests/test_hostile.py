@@ -145,6 +145,10 @@ def test_a_second_process_on_a_run_folder_is_refused_and_a_dead_one_does_not_blo
     ("sample", ["--model_dir=x", "--n=0"], "flag --n=0: 0 is not a positive integer"),
     ("sample", [], "Flag --model_dir must have a value other than None"),
     ("evaluate", ["--model_dir=x", "more"], "unexpected arguments: more"),
+    ("evaluate", [f"--model_dir={ROOT / 'savedmodels' / 'vae'}", "--iwae_samples=abc"],
+     "--iwae_samples must be whole numbers, got abc"),  # one rule for both tools
+    ("evaluate", [f"--model_dir={ROOT / 'savedmodels' / 'vae'}", "--iwae_samples=1,2000000"],
+     "--iwae_samples must be one or more numbers in 1..1000000, got [1, 2000000]"),
 ])
 def test_every_bad_flag_is_one_error_line_and_exit_code_2(tmp_path, tool, args, message):
     proc = run_tool(tool, *args, *([f"--out_dir={tmp_path}"] if tool == "train" else []))

@@ -169,9 +169,7 @@ class TrainConfig:
         if not 0 <= self.nll_samples <= MAX_IWAE_SAMPLES:
             raise ConfigError(f"--nll_samples must be in 0..{MAX_IWAE_SAMPLES}, got "
                               f"{self.nll_samples}.")
-        if not self.iwae_samples or any(not 0 < m <= MAX_IWAE_SAMPLES for m in self.iwae_samples):
-            raise ConfigError(f"--iwae_samples must be one or more numbers in 1..{MAX_IWAE_SAMPLES}, "
-                              f"got {list(self.iwae_samples)}.")
+        self.iwae_samples = evaluate.iwae_sample_counts(self.iwae_samples)
         return self
 
     def resolve(self, dataset):
