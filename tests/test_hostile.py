@@ -369,3 +369,20 @@ def test_a_resume_onto_an_older_history_csv_keeps_every_row_under_one_header(fin
     assert sorted(map(int, by_step)) == [5, 10, 15, 20]
     assert by_step["10"][table[0].index("val_nelbo")] == "NA"
     assert by_step["20"][table[0].index("val_nelbo")] != "NA"
+
+
+@pytest.mark.parametrize("field, value", [("arch", "dense"), ("likelihood", "poisson")])
+def test_an_unknown_arch_or_likelihood_is_refused_alike_by_config_model_and_networks(field,
+                                                                                    value):
+    """One rule (networks.check_choice): the config names the flag, the model and the network
+    builders the argument, each listing the choices."""
+    from tfp_vae import errors, models, networks, train
+    choices = {"arch": "mlp, conv", "likelihood": "bernoulli, gaussian"}[field]
+    with pytest.raises(errors.ConfigError, match=f"--{field} must be one of .*got '{value}'"):
+        train.TrainConfig(**{field: value}).validate()
+    with pytest.raises(ValueError, match=f"^{field} must be one of {choices}, got '{value}'"):
+        models.VAE(**{field: value})
+    builder = {"arch": lambda: networks.encoder(value, (28, 28, 1), 2),
+               "likelihood": lambda: networks.decoder("mlp", value, (28, 28, 1), 2)}[field]
+    with pytest.raises(ValueError, match=f"^{field} must be one of {choices}, got '{value}'"):
+        builder()

@@ -260,9 +260,16 @@ ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
+def check_choice(name, value, choices, error=ValueError):
+    """Raises ``error`` naming ``name``, the choices and ``value`` unless ``value`` is one of
+    ``choices``: the one rule for ``arch`` and ``likelihood`` in the networks, the models and
+    ``TrainConfig`` (which names the flag and raises its ConfigError)."""
+    if value not in choices:
+        raise error(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
+
+
 def _check_arch(arch, image_shape):
-    if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}.")
+    check_choice("arch", arch, ARCHS)
 
 
 def encoder(arch, image_shape, z_dim, y_dim=0, nn="v1", name="encoder"):
@@ -280,9 +287,7 @@ def decoder(arch, likelihood, image_shape, z_dim, y_dim=0, nn="v1", variance=0.1
     """p(x | z[, y]) of ``likelihood`` ("bernoulli": logits; "gaussian": the mean of a fixed
     ``variance``): the reference MLP or a convolutional network."""
     _check_arch(arch, image_shape)
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got "
-                         f"{likelihood!r}.")
+    check_choice("likelihood", likelihood, LIKELIHOODS)
     x_dim = math.prod(image_shape)
     if arch == "mlp":
         if likelihood == "bernoulli":

@@ -46,6 +46,8 @@ from tfp_vae.errors import ConfigError, Diverged, Interrupted  # noqa: F401 (re-
 
 STRATEGIES = distribute.STRATEGIES
 JIT_CHOICES = ("auto", "true", "false")
+ARCHS = networks.ARCHS
+LIKELIHOOD_CHOICES = ("auto",) + networks.LIKELIHOODS  # auto: see TrainConfig.validate
 MAX_TRAIN_SAMPLES = 10_000  # importance samples per example in training
 MAX_SEED = 2 ** 31 - 1  # the seed enters TensorFlow's stateless seeds as an int32
 MAX_IWAE_SAMPLES = export.MAX_IWAE_SAMPLES  # memory is bounded by chunks, time is not
@@ -110,12 +112,8 @@ class TrainConfig:
             self.batch_size = cls.reference_batch_size
         sources.check_spec(self.dataset)
         sources.parse_size(self.memory_budget)
-        if self.likelihood not in ("auto",) + networks.LIKELIHOODS:
-            raise ConfigError(f"unknown --likelihood={self.likelihood!r}; choose auto, "
-                              f"{', '.join(networks.LIKELIHOODS)}.")
-        if self.arch not in networks.ARCHS:
-            raise ConfigError(f"unknown --arch={self.arch!r}; choose one of "
-                              f"{', '.join(networks.ARCHS)}.")
+        networks.check_choice("--likelihood", self.likelihood, LIKELIHOOD_CHOICES, ConfigError)
+        networks.check_choice("--arch", self.arch, ARCHS, ConfigError)
         if self.svhn_split not in sources.svhn.TRAIN_SPLITS:
             raise ConfigError(f"--svhn_split must be one of {', '.join(sources.svhn.TRAIN_SPLITS)}.")
         for name in ("gw", "cw", "lr"):

@@ -142,11 +142,8 @@ class BaseVAE(keras.Model):
             raise ValueError(f"image_shape must be (height, width, channels), got {image_shape}.")
         if x_dim is not None and int(x_dim) != math.prod(self.image_shape):
             raise ValueError(f"x_dim={x_dim} is not the size of image_shape {self.image_shape}.")
-        if likelihood not in networks.LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {', '.join(networks.LIKELIHOODS)}, got "
-                             f"{likelihood!r}.")
-        if arch not in networks.ARCHS:
-            raise ValueError(f"arch must be one of {', '.join(networks.ARCHS)}, got {arch!r}.")
+        networks.check_choice("likelihood", likelihood, networks.LIKELIHOODS)
+        networks.check_choice("arch", arch, networks.ARCHS)
         if not float(variance) > 0:
             raise ValueError(f"variance must be positive, got {variance}.")
         self.z_dim, self.x_dim, self.seed = int(z_dim), math.prod(self.image_shape), int(seed)
