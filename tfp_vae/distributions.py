@@ -55,6 +55,23 @@ class PhiloxNormal(tfd.Normal):
         return eps * scale + loc
 
 
+class SoftplusBernoulli(tfd.Bernoulli):
+    """``tfd.Bernoulli`` (given logits) whose log-density is ``x * logits - softplus(logits)``.
+
+    The same function as TFP's, written with one softplus: TFP computes both outcomes'
+    log-probabilities (two softplus) and mixes them with two ``multiply_no_nan``, about seven
+    passes over the (samples, images, pixels) tensor where this takes three. Without XLA, which
+    fuses either form, those passes were most of the IWAE's time beyond its matrix products
+    (``benchmarks/bernoulli.py``). The two agree to float32 rounding (``tests/test_models.py``).
+    """
+
+    def _log_prob(self, event):
+        if self._logits is None:  # given probs: TFP's own
+            return super()._log_prob(event)
+        logits = tf.convert_to_tensor(self._logits)
+        return tf.cast(event, logits.dtype) * logits - tf.nn.softplus(logits)
+
+
 @keras.saving.register_keras_serializable(package="tfp_vae")
 class DiagonalGaussian(_Weightless):
     """h (..., 2d) -> N(mean, diag(variance)) with (mean, variance) = :func:`gaussian_parameters`.
@@ -80,7 +97,7 @@ class BernoulliLogits(_Weightless):
 
     def call(self, logits):
         """Independent Bernoullis: batch shape ``logits.shape[:-1]``, event shape (D,)."""
-        return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=logits.dtype),
+        return tfd.Independent(SoftplusBernoulli(logits=logits, dtype=logits.dtype),
                                reinterpreted_batch_ndims=1)
 
 
