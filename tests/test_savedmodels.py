@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT, run_tool
 
-KINDS = ("vae", "gmvae", "ssvae", "fsvae")
+KINDS = ("vae", "gmvae", "ssvae", "fsvae", "vampprior")
 FOLDER = ROOT / "savedmodels"
 
 _LOAD_ALL = r"""

@@ -12,7 +12,7 @@ import sys
 
 from tfp_vae.errors import NotAModelError
 
-KINDS = ("vae", "gmvae", "ssvae", "fsvae")
+KINDS = ("vae", "gmvae", "ssvae", "fsvae", "vampprior")
 PREFIX = "pretrained:"
 
 
