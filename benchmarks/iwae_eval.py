@@ -1,0 +1,34 @@
+"""Time of the IWAE evaluations alone, for comparing two commits on one machine.
+
+    python benchmarks/iwae_eval.py                          # about 40 s
+    PYTHONPATH=/path/to/other/checkout python benchmarks/iwae_eval.py   # the other commit's code
+
+The subset IWAE-1000 (100 images x 1000 samples, best of three) and the full-test IWAE-100
+(10,000 images x 100 samples) of the VAE and the GMVAE, timed as ``benchmarks/bench.py`` times
+them (its functions, on a model trained for a few steps: the time does not depend on the
+weights), without the rest of that benchmark. Run it alternately on two checkouts to see what a
+change did; ``bench.py`` remains the one run that gives the ratios.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench  # noqa: E402
+from tfp_vae import data, train  # noqa: E402
+
+
+def main():
+    mnist = data.load_mnist()
+    print(f"tfp_vae from {os.path.dirname(train.__file__)} at commit {train.source_commit()}")
+    for kind in ("vae", "gmvae"):
+        _, model, _, _ = bench.train_speed(kind, mnist, steps=20, spe=1, jit=False, windows=1)
+        subset = min(bench.time_subset_iwae(model, mnist)[0] for _ in range(3))
+        full = bench.time_full_test_iwae(model, mnist)[0]
+        print(f"{kind}: subset IWAE-1000 {subset:.3f} s, full-test IWAE-100 {full:.2f} s",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
