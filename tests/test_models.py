@@ -95,6 +95,11 @@ def test_bernoulli_log_density_is_tfps_with_one_softplus(binary):
     graph = tf.function(lambda l: distributions.BernoulliLogits()(l).log_prob(x)
                         ).get_concrete_function(logits).graph
     assert [op.type for op in graph.get_operations()].count("Softplus") == 1
+    # Given probabilities instead of logits, it is TFP's own log-density.
+    probs = tf.sigmoid(logits)
+    np.testing.assert_allclose(
+        distributions.SoftplusBernoulli(probs=probs).log_prob(x),
+        tfp.distributions.Bernoulli(probs=probs).log_prob(x), rtol=1e-6)
 
 
 def test_pytorch_style_initialisation():

@@ -52,7 +52,10 @@ def test_each_pretrained_model_loads_without_tfp_vae_and_samples():
 
 
 def test_each_pretrained_model_has_its_evaluation_and_stays_small():
+    from tfp_vae import pretrained
+    assert pretrained.KINDS == KINDS  # what pretrained:KIND accepts is what ships
     for kind in KINDS:
+        assert pretrained.path(kind) == str(FOLDER / kind)
         evaluation = json.loads((FOLDER / kind / "evaluation.json").read_text())
         assert evaluation["run"].startswith(f"model={kind}")
         size = sum(p.stat().st_size for p in (FOLDER / kind).rglob("*") if p.is_file())
