@@ -1,47 +1,45 @@
-"""The Bernoulli log-density of an IWAE chunk: TFP's form against one softplus.
+"""The decoder's Bernoulli log-density on one IWAE chunk: TFP's against tfp_vae's.
 
     python benchmarks/bernoulli.py          # about a minute
 
-The IWAE evaluation scores 784 pixels for each of about 10,000 (sample, image) rows per chunk.
-``tfd.Bernoulli(logits=l).log_prob(x)`` computes both outcomes' log-probabilities (two softplus)
-and mixes them with ``multiply_no_nan``; ``x * l - softplus(l)`` is the same function with one
-softplus. Times both on one (10000, 784) chunk, summed over pixels as the decoder's
-``tfd.Independent`` does, without and with XLA, beside the chunk's decoder matmuls
-(10 -> 300 -> 300 -> 784, the reference's MLP) for scale, and prints the largest relative
-difference of the two forms. Without XLA, which the IWAE evaluation runs without (so that
-``bin/train`` and the SavedModel's signatures agree), the density is a large share of a chunk's
-time; this is the measurement behind :class:`tfp_vae.distributions.SoftplusBernoulli`, the
-decoder's distribution (docs/performance.md).
+The IWAE evaluation scores 784 pixels for each of the VAE's ``iwae_max_rows`` (10,000)
+(sample, image) rows per chunk. ``tfd.Bernoulli(logits=l).log_prob(x)`` computes both outcomes'
+log-probabilities (two softplus) and mixes them with ``multiply_no_nan``; the decoder's
+distribution, :class:`tfp_vae.distributions.BernoulliLogits` (a
+:class:`~tfp_vae.distributions.SoftplusBernoulli`), computes ``x * l - softplus(l)``. Times both,
+summed over pixels as ``tfd.Independent`` does, without and with XLA, beside the chunk's matrix
+products alone (``bench.iwae_matmuls_alone``, the floor ``bench.py`` uses), and prints each
+form's largest relative error against float64. Without XLA, as the IWAE evaluation runs (so
+that ``bin/train`` and the SavedModel's signatures agree), TFP's form cost more than the
+matrix products.
 """
 
 import os
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
-ROWS, PIXELS, CALLS, REPEATS = 10000, 784, 20, 5
+import bench  # noqa: E402
+from tfp_vae import distributions, models  # noqa: E402
+
+CALLS, REPEATS = 20, 5
 
 
 def tfp_form(logits, x):
-    return tf.reduce_sum(tfp.distributions.Bernoulli(logits=logits).log_prob(x), -1)
+    return tfp.distributions.Independent(tfp.distributions.Bernoulli(logits=logits), 1).log_prob(x)
 
 
-def softplus_form(logits, x):
-    return tf.reduce_sum(x * logits - tf.nn.softplus(logits), -1)
+def ours(logits, x):
+    return distributions.BernoulliLogits()(logits).log_prob(x)
 
 
-def decoder_matmuls(z, weights):
-    h = z
-    for w in weights:
-        h = tf.matmul(h, w)
-    return tf.reduce_sum(h, -1)
-
-
-def ms_per_call(fn, args, jit):
+def ms_per_call(fn, logits, x, jit):
     """Best of REPEATS loops of CALLS calls inside one tf.function, in ms per call."""
     step = tf.function(fn, jit_compile=jit)
 
@@ -49,7 +47,7 @@ def ms_per_call(fn, args, jit):
     def loop():
         total = tf.constant(0.0)
         for _ in tf.range(CALLS):
-            total += tf.reduce_sum(step(*args))
+            total += tf.reduce_sum(step(logits, x))
         return total
 
     loop().numpy()
@@ -62,24 +60,25 @@ def ms_per_call(fn, args, jit):
 
 
 def main():
+    model = models.VAE(z_dim=10)
+    model.decoder(tf.zeros((1, 10)))  # builds the decoder, whose shapes the matmul floor reads
+    rows = model.iwae_max_rows
     rng = np.random.default_rng(0)
-    logits = tf.constant(rng.normal(0.0, 4.0, (ROWS, PIXELS)), tf.float32)
-    x = tf.constant(rng.random((ROWS, PIXELS)) < 0.2, tf.float32)
-    z = tf.constant(rng.normal(size=(ROWS, 10)), tf.float32)
-    weights = [tf.constant(rng.normal(size=s) * 0.05, tf.float32)
-               for s in ((10, 300), (300, 300), (300, PIXELS))]
-    exact = tf.reduce_sum(tf.cast(x, tf.float64) * tf.cast(logits, tf.float64)
-                          - tf.nn.softplus(tf.cast(logits, tf.float64)), -1)
-    for name, fn in (("TFP", tfp_form), ("one softplus", softplus_form)):
-        err = np.max(np.abs(fn(logits, x).numpy() - exact.numpy()) / np.abs(exact.numpy()))
+    logits = tf.constant(rng.normal(0.0, 4.0, (rows, model.x_dim)), tf.float32)
+    x = tf.constant(rng.random((rows, model.x_dim)) < 0.2, tf.float32)
+    l64 = logits.numpy().astype(np.float64)
+    exact = np.sum(x.numpy() * l64 - np.logaddexp(0.0, l64), -1)
+    forms = (("TFP Bernoulli log_prob", tfp_form), ("tfp_vae's BernoulliLogits", ours))
+    for name, fn in forms:
+        err = np.max(np.abs(fn(logits, x).numpy() - exact) / np.abs(exact))
         print(f"{name}: largest relative error against float64: {err:.1e}")
-    print(f"ms per ({ROWS}, {PIXELS}) chunk, best of {REPEATS} loops of {CALLS}:")
+    matmuls = 1000 * bench.iwae_matmuls_alone(model, 1, rows)  # one chunk of `rows` rows
+    print(f"ms per ({rows}, {model.x_dim}) chunk, best of {REPEATS} loops of {CALLS}:")
     print("| work | no XLA | XLA |\n|---|---|---|")
-    for name, fn, args in (("decoder matmuls (for scale)", decoder_matmuls, (z, weights)),
-                           ("TFP Bernoulli log_prob", tfp_form, (logits, x)),
-                           ("x * l - softplus(l)", softplus_form, (logits, x))):
-        print(f"| {name} | {ms_per_call(fn, args, False):.1f} | "
-              f"{ms_per_call(fn, args, True):.1f} |")
+    print(f"| the chunk's matrix products alone (for scale) | {matmuls:.1f} | |")
+    for name, fn in forms:
+        print(f"| {name} | {ms_per_call(fn, logits, x, False):.1f} | "
+              f"{ms_per_call(fn, logits, x, True):.1f} |")
 
 
 if __name__ == "__main__":
