@@ -275,8 +275,8 @@ def default_settings(kind):
 
 
 # --------------------------------------------------------------------------------- evaluation
-def time_subset_iwae(model, mnist, m=1000):
-    _, iwae = evaluate.model_bounds(model)
+def time_subset_iwae(model, mnist, m=1000, jit=False):
+    _, iwae = evaluate.model_bounds(model, jit)
     x, _ = data.test_subset(mnist)
     x = tf.constant(x)
     iwae(x, tf.constant(m), tf.constant([0, 0]))[0].numpy()  # trace
@@ -286,8 +286,8 @@ def time_subset_iwae(model, mnist, m=1000):
     return time.perf_counter() - t0, iwae_flops(model, len(x), m), peak_since(base)
 
 
-def time_full_test_iwae(model, mnist, m=100, batch=500):
-    _, iwae = evaluate.model_bounds(model)
+def time_full_test_iwae(model, mnist, m=100, batch=500, jit=False):
+    _, iwae = evaluate.model_bounds(model, jit)
     x, _ = data.full_test_set(mnist)
     iwae(tf.constant(x[:batch]), tf.constant(m), tf.constant([0, 0]))[0].numpy()  # trace
     base = reset_peak()

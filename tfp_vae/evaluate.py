@@ -44,17 +44,21 @@ def iwae_sample_counts(values, flag="--iwae_samples"):
     return counts
 
 
-def model_bounds(model):
-    """The two bound functions of a Keras model, compiled with ``tf.function``. For a model of
-    log p(x | y) (``data_kind == "supervised"``) they take the labels after x."""
+def model_bounds(model, jit_compile=False):
+    """The two bound functions of a Keras model, compiled with ``tf.function`` (with XLA if
+    ``jit_compile``; not by default: it measured no faster, ``benchmarks/iwae_eval.py --jit=0,1``,
+    and the SavedModel's signatures, which ``bin/evaluate`` runs, would then disagree in the last
+    digits). For a model of log p(x | y) (``data_kind == "supervised"``) they take the labels
+    after x."""
     specs = [tf.TensorSpec([None, model.x_dim], tf.float32)]
     if model.data_kind == "supervised":
         specs.append(tf.TensorSpec([None], tf.int32))
     seed_spec = tf.TensorSpec([2], tf.int32)
     elbo = tf.function(lambda *args: tuple(model.negative_elbo(*args)),
-                       input_signature=[*specs, seed_spec])
+                       input_signature=[*specs, seed_spec], jit_compile=jit_compile)
     iwae = tf.function(lambda *args: tuple(model.negative_iwae(*args)),
-                       input_signature=[*specs, tf.TensorSpec([], tf.int32), seed_spec])
+                       input_signature=[*specs, tf.TensorSpec([], tf.int32), seed_spec],
+                       jit_compile=jit_compile)
     return elbo, iwae
 
 
