@@ -99,7 +99,8 @@ class Validation(keras.callbacks.Callback):
         if logs is None:
             return
         if self._terms is None:
-            self._terms = tf.function(lambda data, seed: self.model.loss_and_terms(data, seed)[1])
+            self._terms = tf.function(lambda data, seed: self.model.loss_and_terms(data, seed)[1],
+                                     autograph=False)  # no Python control flow on tensors
         parts = [self._terms(chunk, tf.random.experimental.stateless_fold_in(self.seed, i))
                  for i, chunk in enumerate(self.chunks)]
         for name in parts[0]:

@@ -241,10 +241,13 @@ def train_dataset(images, batch_size, seed, start_step=0, binarized=True, labels
                                      images.dtype, stateful=False)
             return tf.ensure_shape(rows, [None, dim])
 
+    # Not rewritten by AutoGraph (tf.data's default): no Python control flow on tensors here.
+    @tf.autograph.experimental.do_not_convert
     def epoch_batches(epoch):
         keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
         return tf.data.Dataset.from_tensor_slices(tf.argsort(keys)).batch(batch_size)
 
+    @tf.autograph.experimental.do_not_convert
     def load(step, idx):
         x = tf.cast(gather(idx), tf.float32) / scale  # as to_unit_interval
         if binarized:
@@ -292,11 +295,12 @@ def semisupervised_dataset(images, labels, labelled_x, labelled_y, batch_size, s
     unlabelled = train_dataset(images, batch_size, seed, start_step, binarized, labels=labels)
     xl = tf.constant(np.asarray(labelled_x, np.float32))
     yl = tf.constant(np.asarray(labelled_y, np.int32))
-    labelled = tf.data.Dataset.range(int(start_step), np.iinfo(np.int64).max).map(
+    no_autograph = tf.autograph.experimental.do_not_convert  # as in train_dataset
+    labelled = tf.data.Dataset.range(int(start_step), np.iinfo(np.int64).max).map(no_autograph(
         lambda step: binarize(xl, tf.stack([tf.cast(seed, tf.int64) + 2 * _BINARIZE_SALT, step]))
-        if binarized else xl)
-    return tf.data.Dataset.zip(unlabelled, labelled).map(
-        lambda u, xl_step: {"x": u[0], "y": u[1], "x_labelled": xl_step, "y_labelled": yl})
+        if binarized else xl))
+    return tf.data.Dataset.zip(unlabelled, labelled).map(no_autograph(
+        lambda u, xl_step: {"x": u[0], "y": u[1], "x_labelled": xl_step, "y_labelled": yl}))
 
 
 def stream(dataset, batch_size, seed, data_kind="unsupervised", binarized=True, start_step=0,

@@ -54,11 +54,14 @@ def model_bounds(model, jit_compile=False):
     if model.data_kind == "supervised":
         specs.append(tf.TensorSpec([None], tf.int32))
     seed_spec = tf.TensorSpec([2], tf.int32)
+    # autograph=False: the bounds have no Python control flow on tensors (their loops are
+    # tf.while_loop), and converting them cost about half a second per run.
     elbo = tf.function(lambda *args: tuple(model.negative_elbo(*args)),
-                       input_signature=[*specs, seed_spec], jit_compile=jit_compile)
+                       input_signature=[*specs, seed_spec], jit_compile=jit_compile,
+                       autograph=False)
     iwae = tf.function(lambda *args: tuple(model.negative_iwae(*args)),
                        input_signature=[*specs, tf.TensorSpec([], tf.int32), seed_spec],
-                       jit_compile=jit_compile)
+                       jit_compile=jit_compile, autograph=False)
     return elbo, iwae
 
 
@@ -232,7 +235,7 @@ def train_check_classifier(dataset, steps=3000, batch_size=100, seed=0):
                                 labels=dataset.train_labels)
     net.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
     probs = tf.function(lambda x: tf.nn.softmax(net(x)),
-                        input_signature=[tf.TensorSpec([None, dim], tf.float32)])
+                        input_signature=[tf.TensorSpec([None, dim], tf.float32)], autograph=False)
     test = classifier_accuracy(probs, data.test_batches(dataset, binarized=False),
                                dataset.num_classes)
     return probs, test["accuracy"]

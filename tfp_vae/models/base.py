@@ -427,6 +427,9 @@ class BaseVAE(keras.Model):
             kwargs.setdefault("shuffle", False)
         return super().fit(x, *args, **kwargs)
 
+    # Keras traces the steps with AutoGraph, which would rewrite every function they call (about
+    # 0.7 s of bin/train's start-up); none has Python control flow on tensors.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         """One optimiser step on :meth:`loss_and_terms` (the negative ELBO for the base model),
         with the step's stateless seed; returns the running means of the reported terms."""
@@ -436,6 +439,7 @@ class BaseVAE(keras.Model):
         self.optimizer.apply(grads, self.trainable_variables)
         return self._update_metrics(terms)
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         """The terms of :meth:`loss_and_terms` on a batch (for ``model.evaluate``), with fresh
         seeds from the model's evaluation seed generator."""

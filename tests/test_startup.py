@@ -1,0 +1,87 @@
+"""The tools' fixed costs: no AutoGraph rewriting of tfp_vae's code when a model trains and is
+evaluated, and a finished tool ends without the interpreter's teardown (but with its exit
+handlers)."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.python.autograph.impl import api as autograph_api
+
+from tfp_vae import data, evaluate, models
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def converted(monkeypatch):
+    """The names of the functions AutoGraph rewrites while the test runs."""
+    names = []
+    original = autograph_api._convert_actual
+
+    def spy(entity, program_ctx):
+        names.append(f"{getattr(entity, '__module__', '')}.{getattr(entity, '__qualname__', '')}")
+        return original(entity, program_ctx)
+    monkeypatch.setattr(autograph_api, "_convert_actual", spy)
+    return names
+
+
+@pytest.mark.parametrize("kind", ["vae", "ssvae"])
+def test_training_and_the_bounds_are_traced_without_autograph(kind, converted):
+    model = models.get(kind)(z_dim=2)
+    model.compile(optimizer="adam", steps_per_execution=2)
+    rng = np.random.default_rng(0)
+    images = (rng.random((40, 784)) * 255).astype(np.uint8)
+    labels = np.arange(40) % 10
+    if kind == "ssvae":
+        stream = data.semisupervised_dataset(images, labels, images[:10] / 255.0, labels[:10],
+                                             8, seed=0)
+    else:
+        stream = data.train_dataset(images, 8, seed=0)
+    model.fit(stream, steps_per_epoch=2, epochs=1, verbose=0)
+    elbo, iwae = evaluate.model_bounds(model)
+    x = tf.constant(images[:4] / 255.0, tf.float32)
+    iwae(x, tf.constant(3), tf.constant([0, 0]))
+    elbo(x, tf.constant([0, 0]))
+    assert int(model.optimizer.iterations.numpy()) == 2  # it did train
+    assert [name for name in converted if name.startswith("tfp_vae")] == []
+
+
+_TOOL = """
+import atexit, os
+from tfp_vae import cli
+
+class Teardown:
+    def __del__(self):
+        print("teardown ran", flush=True)
+
+keep = Teardown()  # collected only by the interpreter's teardown
+atexit.register(lambda: print("exit handler ran", flush=True))
+
+def main():
+    print("main ran")  # left in stdout's buffer: exit_now must flush it
+    return int(os.environ["EXIT_CODE"])
+
+cli.run(main)
+"""
+
+
+@pytest.mark.parametrize("code, profiled, teardown", [
+    (0, False, False),   # success: straight out, after the exit handlers
+    (2, False, True),    # failure: the normal exit, teardown included
+    (0, True, True)])    # under a profiler: the normal exit, so that the profile is written
+def test_a_finished_tool_skips_the_teardown_but_not_the_exit_handlers(code, profiled, teardown,
+                                                                      tmp_path):
+    script = tmp_path / "tool.py"
+    script.write_text(textwrap.dedent(_TOOL))
+    command = [sys.executable] + (["-m", "cProfile", "-o", str(tmp_path / "p.prof")]
+                                  if profiled else []) + [str(script)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(ROOT), "EXIT_CODE": str(code)})
+    assert proc.returncode == code, proc.stderr
+    assert "main ran" in proc.stdout and "exit handler ran" in proc.stdout
+    assert ("teardown ran" in proc.stdout) is teardown
+    assert (tmp_path / "p.prof").is_file() is profiled
