@@ -69,18 +69,21 @@ cli.run(main)
 """
 
 
-@pytest.mark.parametrize("code, profiled, teardown", [
-    (0, False, False),   # success: straight out, after the exit handlers
-    (2, False, True),    # failure: the normal exit, teardown included
-    (0, True, True)])    # under a profiler: the normal exit, so that the profile is written
-def test_a_finished_tool_skips_the_teardown_but_not_the_exit_handlers(code, profiled, teardown,
-                                                                      tmp_path):
+@pytest.mark.parametrize("code, profiled, cluster, teardown", [
+    (0, False, False, False),  # success: straight out, after the exit handlers
+    (2, False, False, True),   # failure: the normal exit, teardown included
+    (0, True, False, True),    # under a profiler: the normal exit, so that the profile is written
+    (0, False, True, True)])   # a multi-worker cluster's worker: the normal shutdown
+def test_a_finished_tool_skips_the_teardown_but_not_the_exit_handlers(code, profiled, cluster,
+                                                                      teardown, tmp_path):
     script = tmp_path / "tool.py"
     script.write_text(textwrap.dedent(_TOOL))
     command = [sys.executable] + (["-m", "cProfile", "-o", str(tmp_path / "p.prof")]
                                   if profiled else []) + [str(script)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(ROOT), "EXIT_CODE": str(code)})
+    env = {"PYTHONPATH": str(ROOT), "EXIT_CODE": str(code)}
+    if cluster:
+        env["TF_CONFIG"] = '{"cluster": {"worker": ["localhost:1"]}, "task": {"index": 0}}'
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == code, proc.stderr
     assert "main ran" in proc.stdout and "exit handler ran" in proc.stdout
     assert ("teardown ran" in proc.stdout) is teardown

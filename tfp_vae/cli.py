@@ -44,9 +44,11 @@ def exit_now():
     writes, closed summary writers). The exit handlers still run, as at a normal exit: they
     flush logging and drain the stderr filter (:mod:`tfp_vae.quiet`). Not for a failed tool,
     which may leave buffers that only the teardown would flush, nor under a profiler or a
-    debugger (``python -m cProfile bin/train ...`` writes its profile after the tool returns).
+    debugger (``python -m cProfile bin/train ...`` writes its profile after the tool returns),
+    nor on a worker of a multi-worker cluster (``TF_CONFIG``), whose peers' coordination service
+    expects the normal shutdown.
     """
-    if sys.getprofile() is not None or sys.gettrace() is not None:
+    if sys.getprofile() is not None or sys.gettrace() is not None or "TF_CONFIG" in os.environ:
         return
     sys.stdout.flush()
     atexit._run_exitfuncs()  # noqa: SLF001  what a normal exit runs; atexit has no public name for it
