@@ -88,3 +88,15 @@ def test_a_finished_tool_skips_the_teardown_but_not_the_exit_handlers(code, prof
     assert "main ran" in proc.stdout and "exit handler ran" in proc.stdout
     assert ("teardown ran" in proc.stdout) is teardown
     assert (tmp_path / "p.prof").is_file() is profiled
+
+
+def test_a_finished_tool_whose_reader_has_gone_exits_without_a_traceback(tmp_path):
+    script = tmp_path / "tool.py"
+    script.write_text("from tfp_vae import cli\n"
+                      "cli.run(lambda: print('x' * 100))\n")  # buffered until exit_now flushes
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={"PYTHONPATH": str(ROOT)})
+    proc.stdout.close()  # as `tool | head -0` does
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr

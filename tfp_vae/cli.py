@@ -50,14 +50,19 @@ def exit_now():
     """
     if sys.getprofile() is not None or sys.gettrace() is not None or "TF_CONFIG" in os.environ:
         return
-    sys.stdout.flush()
+    _flush()
     atexit._run_exitfuncs()  # noqa: SLF001  what a normal exit runs; atexit has no public name for it
+    _flush()
+    os._exit(0)
+
+
+def _flush():
+    # A reader that has gone (bin/sample ... | head) must not turn a finished tool into a traceback.
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(0)
 
 
 def run(main):
