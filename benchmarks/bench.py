@@ -51,6 +51,7 @@ import tensorflow_probability as tfp  # noqa: E402
 from tfp_vae import callbacks, data, evaluate, guard, models, optimizers, train  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAVEDMODELS = os.path.join(ROOT, "savedmodels")
 
 # The reference runs whose logs give the full-length wall times: (label, command, run folder).
 REFERENCE_RUNS = (
@@ -349,10 +350,13 @@ def peer_results(mode):
 
 
 def reference_runs(runs_dir):
-    """The rows of the reference runs' table and their wall times by label."""
+    """The rows of the reference runs' table and their wall times by label: each run's
+    ``evaluation.json`` from ``runs_dir``, or from ``savedmodels/`` where ``runs_dir`` has none."""
     rows, walls = [], {}
     for label, command, name in REFERENCE_RUNS:
         path = os.path.join(runs_dir, name, "evaluation.json")
+        if not os.path.isfile(path):
+            path = os.path.join(SAVEDMODELS, name, "evaluation.json")
         if not os.path.isfile(path):
             rows.append(f"| {label} | `{command}` | (no run in {runs_dir}) | | | | |")
             continue
@@ -387,9 +391,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=1000,
                         help="timed training steps per setting (a tenth for the SSVAE)")
-    parser.add_argument("--runs_dir", default=os.path.join(ROOT, "savedmodels"),
+    parser.add_argument("--runs_dir", default=SAVEDMODELS,
                         help="folder of the reference runs whose wall times are reported (one "
-                        "sub-folder per model, named as in savedmodels/)")
+                        "sub-folder per model, named as in savedmodels/; savedmodels/ for a "
+                        "model it lacks)")
     parser.add_argument("--peer", choices=("auto", "yes", "no"), default="auto",
                         help="time the PyTorch peer (benchmarks/peer_torch.py) in the same run: "
                         "auto = when torch is installed (benchmarks/requirements-peer.txt)")
@@ -538,9 +543,11 @@ _RUNS_HEADING = "Full reference-length runs"
 
 
 def emit_runs(args, emit):
+    where = os.path.relpath(args.runs_dir, ROOT)
+    if os.path.abspath(args.runs_dir) != SAVEDMODELS:
+        where += ", else savedmodels"
     emit(f"{_RUNS_HEADING} (from their `evaluation.json` in "
-         f"{os.path.relpath(args.runs_dir, ROOT)}; wall = start-up, "
-         f"training, evaluation, pictures and export):")
+         f"{where}; wall = start-up, training, evaluation, pictures and export):")
     emit()
     emit("| model | command | steps | start-up | training | wall | commit |")
     emit("|---|---|---|---|---|---|---|")

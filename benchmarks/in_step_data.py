@@ -1,8 +1,9 @@
 """Does moving the data into the compiled step pay? ``model.fit`` on the reference stream against
 the same images gathered and binarised inside the training step, and against one fixed batch.
 
-    python benchmarks/in_step_data.py                 # VAE, with and without XLA, about 6 minutes
+    python benchmarks/in_step_data.py                 # VAE, with and without XLA, several minutes
     python benchmarks/in_step_data.py --jit=1 --repeats=2
+    python benchmarks/in_step_data.py --check         # the blocks' steps equal Keras' loop's
 
 Three ways to feed the VAE's training step at batch 97, each with 50 steps per call:
 
@@ -15,8 +16,9 @@ Three ways to feed the VAE's training step at batch 97, each with 50 steps per c
 * ``blocks`` and ``fixed_blocks``: the stream (or the fixed batch) grouped into blocks of 50
   batches, and each block's 50 steps run as one compiled loop (one call into XLA per block,
   instead of Keras' loop calling the compiled step once per batch); an epoch's last, partial
-  batch takes its own compiled branch. The steps are the same bit for bit (the weights after 60
-  steps over ten epochs of 500 images equal Keras' loop's, with and without XLA).
+  batch takes its own compiled branch. The steps are the same bit for bit (``--check``: the
+  weights after 60 steps over ten epochs of 500 images equal Keras' loop's, with and without
+  XLA).
 
 Each is timed as the best of five windows of 500 steps after a warm-up. This measured the choices
 the speed work had to make (docs/performance.md): the stream stays, because the in-step variant
@@ -31,6 +33,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -101,6 +104,31 @@ def index_stream(n):
             .prefetch(tf.data.AUTOTUNE))
 
 
+def last_batch_size(n):
+    """The size of an epoch's last batch of ``n`` images (the reference keeps the partial one)."""
+    return n - (data.steps_per_epoch(n, BATCH) - 1) * BATCH
+
+
+def check_blocks(mnist, n=500, steps=60, spe=10):
+    """Whether blocks of ``spe`` batches give the weights of Keras' loop after ``steps`` steps on
+    the first ``n`` training images (partial batches included), without and with XLA."""
+    images = mnist.train_images[:n]
+    for jit in (False, True):
+        weights = []
+        for blocked in (False, True):
+            keras.utils.set_random_seed(SEED)
+            model = block_model(last_batch_size(n)) if blocked else models.VAE(z_dim=10, seed=SEED)
+            model.compile(optimizer=train.make_optimizer(1e-3, jit), steps_per_execution=spe,
+                          jit_compile=jit)
+            stream = data.train_dataset(images, BATCH, SEED)
+            model.fit(blocks(stream, spe) if blocked else stream, epochs=1,
+                      steps_per_epoch=steps, verbose=0)
+            weights.append([v.numpy() for v in model.trainable_variables])
+        same = all(np.array_equal(a, b) for a, b in zip(*weights))
+        print(f"jit_compile={jit}: blocks {'equal' if same else 'DIFFER FROM'} Keras' loop's "
+              f"weights after {steps} steps, bit for bit", flush=True)
+
+
 def timed(kind, jit, mnist, windows=5, steps=500):
     images = mnist.train_images.reshape(len(mnist.train_images), -1)
     if kind == "in_step":
@@ -110,8 +138,7 @@ def timed(kind, jit, mnist, windows=5, steps=500):
         if kind.startswith("fixed"):
             stream = tf.data.Dataset.from_tensors(next(iter(stream))).repeat()
         if kind.endswith("blocks"):
-            last = len(images) - (data.steps_per_epoch(len(images), BATCH) - 1) * BATCH
-            model, stream = block_model(last), blocks(stream)
+            model, stream = block_model(last_batch_size(len(images))), blocks(stream)
         else:
             model = models.VAE(z_dim=10, seed=SEED)
     model.compile(optimizer=train.make_optimizer(1e-3, jit), steps_per_execution=50,
@@ -132,8 +159,12 @@ def main():
     parser.add_argument("--kinds", default="stream,in_step,fixed,blocks,fixed_blocks",
                         help="comma-separated ways to feed the step (see above)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of all, interleaved")
+    parser.add_argument("--check", action="store_true",
+                        help="only check that the blocks' steps equal Keras' loop's (see above)")
     args = parser.parse_args()
     mnist = data.load_mnist()
+    if args.check:
+        return check_blocks(mnist)
     for _ in range(args.repeats):
         for jit in (bool(int(j)) for j in args.jit.split(",")):
             for kind in args.kinds.split(","):

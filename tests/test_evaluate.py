@@ -4,9 +4,10 @@ how they are called."""
 import collections
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from tfp_vae import evaluate
+from tfp_vae import evaluate, models
 
 
 def test_reference_protocol_calls_each_bound_as_the_reference_does():
@@ -41,3 +42,18 @@ def test_reference_protocol_calls_each_bound_as_the_reference_does():
     assert [result["niwae"][m]["n"] for m in (1, 10, 100, 1000)] == [100, 10, 1, 1]
     assert [result["niwae"][m]["mean"] for m in (1, 10, 100, 1000)] == [51.5, 15.5, 101, 1001]
     assert result["niwae"][1000]["se"] is None
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_model_bounds_compile_with_xla_only_when_asked(jit):
+    """``model_bounds(model, jit_compile=True)`` (timed by benchmarks/iwae_eval.py --jit=0,1)
+    marks both functions for XLA; by default neither is. The closed-form KL is the same."""
+    model = models.VAE(z_dim=2)
+    x = tf.constant(np.random.default_rng(0).random((4, 784)).astype(np.float32))
+    elbo, iwae = evaluate.model_bounds(model, jit_compile=jit)
+    for fn in (elbo, iwae):
+        assert fn.get_concrete_function().function_def.attr["_XlaMustCompile"].b is jit
+    kl = elbo(x, tf.constant([0, 0]))[1].numpy()
+    reference = evaluate.model_bounds(model)[0](x, tf.constant([0, 0]))[1].numpy()
+    np.testing.assert_allclose(kl, reference, rtol=1e-5)
+    assert np.isfinite(iwae(x, tf.constant(3), tf.constant([0, 0]))[0].numpy()).all()

@@ -11,9 +11,8 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.autograph.impl import api as autograph_api
 
+from conftest import ROOT
 from tfp_vae import data, evaluate, models
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def model_bounds(model, jit_compile=False):
         specs.append(tf.TensorSpec([None], tf.int32))
     seed_spec = tf.TensorSpec([2], tf.int32)
     # autograph=False: the bounds have no Python control flow on tensors (their loops are
-    # tf.while_loop), and converting them cost about half a second per run.
+    # tf.while_loop), and converting them is part of the 1.3 s per run of docs/performance.md.
     elbo = tf.function(lambda *args: tuple(model.negative_elbo(*args)),
                        input_signature=[*specs, seed_spec], jit_compile=jit_compile,
                        autograph=False)

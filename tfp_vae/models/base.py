@@ -427,8 +427,9 @@ class BaseVAE(keras.Model):
             kwargs.setdefault("shuffle", False)
         return super().fit(x, *args, **kwargs)
 
-    # Keras traces the steps with AutoGraph, which would rewrite every function they call (about
-    # 0.7 s of bin/train's start-up); none has Python control flow on tensors.
+    # Keras traces the steps with AutoGraph, which would rewrite every function they call (with
+    # the bounds' and streams', about 1.3 s per bin/train run: docs/performance.md); none has
+    # Python control flow on tensors.
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         """One optimiser step on :meth:`loss_and_terms` (the negative ELBO for the base model),
