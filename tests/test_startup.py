@@ -99,3 +99,70 @@ def test_a_finished_tool_whose_reader_has_gone_exits_without_a_traceback(tmp_pat
     stderr = proc.stderr.read()
     assert proc.wait(timeout=120) == 0
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
+
+
+# ------------------------------------------------------------------- deferred imports (the tools)
+@pytest.fixture
+def modules(tmp_path, monkeypatch):
+    """A folder of throwaway modules that log their execution to ``lazylog.ran``; the names they
+    add to ``sys.modules`` are removed afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "lazylog.py").write_text("ran = []\n")
+    log = "import lazylog\nlazylog.ran.append(__name__)\n"
+    (tmp_path / "lazypkg").mkdir()
+    (tmp_path / "lazypkg" / "__init__.py").write_text(log)
+    (tmp_path / "lazypkg" / "child.py").write_text(log + "VALUE = 7\n")
+    (tmp_path / "lazytop.py").write_text(log + "VALUE = 8\n")
+    (tmp_path / "lazybroken.py").write_text(log + "1 / 0\n")
+    before = set(sys.modules)
+    import lazylog
+    yield lazylog.ran
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def test_a_deferred_module_runs_on_its_first_attribute_not_on_import(modules):
+    from tfp_vae import lazy_imports
+    assert lazy_imports.defer("lazytop") and lazy_imports.defer("lazypkg.child")
+    assert modules == ["lazypkg"]  # a package's __init__ runs first, for real
+    import lazypkg.child as child  # noqa: F401  (as Keras imports matplotlib.pyplot)
+    import lazytop
+    from lazypkg import child as same
+    assert modules == ["lazypkg"] and same is child and child.__name__ == "lazypkg.child"
+    assert lazytop.VALUE == 8 and modules == ["lazypkg", "lazytop"]
+    assert child.VALUE == 7 and modules == ["lazypkg", "lazytop", "lazypkg.child"]
+    assert type(child) is type(sys) and sys.modules["lazypkg.child"] is child
+    assert not lazy_imports.defer("lazytop")  # imported already
+    assert not lazy_imports.defer("lazy_no_such_module")
+
+
+def test_a_deferred_module_that_fails_fails_as_its_import_would(modules):
+    from tfp_vae import lazy_imports
+    assert lazy_imports.defer("lazybroken")
+    import lazybroken
+    with pytest.raises(ZeroDivisionError):
+        lazybroken.anything
+    assert "lazybroken" not in sys.modules and modules == ["lazybroken"]
+
+
+def test_the_tools_import_tensorflow_without_what_keras_imports_for_nothing(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        from tfp_vae import lazy_imports, quiet
+        quiet.import_tensorflow()
+        import keras, tensorflow_probability
+        from tfp_vae import pictures
+        print(sorted(n for n in lazy_imports.DEFERRED
+                     if type(sys.modules.get(n)).__name__ == "_Deferred"))
+        subset = {{"niwae": {{"1": {{"mean": 90.0, "se": 0.1}}, "10": {{"mean": 89.0, "se": 0.1}}}},
+                  "nelbo": {{"mean": 91.0}}}}
+        pictures.iwae_against_m(subset, {str(tmp_path / "i.png")!r})
+        print(type(sys.modules["matplotlib.pyplot"]).__name__)
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={"PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    deferred, after = proc.stdout.splitlines()[-2:]
+    for name in ("matplotlib.pyplot", "matplotlib.patches", "scipy.linalg", "scipy.ndimage"):
+        assert repr(name) in deferred  # scipy: the test extra installs it
+    assert after == "module" and (tmp_path / "i.png").stat().st_size > 1000

@@ -10,8 +10,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("bounds", "callbacks", "cli", "data", "distribute", "distributions", "errors",
-               "evaluate", "export", "files", "guard", "images", "memory", "models", "networks",
-               "optimizers", "pictures", "pretrained", "quiet", "sources", "train")
+               "evaluate", "export", "files", "guard", "images", "lazy_imports", "memory",
+               "models", "networks", "optimizers", "pictures", "pretrained", "quiet", "sources",
+               "train")
 
 
 def __getattr__(name):
