@@ -124,16 +124,23 @@ def modules(tmp_path, monkeypatch):
 def test_a_deferred_module_runs_on_its_first_attribute_not_on_import(modules):
     from tfp_vae import lazy_imports
     assert lazy_imports.defer("lazytop") and lazy_imports.defer("lazypkg.child")
-    assert modules == ["lazypkg"]  # a package's __init__ runs first, for real
-    import lazypkg.child as child  # noqa: F401  (as Keras imports matplotlib.pyplot)
+    import lazypkg.child as child  # as Keras imports matplotlib.pyplot
     import lazytop
-    from lazypkg import child as same
-    assert modules == ["lazypkg"] and same is child and child.__name__ == "lazypkg.child"
-    assert lazytop.VALUE == 8 and modules == ["lazypkg", "lazytop"]
-    assert child.VALUE == 7 and modules == ["lazypkg", "lazytop", "lazypkg.child"]
+    from lazypkg import child as same  # as Keras imports matplotlib.patches
+    assert modules == [] and same is child and child.__name__ == "lazypkg.child"
+    assert lazytop.VALUE == 8 and modules == ["lazytop"]
+    assert child.VALUE == 7 and modules == ["lazytop", "lazypkg.child"]  # its package: not yet
     assert type(child) is type(sys) and sys.modules["lazypkg.child"] is child
     assert not lazy_imports.defer("lazytop")  # imported already
     assert not lazy_imports.defer("lazy_no_such_module")
+
+
+def test_a_deferred_package_runs_before_a_module_of_it_imported_for_real(modules, tmp_path):
+    from tfp_vae import lazy_imports
+    (tmp_path / "lazypkg" / "other.py").write_text("import lazylog\nlazylog.ran.append(__name__)\n")
+    assert lazy_imports.defer("lazypkg.child")
+    import lazypkg.other  # noqa: F401
+    assert modules == ["lazypkg", "lazypkg.other"]
 
 
 def test_a_deferred_module_that_fails_fails_as_its_import_would(modules):
@@ -152,7 +159,7 @@ def test_the_tools_import_tensorflow_without_what_keras_imports_for_nothing(tmp_
         quiet.import_tensorflow()
         import keras, tensorflow_probability
         from tfp_vae import pictures
-        print(sorted(n for n in lazy_imports.DEFERRED
+        print(sorted(n for n in lazy_imports.DEFERRED + ("matplotlib",)
                      if type(sys.modules.get(n)).__name__ == "_Deferred"))
         subset = {{"niwae": {{"1": {{"mean": 90.0, "se": 0.1}}, "10": {{"mean": 89.0, "se": 0.1}}}},
                   "nelbo": {{"mean": 91.0}}}}
@@ -163,6 +170,7 @@ def test_the_tools_import_tensorflow_without_what_keras_imports_for_nothing(tmp_
                           timeout=300, env={"PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr
     deferred, after = proc.stdout.splitlines()[-2:]
-    for name in ("matplotlib.pyplot", "matplotlib.patches", "scipy.linalg", "scipy.ndimage"):
+    for name in ("matplotlib", "matplotlib.pyplot", "matplotlib.patches", "scipy.linalg",
+                 "scipy.ndimage"):
         assert repr(name) in deferred  # scipy: the test extra installs it
     assert after == "module" and (tmp_path / "i.png").stat().st_size > 1000
