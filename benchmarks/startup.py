@@ -1,0 +1,68 @@
+"""Start-up of ``bin/train`` and ``bin/sample`` for two or more code trees, run alternately.
+
+    git worktree add /tmp/old <commit>
+    python benchmarks/startup.py --trees=/tmp/old,. --rounds=5            # about 2 min
+    python benchmarks/startup.py --trees=/tmp/old:/tmp/extra,. --rounds=5
+
+Each round runs, for each tree in turn, ``bin/train --model=vae`` for one step (its
+``startup_seconds``: launch to the end of the first training step, as ``benchmarks/bench.py``
+reports it) and ``bin/sample`` on ``savedmodels/vae`` (launch to exit), with that tree first on
+``PYTHONPATH`` (after it, the folders given after a ``:``, e.g. an older ml_dtypes installed
+with ``pip install --target``). Alternating the trees spreads this machine's drifts over both;
+the median and the range of the rounds are printed per tree. ``bench.py`` remains the one run
+that gives the targets.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = ["--model=vae", "--iter_max=1", "--iter_save=1", "--log_every=1", "--eval_repeats=1",
+         "--iwae_samples=1", "--nofull_test", "--noexport"]  # as bench.startup_seconds
+
+
+def one_round(tree, path):
+    """(start-up of bin/train, launch-to-exit of bin/sample) in seconds, with ``tree``'s code."""
+    env = dict(os.environ, PYTHONPATH=path)
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([sys.executable, os.path.join(tree, "bin", "train"), *TRAIN,
+                        f"--out_dir={out}"], check=True, capture_output=True, env=env)
+        with open(os.path.join(out, "model=vae_z=10_run=0000", "evaluation.json")) as f:
+            startup = json.load(f)["startup_seconds"]
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, os.path.join(tree, "bin", "sample"),
+                        f"--model_dir={os.path.join(ROOT, 'savedmodels', 'vae')}",
+                        f"--out={out}/s.png"], check=True, capture_output=True, env=env)
+        return startup, time.perf_counter() - t0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trees", default=".", help="comma-separated code trees, each "
+                        "optionally followed by ':' and more PYTHONPATH folders")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    trees = []
+    for item in args.trees.split(","):
+        tree = os.path.abspath(item.split(":")[0])
+        trees.append((item, tree, os.pathsep.join([tree] + item.split(":")[1:])))
+    times = {item: ([], []) for item, _, _ in trees}
+    for _ in range(args.rounds):
+        for item, tree, path in trees:
+            for series, value in zip(times[item], one_round(tree, path)):
+                series.append(value)
+    for item, (startup, sample) in times.items():
+        print(f"{item}: bin/train start-up median {statistics.median(startup):.2f} s "
+              f"({min(startup):.2f} to {max(startup):.2f}), bin/sample median "
+              f"{statistics.median(sample):.2f} s ({min(sample):.2f} to {max(sample):.2f}), "
+              f"{args.rounds} rounds")
+
+
+if __name__ == "__main__":
+    main()
