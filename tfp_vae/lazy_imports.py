@@ -6,6 +6,9 @@ and ``import IPython`` (``keras.src.saving.file_editor``) whenever they are inst
 0.25 imports tf-keras, whose image preprocessing imports ``scipy.linalg`` and ``scipy.ndimage``:
 together 1 to 1.5 s of every tool's start-up on a 2-core machine (``python -X importtime``), for
 figures only ``bin/evaluate``'s pictures draw, a shell nobody runs and functions nobody calls.
+TFP itself, imported after TensorFlow, loads its ``experimental`` and ``layers`` packages at once
+(they register with TensorFlow and tf-keras; 0.3 s), and keeps them lazy when imported before;
+the tools use neither.
 :func:`defer` puts such a module in ``sys.modules`` unexecuted: an import binds it at once, and
 its code runs on the first use of one of its attributes, as it would have at import. Only the
 tools call it (through :func:`tfp_vae.quiet.import_tensorflow`), before TensorFlow is imported;
@@ -107,5 +110,9 @@ def defer(name):
 
 
 def defer_all():
-    """:func:`defer` on each of :data:`DEFERRED`; returns the names deferred."""
-    return [name for name in DEFERRED if defer(name)]
+    """:func:`defer` on each of :data:`DEFERRED`, then imports TFP's (lazy) package if
+    TensorFlow is not imported yet; returns the names deferred."""
+    deferred = [name for name in DEFERRED if defer(name)]
+    if "tensorflow" not in sys.modules:
+        import tensorflow_probability  # noqa: F401  (before TensorFlow: see the docstring)
+    return deferred
