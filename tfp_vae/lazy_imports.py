@@ -1,25 +1,31 @@
-"""Defers modules that Keras and TFP import at start-up and the tools rarely or never use.
+"""The tools' import of TensorFlow, without what Keras and TFP import for nothing.
 
 Importing Keras 3.15 (which ``import tensorflow`` does, for ``tf.keras``) executes
 ``import matplotlib.pyplot`` (``keras.src.visualization``), ``from matplotlib import patches``
 and ``import IPython`` (``keras.src.saving.file_editor``) whenever they are installed, and TFP
 0.25 imports tf-keras, whose image preprocessing imports ``scipy.linalg`` and ``scipy.ndimage``:
 together 1 to 1.5 s of every tool's start-up on a 2-core machine (``python -X importtime``), for
-figures only ``bin/evaluate``'s pictures draw, a shell nobody runs and functions nobody calls.
-TFP itself, imported after TensorFlow, loads its ``experimental`` and ``layers`` packages at once
+figures only the pictures of a run draw, a shell nobody runs and functions nobody calls. TFP
+itself, imported after TensorFlow, loads its ``experimental`` and ``layers`` packages at once
 (they register with TensorFlow and tf-keras; 0.3 s), and keeps them lazy when imported before;
-the tools use neither.
-:func:`defer` puts such a module in ``sys.modules`` unexecuted: an import binds it at once, and
-its code runs on the first use of one of its attributes, as it would have at import. Only the
-tools call it (through :func:`tfp_vae.quiet.import_tensorflow`), before TensorFlow is imported;
-a program that imports ``tfp_vae`` as a library is left as it is.
+the tools use neither. :func:`import_tensorflow` imports TensorFlow as the tools want it:
+
+* the modules of :data:`DEFERRED` (and their packages) are put in ``sys.modules`` unexecuted
+  (:func:`defer`): an import binds them at once, and their code runs on the first use of one of
+  their attributes, after their packages', as it would have at import;
+* IPython is hidden while TensorFlow is imported: Keras, which guards that import, goes without
+  it, and matplotlib (which uses IPython when it finds it imported) does too;
+* TFP's package is imported first.
+
+Only the tools call it (through :func:`tfp_vae.quiet.import_tensorflow`); a program that imports
+``tfp_vae`` as a library is left as it is.
 
 Written by hand because the standard library's :class:`importlib.util.LazyLoader` loads on any
 attribute, ``__spec__`` included, and Python's import statement reads ``__spec__`` of a module
 already in ``sys.modules`` (``importlib._bootstrap._find_and_load``): its modules run at the
 first ``import`` that names them, which is exactly the import to avoid. A deferred package's
-``__init__`` still runs before any of its modules that is imported for real: a finder first in
-``sys.meta_path`` (:class:`_ParentsFirst`) runs it as such an import begins.
+``__init__`` runs before any of its modules, deferred (:func:`_load`) or imported for real (a
+finder first in ``sys.meta_path``, :class:`_ParentsFirst`, runs it as such an import begins).
 """
 
 import importlib.util
@@ -28,19 +34,22 @@ import threading
 import types
 
 # The modules the tools defer (and so their packages, matplotlib and scipy).
-DEFERRED = ("IPython", "matplotlib.pyplot", "matplotlib.patches", "scipy.linalg",
-            "scipy.ndimage")
+DEFERRED = ("matplotlib.pyplot", "matplotlib.patches", "scipy.linalg", "scipy.ndimage")
+# Hidden while TensorFlow is imported (their importers go without them).
+HIDDEN = ("IPython",)
 
 # What the import system reads from a module without using it: answered without loading.
 _IMPORT_ATTRIBUTES = frozenset(("__spec__", "__name__", "__loader__", "__package__", "__path__"))
+# One lock for every deferred module's execution: another thread that asks for a module being
+# executed waits for it, as for a module being imported. (The tools import on one thread.)
 _LOCK = threading.RLock()
-_state = threading.local()  # .deferring: defer() is finding a spec (no parent may load)
+_state = threading.local()  # .deferring: defer() is finding a spec (no package may run)
 
 
 class _Deferred(types.ModuleType):
     """A module whose code has not run: the first attribute that neither the import system
-    reads for itself nor is a deferred submodule runs it, in place (the same object, now a plain
-    module), and answers from it."""
+    reads for itself nor is a deferred submodule runs it (:func:`_load`), in place (the same
+    object, then a plain module), and answers from it."""
 
     def __getattribute__(self, attribute):
         if attribute in _IMPORT_ATTRIBUTES:
@@ -49,20 +58,44 @@ class _Deferred(types.ModuleType):
         if type(value) is _Deferred:  # ``import package.module as m`` reads it from the package
             return value
         _load(self)
-        return getattr(self, attribute)
+        # A plain lookup: while the module's own code runs, what it has defined so far.
+        return types.ModuleType.__getattribute__(self, attribute)
 
 
 def _load(module):
-    """Runs a deferred module's code (once, whichever thread asks first)."""
+    """Runs a deferred module's code once, after its deferred packages'. A module that fails is
+    taken out of ``sys.modules`` and of its package, as a failed import leaves it, with its own
+    deferred submodules."""
     with _LOCK:
-        if type(module) is not _Deferred:
-            return
-        module.__class__ = types.ModuleType
+        spec = types.ModuleType.__getattribute__(module, "__spec__")
+        if type(module) is not _Deferred or getattr(spec, "_initializing", False):
+            return  # loaded, or being loaded by this thread (its code asked for itself)
+        parent = spec.name.rpartition(".")[0]
+        if parent and type(sys.modules.get(parent)) is _Deferred:
+            _load(sys.modules[parent])
+        spec._initializing = True
         try:
-            module.__spec__.loader.exec_module(module)
+            spec.loader.exec_module(module)
         except BaseException:
-            sys.modules.pop(module.__name__, None)  # as a failed import leaves it
+            _forget(spec.name, module)
             raise
+        finally:
+            spec._initializing = False
+            module.__class__ = types.ModuleType
+
+
+def _forget(name, module):
+    """Takes a module that failed to run out of ``sys.modules`` and of its package, with the
+    deferred modules below it."""
+    if sys.modules.get(name) is module:
+        del sys.modules[name]
+    parent, _, child = name.rpartition(".")
+    package = sys.modules.get(parent)
+    if package is not None and package.__dict__.get(child) is module:
+        delattr(package, child)
+    for below in [n for n, m in sys.modules.items()
+                  if n.startswith(name + ".") and type(m) is _Deferred]:
+        del sys.modules[below]
 
 
 class _ParentsFirst:
@@ -109,10 +142,19 @@ def defer(name):
     return True
 
 
-def defer_all():
-    """:func:`defer` on each of :data:`DEFERRED`, then imports TFP's (lazy) package if
-    TensorFlow is not imported yet; returns the names deferred."""
-    deferred = [name for name in DEFERRED if defer(name)]
+def import_tensorflow():
+    """Imports TensorFlow (and Keras with it) as the module docstring says; returns it."""
+    for name in DEFERRED:
+        defer(name)
     if "tensorflow" not in sys.modules:
         import tensorflow_probability  # noqa: F401  (before TensorFlow: see the docstring)
-    return deferred
+    hidden = [name for name in HIDDEN if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # the import system's "not available": ImportError
+    try:
+        import tensorflow as tf
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    return tf

@@ -122,12 +122,11 @@ def install():
 
 
 def import_tensorflow():
-    """Installs the filter (:func:`install`), defers what Keras imports and the tools do not need
-    (:mod:`tfp_vae.lazy_imports`), imports TensorFlow and lists its devices (where it looks for
-    CUDA); returns the module. Logical devices can still be configured afterwards."""
+    """Installs the filter (:func:`install`), imports TensorFlow without what the tools do not
+    need (:func:`tfp_vae.lazy_imports.import_tensorflow`) and lists its devices (where it looks
+    for CUDA); returns the module. Logical devices can still be configured afterwards."""
     install()
     from tfp_vae import lazy_imports
-    lazy_imports.defer_all()
-    import tensorflow as tf
+    tf = lazy_imports.import_tensorflow()
     tf.config.list_physical_devices()
     return tf
