@@ -15,7 +15,7 @@ the tools use neither. :func:`import_tensorflow` imports TensorFlow as the tools
   their attributes, after their packages', as it would have at import;
 * IPython is hidden while TensorFlow is imported: Keras, which guards that import, goes without
   it, and matplotlib (which uses IPython when it finds it imported) does too;
-* TFP's package is imported first.
+* TFP's package is imported first (by the tools that use it).
 
 Only the tools call it (through :func:`tfp_vae.quiet.import_tensorflow`); a program that imports
 ``tfp_vae`` as a library is left as it is.
@@ -142,11 +142,13 @@ def defer(name):
     return True
 
 
-def import_tensorflow():
-    """Imports TensorFlow (and Keras with it) as the module docstring says; returns it."""
+def import_tensorflow(tfp=True):
+    """Imports TensorFlow (and Keras with it) as the module docstring says; returns it.
+    ``tfp``: whether TFP will be used (its package is then imported first); ``bin/sample``,
+    which only runs a SavedModel, imports none of it."""
     for name in DEFERRED:
         defer(name)
-    if "tensorflow" not in sys.modules:
+    if tfp and "tensorflow" not in sys.modules:
         import tensorflow_probability  # noqa: F401  (before TensorFlow: see the docstring)
     hidden = [name for name in HIDDEN if name not in sys.modules]
     for name in hidden:

@@ -121,12 +121,13 @@ def install():
     atexit.register(finish)
 
 
-def import_tensorflow():
+def import_tensorflow(tfp=True):
     """Installs the filter (:func:`install`), imports TensorFlow without what the tools do not
-    need (:func:`tfp_vae.lazy_imports.import_tensorflow`) and lists its devices (where it looks
-    for CUDA); returns the module. Logical devices can still be configured afterwards."""
+    need (:func:`tfp_vae.lazy_imports.import_tensorflow`; ``tfp``: whether the tool uses TFP) and
+    lists its devices (where it looks for CUDA); returns the module. Logical devices can still
+    be configured afterwards."""
     install()
     from tfp_vae import lazy_imports
-    tf = lazy_imports.import_tensorflow()
+    tf = lazy_imports.import_tensorflow(tfp)
     tf.config.list_physical_devices()
     return tf
