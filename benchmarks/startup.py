@@ -8,38 +8,26 @@ Each round runs, for each tree in turn, ``bin/train --model=vae`` for one step (
 ``startup_seconds``: launch to the end of the first training step, as ``benchmarks/bench.py``
 reports it) and ``bin/sample`` on ``savedmodels/vae`` (launch to exit), with that tree first on
 ``PYTHONPATH`` (after it, the folders given after a ``:``, e.g. an older ml_dtypes installed
-with ``pip install --target``). Alternating the trees spreads this machine's drifts over both;
-the median and the range of the rounds are printed per tree. ``bench.py`` remains the one run
-that gives the targets.
+with ``pip install --target``), timed by ``bench.py``'s own functions. Alternating the trees
+spreads this machine's drifts over both; the median and the range of the rounds are printed per
+tree. ``bench.py`` remains the one run that gives the targets.
 """
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = ["--model=vae", "--iter_max=1", "--iter_save=1", "--log_every=1", "--eval_repeats=1",
-         "--iwae_samples=1", "--nofull_test", "--noexport"]  # as bench.startup_seconds
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench  # noqa: E402  (its start-up and bin/sample timings, for any tree)
 
 
 def one_round(tree, path):
     """(start-up of bin/train, launch-to-exit of bin/sample) in seconds, with ``tree``'s code."""
     env = dict(os.environ, PYTHONPATH=path)
-    with tempfile.TemporaryDirectory() as out:
-        subprocess.run([sys.executable, os.path.join(tree, "bin", "train"), *TRAIN,
-                        f"--out_dir={out}"], check=True, capture_output=True, env=env)
-        with open(os.path.join(out, "model=vae_z=10_run=0000", "evaluation.json")) as f:
-            startup = json.load(f)["startup_seconds"]
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, os.path.join(tree, "bin", "sample"),
-                        f"--model_dir={os.path.join(ROOT, 'savedmodels', 'vae')}",
-                        f"--out={out}/s.png"], check=True, capture_output=True, env=env)
-        return startup, time.perf_counter() - t0
+    return (bench.startup_seconds(tree, env),
+            bench.sample_seconds(os.path.join(bench.SAVEDMODELS, "vae"), 1, tree, env))
 
 
 def main():

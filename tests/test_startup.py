@@ -2,6 +2,8 @@
 evaluated, and a finished tool ends without the interpreter's teardown (but with its exit
 handlers)."""
 
+import importlib.metadata
+import os
 import subprocess
 import sys
 import textwrap
@@ -105,8 +107,10 @@ def test_a_finished_tool_whose_reader_has_gone_exits_without_a_traceback(tmp_pat
 @pytest.fixture
 def modules(tmp_path, monkeypatch):
     """A folder of throwaway modules that log their execution to ``lazylog.ran``; the names they
-    add to ``sys.modules`` are removed afterwards."""
+    add to ``sys.modules``, and the finder ``defer`` adds to ``sys.meta_path``, are removed
+    afterwards."""
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
     (tmp_path / "lazylog.py").write_text("ran = []\n")
     log = "import lazylog\nlazylog.ran.append(__name__)\n"
     (tmp_path / "lazypkg").mkdir()
@@ -171,6 +175,11 @@ def test_a_deferred_module_runs_once_when_two_threads_ask_for_it(modules):
 
 
 def test_the_tools_import_tensorflow_without_what_keras_imports_for_nothing(tmp_path):
+    # An IPython that leaves a mark when it runs (whether or not one is installed here).
+    (tmp_path / "fake" / "IPython").mkdir(parents=True)
+    mark = tmp_path / "ipython_ran"
+    (tmp_path / "fake" / "IPython" / "__init__.py").write_text(
+        f"open({str(mark)!r}, 'w').close()\ndef get_ipython():\n    return None\n")
     script = textwrap.dedent(f"""
         import sys
         from tfp_vae import lazy_imports, quiet
@@ -190,10 +199,19 @@ def test_the_tools_import_tensorflow_without_what_keras_imports_for_nothing(tmp_
               "IPython" in sys.modules)
         """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, env={"PYTHONPATH": str(ROOT)})
+                          timeout=300,
+                          env={"PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path / "fake")])})
     assert proc.returncode == 0, proc.stderr
     deferred, after = proc.stdout.splitlines()[-2:]
     for name in ("matplotlib", "matplotlib.pyplot", "matplotlib.patches", "scipy.linalg",
                  "scipy.ndimage", "tfp.experimental", "IPython"):
         assert repr(name) in deferred  # scipy: the test extra installs it
     assert after == "module agg False" and (tmp_path / "i.png").stat().st_size > 1000
+    assert not mark.exists()  # Keras went without it, and so did matplotlib's figure
+
+
+def test_the_installed_ml_dtypes_is_one_that_imports_fast():
+    """setup.py holds ml_dtypes below 0.7: 0.7.0 takes most of a second to import (every
+    ``import tensorflow`` pays it; docs/performance.md)."""
+    version = tuple(int(part) for part in importlib.metadata.version("ml_dtypes").split(".")[:2])
+    assert version < (0, 7)
