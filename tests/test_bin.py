@@ -128,19 +128,20 @@ _IMPORTS = """
 import atexit, runpy, sys
 sys.argv = sys.argv[1:]
 atexit.register(lambda: print("TFP" if "tensorflow_probability" in sys.modules else "noTFP",
-                              "MODELS" if "tfp_vae.models" in sys.modules else "noMODELS"))
+                              "MODELS" if "tfp_vae.models" in sys.modules else "noMODELS",
+                              "KERAS" if "keras" in sys.modules else "noKERAS"))
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def test_sample_loads_neither_keras_models_nor_tfp(trained, tmp_path):
+def test_sample_loads_no_keras_no_tfp_no_model_code(trained, tmp_path):
     run_dir, _ = trained
     proc = subprocess.run([sys.executable, "-c", _IMPORTS, str(ROOT / "bin" / "sample"),
                            f"--model_dir={run_dir / 'savedmodel'}", "--n=8",
                            f"--out={tmp_path / 'g.png'}"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "noTFP noMODELS" in proc.stdout
+    assert "noTFP noMODELS noKERAS" in proc.stdout
     assert (tmp_path / "g.png").is_file()
 
 

@@ -215,3 +215,19 @@ def test_the_installed_ml_dtypes_is_one_that_imports_fast():
     ``import tensorflow`` pays it; docs/performance.md)."""
     version = tuple(int(part) for part in importlib.metadata.version("ml_dtypes").split(".")[:2])
     assert version < (0, 7)
+
+
+def test_keras_hidden_while_tensorflow_is_imported_can_be_imported_after():
+    # bin/sample's import: TensorFlow without Keras; a later `import keras` (or tf.keras) works.
+    code = ("from tfp_vae import lazy_imports\n"
+            "import sys\n"
+            "tf = lazy_imports.import_tensorflow(tfp=False, keras=False)\n"
+            "print('keras' in sys.modules, tf.constant(2.0).numpy())\n"
+            "import keras\n"
+            "print(keras.ops.add(1.0, 2.0).numpy(), tf.keras is keras or tf.keras.__name__)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.split("\n")
+    assert lines[0] == "False 2.0"
+    assert lines[1].startswith("3.0 ")

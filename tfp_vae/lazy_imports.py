@@ -15,7 +15,9 @@ the tools use neither. :func:`import_tensorflow` imports TensorFlow as the tools
   their attributes, after their packages', as it would have at import;
 * IPython is hidden while TensorFlow is imported: Keras, which guards that import, goes without
   it, and matplotlib (which uses IPython when it finds it imported) does too;
-* TFP's package is imported first (by the tools that use it).
+* TFP's package is imported first (by the tools that use it);
+* Keras is hidden too for a tool that uses neither it nor TFP (``bin/sample``): TensorFlow
+  guards its eager import of ``keras.src.optimizers`` and goes on without it.
 
 Only the tools call it (through :func:`tfp_vae.quiet.import_tensorflow`); a program that imports
 ``tfp_vae`` as a library is left as it is.
@@ -142,15 +144,17 @@ def defer(name):
     return True
 
 
-def import_tensorflow(tfp=True):
+def import_tensorflow(tfp=True, keras=True):
     """Imports TensorFlow (and Keras with it) as the module docstring says; returns it.
-    ``tfp``: whether TFP will be used (its package is then imported first); ``bin/sample``,
-    which only runs a SavedModel, imports none of it."""
+    ``tfp``: whether TFP will be used (its package is then imported first); ``keras``: whether
+    Keras will be (if not, it is hidden too: TensorFlow guards its eager import of Keras'
+    optimisers, and ``tf.keras`` would still import it on first use). ``bin/sample``, which only
+    runs a SavedModel, imports neither."""
     for name in DEFERRED:
         defer(name)
     if tfp and "tensorflow" not in sys.modules:
         import tensorflow_probability  # noqa: F401  (before TensorFlow: see the docstring)
-    hidden = [name for name in HIDDEN if name not in sys.modules]
+    hidden = [name for name in HIDDEN + (() if keras else ("keras",)) if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # the import system's "not available": ImportError
     try:

@@ -121,13 +121,14 @@ def install():
     atexit.register(finish)
 
 
-def import_tensorflow(tfp=True):
+def import_tensorflow(tfp=True, keras=True):
     """Installs the filter (:func:`install`), imports TensorFlow without what the tools do not
-    need (:func:`tfp_vae.lazy_imports.import_tensorflow`; ``tfp``: whether the tool uses TFP) and
+    need (:func:`tfp_vae.lazy_imports.import_tensorflow`; ``tfp``, ``keras``: whether the tool
+    uses TFP, Keras) and
     lists its devices (where it looks for CUDA); returns the module. Logical devices can still
     be configured afterwards."""
     install()
     from tfp_vae import lazy_imports
-    tf = lazy_imports.import_tensorflow(tfp)
+    tf = lazy_imports.import_tensorflow(tfp, keras)
     tf.config.list_physical_devices()
     return tf
