@@ -224,10 +224,14 @@ def test_keras_hidden_while_tensorflow_is_imported_can_be_imported_after():
             "tf = lazy_imports.import_tensorflow(tfp=False, keras=False)\n"
             "print('keras' in sys.modules, tf.constant(2.0).numpy())\n"
             "import keras\n"
-            "print(keras.ops.add(1.0, 2.0).numpy(), tf.keras is keras or tf.keras.__name__)\n")
+            "print(keras.ops.add(1.0, 2.0).numpy(), tf.keras is keras or tf.keras.__name__)\n"
+            "import tensorflow.keras\n"
+            "from tensorflow.keras import layers\n"
+            "print(None in tf.__path__, layers.Dense.__module__)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env={"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.split("\n")
     assert lines[0] == "False 2.0"
     assert lines[1].startswith("3.0 ")
+    assert lines[2].startswith("False keras.")  # tf.keras's package path intact

@@ -13,8 +13,9 @@ the tools use neither. :func:`import_tensorflow` imports TensorFlow as the tools
 * the modules of :data:`DEFERRED` (and their packages) are put in ``sys.modules`` unexecuted
   (:func:`defer`): an import binds them at once, and their code runs on the first use of one of
   their attributes, after their packages', as it would have at import;
-* IPython is hidden while TensorFlow is imported: Keras, which guards that import, goes without
-  it, and matplotlib (which uses IPython when it finds it imported) does too;
+* IPython is hidden while TensorFlow is imported (its import fails, :class:`_Hide`): Keras,
+  which guards that import, goes without it, and matplotlib (which uses IPython when it finds it
+  imported) does too;
 * TFP's package is imported first (by the tools that use it);
 * Keras is hidden too for a tool that uses neither it nor TFP (``bin/sample``): TensorFlow
   guards its eager import of ``keras.src.optimizers`` and goes on without it.
@@ -30,6 +31,8 @@ first ``import`` that names them, which is exactly the import to avoid. A deferr
 finder first in ``sys.meta_path``, :class:`_ParentsFirst`, runs it as such an import begins).
 """
 
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 import threading
@@ -144,23 +147,54 @@ def defer(name):
     return True
 
 
+class _Refused(importlib.abc.Loader):
+    """The loader of a hidden module: its import fails as a missing module's would."""
+
+    def create_module(self, spec):
+        raise ImportError(f"{spec.name} is hidden while TensorFlow is imported", name=spec.name)
+
+    def exec_module(self, module):  # never reached: create_module refuses
+        raise ImportError(f"{module.__name__} is hidden while TensorFlow is imported")
+
+
+class _Hide(importlib.abc.MetaPathFinder):
+    """First in ``sys.meta_path`` while TensorFlow is imported: an import of one of ``names``
+    fails with ImportError, while ``importlib.util.find_spec`` still finds where the module lies
+    (TensorFlow builds ``tf.keras``'s package path from it; ``sys.modules[name] = None`` would
+    make that path ``None`` and ``import tensorflow.keras`` fail for good)."""
+
+    def __init__(self, names):
+        self.names = frozenset(names)
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.names:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None:
+            return None  # not installed: the usual ModuleNotFoundError
+        return importlib.util.spec_from_loader(
+            name, _Refused(), origin=spec.origin,
+            is_package=spec.submodule_search_locations is not None)
+
+
 def import_tensorflow(tfp=True, keras=True):
-    """Imports TensorFlow (and Keras with it) as the module docstring says; returns it.
-    ``tfp``: whether TFP will be used (its package is then imported first); ``keras``: whether
-    Keras will be (if not, it is hidden too: TensorFlow guards its eager import of Keras'
-    optimisers, and ``tf.keras`` would still import it on first use). ``bin/sample``, which only
-    runs a SavedModel, imports neither."""
+    """Imports TensorFlow as the module docstring says; returns it. ``tfp``: whether TFP will
+    be used (its package is then imported first, and imports TensorFlow and Keras); ``keras``:
+    whether Keras will be: if not (only with ``tfp=False``), it is hidden too (TensorFlow guards
+    its eager import of Keras' optimisers), and ``tf.keras``, ``import tensorflow.keras`` or
+    ``import keras`` import it later as usual. ``bin/sample``, which only runs a SavedModel,
+    imports neither."""
+    if tfp and not keras:
+        raise ValueError("TFP imports Keras: keras=False needs tfp=False.")
     for name in DEFERRED:
         defer(name)
     if tfp and "tensorflow" not in sys.modules:
         import tensorflow_probability  # noqa: F401  (before TensorFlow: see the docstring)
-    hidden = [name for name in HIDDEN + (() if keras else ("keras",)) if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # the import system's "not available": ImportError
+    hide = _Hide(name for name in HIDDEN + (() if keras else ("keras",))
+                 if name not in sys.modules)
+    sys.meta_path.insert(0, hide)
     try:
         import tensorflow as tf
     finally:
-        for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
+        sys.meta_path.remove(hide)
     return tf

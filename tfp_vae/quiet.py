@@ -124,9 +124,8 @@ def install():
 def import_tensorflow(tfp=True, keras=True):
     """Installs the filter (:func:`install`), imports TensorFlow without what the tools do not
     need (:func:`tfp_vae.lazy_imports.import_tensorflow`; ``tfp``, ``keras``: whether the tool
-    uses TFP, Keras) and
-    lists its devices (where it looks for CUDA); returns the module. Logical devices can still
-    be configured afterwards."""
+    uses TFP, Keras) and lists its devices (where it looks for CUDA); returns the module.
+    Logical devices can still be configured afterwards."""
     install()
     from tfp_vae import lazy_imports
     tf = lazy_imports.import_tensorflow(tfp, keras)
