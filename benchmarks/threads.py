@@ -13,6 +13,7 @@ round, so that this machine's drift reaches all of them alike.
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -49,7 +50,7 @@ def main():
                   f"{times[(intra, inter)][-1]:.2f} ms/step", flush=True)
     for (intra, inter), ms in times.items():
         print(f"{args.model} intra={intra} inter={inter}: "
-              + " / ".join(f"{t:.2f}" for t in ms) + f" ms (median {sorted(ms)[len(ms) // 2]:.2f})")
+              + " / ".join(f"{t:.2f}" for t in ms) + f" ms (median {statistics.median(ms):.2f})")
 
 
 if __name__ == "__main__":
