@@ -556,7 +556,8 @@ def emit_runs(args, emit):
     if os.path.abspath(args.runs_dir) != SAVEDMODELS:
         where += ", else savedmodels"
     emit(f"{_RUNS_HEADING} (from their `evaluation.json` in "
-         f"{where}; wall = `wall_seconds`, from after the imports to the end of the evaluation, without the export and the pictures):")
+         f"{where}; wall = `wall_seconds`, from after the imports to the end of the evaluation, "
+         f"without the export and the pictures):")
     emit()
     emit("| model | command | steps | start-up | training | wall | commit |")
     emit("|---|---|---|---|---|---|---|")

@@ -235,3 +235,11 @@ def test_keras_hidden_while_tensorflow_is_imported_can_be_imported_after():
     assert lines[0] == "False 2.0"
     assert lines[1].startswith("3.0 ")
     assert lines[2].startswith("False keras.")  # tf.keras's package path intact
+
+
+def test_hiding_keras_is_refused_when_tfp_will_import_it():
+    from tfp_vae import lazy_imports
+    before = list(sys.meta_path)
+    with pytest.raises(ValueError, match="keras=False needs tfp=False"):
+        lazy_imports.import_tensorflow(tfp=True, keras=False)
+    assert sys.meta_path == before  # refused before touching the import system

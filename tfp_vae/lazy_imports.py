@@ -185,7 +185,8 @@ def import_tensorflow(tfp=True, keras=True):
     ``import keras`` import it later as usual. ``bin/sample``, which only runs a SavedModel,
     imports neither."""
     if tfp and not keras:
-        raise ValueError("TFP imports Keras: keras=False needs tfp=False.")
+        raise ValueError("keras=False needs tfp=False: TFP, imported first, imports TensorFlow "
+                         "and Keras with it before anything can be hidden.")
     for name in DEFERRED:
         defer(name)
     if tfp and "tensorflow" not in sys.modules:
