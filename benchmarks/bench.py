@@ -233,9 +233,11 @@ OPTIMIZERS = {"default": train.make_optimizer,  # bin/train's: FusedAdam without
               "keras": lambda lr, jit: keras.optimizers.Adam(lr)}
 
 
-def train_speed(kind, mnist, steps, spe, jit, windows=4, optimizer="default", arch="mlp"):
+def train_speed(kind, mnist, steps, spe, jit, windows=4, optimizer="default", arch="mlp",
+                stream_options=None):
     """Steps per second of ``model.fit`` (after a warm-up), the model and the peak memory added.
-    ``optimizer``: a key of :data:`OPTIMIZERS`; ``arch``: the networks (``--arch``)."""
+    ``optimizer``: a key of :data:`OPTIMIZERS`; ``arch``: the networks (``--arch``);
+    ``stream_options``: ``tf.data.Options`` applied to the training stream."""
     cls = models.get(kind)
     batch = cls.reference_batch_size
     base = reset_peak()
@@ -243,6 +245,8 @@ def train_speed(kind, mnist, steps, spe, jit, windows=4, optimizer="default", ar
     model.compile(optimizer=OPTIMIZERS[optimizer](1e-3, jit),
                   steps_per_execution=spe, jit_compile=jit)
     stream = training_stream(kind, mnist, batch)
+    if stream_options is not None:
+        stream = stream.with_options(stream_options)
     callbacks = bin_train_callbacks(model)
     warm = max(2 * spe, 20)
     model.fit(stream, epochs=1, steps_per_epoch=warm, verbose=0, callbacks=callbacks)  # compile

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -177,6 +178,48 @@ def test_train_refuses_bad_input_with_a_clear_message(tmp_path, args, message, m
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _train_with_a_fake_tensorflow(tmp_path, *args):
+    """bin/train with a ``tensorflow`` on the path that leaves a mark when imported and fails;
+    returns (process, whether it was imported)."""
+    fake = tmp_path / "fake" / "tensorflow"
+    fake.mkdir(parents=True)
+    mark = tmp_path / "tensorflow_imported"
+    (fake / "__init__.py").write_text(f"open({str(mark)!r}, 'w').close()\n"
+                                      f"raise ImportError('the fake tensorflow of the test')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), str(ROOT)]),
+           "PATH": os.environ.get("PATH", "")}
+    proc = subprocess.run([sys.executable, str(ROOT / "bin" / "train"), f"--out_dir={tmp_path}",
+                           "--iter_max=1", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+    return proc, mark.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model=nope"], "value should be one of"),
+    (["--gw=nan"], "--gw must be a finite number"),
+    (["--iwae_samples=abc"], "--iwae_samples must be whole numbers"),
+    (["--iter_save=7", "--steps_per_execution=2"], "must be a multiple of --steps_per_execution"),
+    (["--memory_budget=lots"], "--memory_budget"),
+    (["extra"], "unexpected arguments: extra"),
+])
+def test_train_answers_a_bad_flag_before_importing_tensorflow(tmp_path, args, message):
+    proc, imported = _train_with_a_fake_tensorflow(tmp_path, *args)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert not imported and "Traceback" not in proc.stderr
+
+
+def test_the_fake_tensorflow_is_what_a_good_command_imports(tmp_path):
+    # The control of the test above: with good flags bin/train does import it (and fails).
+    proc, imported = _train_with_a_fake_tensorflow(tmp_path)
+    assert imported and proc.returncode != 0
+
+
+def test_the_settings_name_every_model():
+    from tfp_vae import config, models
+    assert set(config.MODEL_KINDS) == set(models.MODELS)
+    assert config.OBJECTIVES == models.OBJECTIVES
 
 
 def test_sample_refuses_a_folder_that_is_not_a_model(tmp_path):

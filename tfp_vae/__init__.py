@@ -9,8 +9,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bounds", "callbacks", "cli", "data", "distribute", "distributions", "errors",
-               "evaluate", "export", "files", "guard", "images", "lazy_imports", "memory",
+_SUBMODULES = ("bounds", "callbacks", "cli", "config", "data", "distribute", "distributions",
+               "errors", "evaluate", "export", "files", "guard", "images", "lazy_imports", "memory",
                "models", "networks", "optimizers", "pictures", "pretrained", "quiet", "sources",
                "train")
 

@@ -18,10 +18,8 @@ import time
 
 import tensorflow as tf
 
+from tfp_vae.config import MAX_PEER_TIMEOUT, STRATEGIES  # noqa: F401 (re-exported)
 from tfp_vae.errors import ConfigError, Interrupted
-
-STRATEGIES = ("default", "mirrored", "multiworker")
-MAX_PEER_TIMEOUT = 7 * 24 * 3600.0  # seconds (a week): --peer_timeout's bound
 
 
 def ensure_logical_cpus(n):

@@ -23,26 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_vae import data, networks
-from tfp_vae.errors import ConfigError
-from tfp_vae.export import MAX_IWAE_SAMPLES  # memory is bounded by chunks, time is not
-
-IWAE_SAMPLES = (1, 10, 100, 1000)
-
-
-def iwae_sample_counts(values, flag="--iwae_samples"):
-    """The m of the subset's IWAE-m bounds as a tuple of ints, from ints or the strings of a
-    comma-separated flag: one or more whole numbers in 1..MAX_IWAE_SAMPLES, else a
-    :class:`~tfp_vae.errors.ConfigError` naming ``flag`` (bin/train and bin/evaluate alike)."""
-    try:
-        counts = tuple(int(m) for m in values)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{flag} must be whole numbers, got {','.join(map(str, values))}.") \
-            from None
-    if not counts or any(not 0 < m <= MAX_IWAE_SAMPLES for m in counts):
-        raise ConfigError(f"{flag} must be one or more numbers in 1..{MAX_IWAE_SAMPLES}, got "
-                          f"{list(counts)}.")
-    return counts
-
+from tfp_vae.config import IWAE_SAMPLES, iwae_sample_counts  # noqa: F401 (re-exported)
 
 def model_bounds(model, jit_compile=False):
     """The two bound functions of a Keras model, compiled with ``tf.function`` (with XLA if

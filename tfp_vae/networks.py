@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from tfp_vae import distributions
+from tfp_vae.config import ARCHS, LIKELIHOODS, check_choice  # noqa: F401 (re-exported)
 
 HIDDEN = {"v1": (300, 300), "v2": (500, 500)}
 
@@ -256,16 +257,6 @@ class Classifier(_Conditional):
                          activation="relu", **kwargs)
 
 
-ARCHS = ("mlp", "conv")
-LIKELIHOODS = ("bernoulli", "gaussian")
-
-
-def check_choice(name, value, choices, error=ValueError):
-    """Raises ``error`` naming ``name``, the choices and ``value`` unless ``value`` is one of
-    ``choices``: the one rule for ``arch`` and ``likelihood`` in the networks, the models and
-    ``TrainConfig`` (which names the flag and raises its ConfigError)."""
-    if value not in choices:
-        raise error(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
 
 
 def _check_arch(arch, image_shape):

@@ -41,133 +41,37 @@ import keras
 import tensorflow as tf
 
 from tfp_vae import (callbacks, data, distribute, evaluate, export, files, guard, memory,
-                     models, networks, optimizers, pictures, sources)
+                     models, optimizers, pictures, sources)
+# The settings' choices, also here for the scripts that read them from train (re-exported).
+from tfp_vae.config import (ARCHS, JIT_CHOICES, LIKELIHOOD_CHOICES, MAX_SEED,  # noqa: F401
+                            MAX_TRAIN_SAMPLES, STRATEGIES, Settings)
 from tfp_vae.errors import ConfigError, Diverged, Interrupted  # noqa: F401 (re-exported)
 
-STRATEGIES = distribute.STRATEGIES
-JIT_CHOICES = ("auto", "true", "false")
-ARCHS = networks.ARCHS
-LIKELIHOOD_CHOICES = ("auto",) + networks.LIKELIHOODS  # auto: see TrainConfig.validate
-MAX_TRAIN_SAMPLES = 10_000  # importance samples per example in training
-MAX_SEED = 2 ** 31 - 1  # the seed enters TensorFlow's stateless seeds as an int32
 MAX_IWAE_SAMPLES = export.MAX_IWAE_SAMPLES  # memory is bounded by chunks, time is not
 
 
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything a training run needs; ``bin/train`` exposes each field as a flag."""
-    model: str = "vae"
-    dataset: str = None   # mnist, svhn or tfds:NAME; None: what data_dir holds, else the
-                          # model's default (mnist; svhn for the fsvae)
-    z: int = None         # None: the model's reference default (10; 64 for the SSVAE)
-    k: int = 500
-    pseudo_inputs: int = 500  # the VampPrior's K
-    objective: str = "elbo"   # or "iwae": train on -IWAE-train_samples (vae, gmvae, vampprior)
-    train_samples: int = 5
-    gw: float = 1.0
-    cw: float = 100.0
-    iter_max: int = None  # None: the model's reference default (20000; 30000 for the SSVAE)
-    iter_save: int = 10000
-    run: int = 0
-    seed: int = 0
-    batch_size: int = None  # None: the model's reference default (97; 100 for the fsvae)
-    lr: float = 1e-3
-    data_dir: str = None
-    svhn_split: str = "extra"
-    verify_checksums: bool = True
-    memory_budget: str = sources.DEFAULT_BUDGET
-    likelihood: str = "auto"  # auto: the model's, else Bernoulli for grey, Gaussian for colour
-    arch: str = "mlp"
-    labels_per_class: int = 10
-    out_dir: str = "runs"
-    strategy: str = "default"
-    devices: str = ""
-    cpu_replicas: int = 0
-    peer_timeout: float = 600.0  # --strategy=multiworker: seconds to wait for the other workers
-    jit_compile: str = "auto"
-    steps_per_execution: int = None  # None: auto (see resolve_steps_per_execution)
-    log_every: int = 1000
-    eval_repeats: int = 100
-    iwae_samples: tuple = evaluate.IWAE_SAMPLES
-    full_test: bool = True
-    nll_samples: int = 0  # the papers' test NLL, -IWAE-N of every test image (0: off)
-    check_steps: int = 3000
-    export: bool = True
-    deterministic: bool = False
-    verbose: int = None  # Keras fit verbosity; None: a live bar on a terminal, else a line per epoch
+class TrainConfig(Settings):
+    """The settings of a run (:class:`tfp_vae.config.Settings`, one field per ``bin/train``
+    flag, checked there without TensorFlow) with what needs the models: their reference
+    defaults and the data they take."""
 
     def validate(self):
         """Fills in the model's defaults, then raises ConfigError for the first impossible
         setting."""
-        if self.model not in models.MODELS:
-            raise ConfigError(f"unknown model {self.model!r}; choose one of "
-                              f"{', '.join(sorted(models.MODELS))}.")
-        cls = models.get(self.model)
+        cls = models.get(self.check().model)
         if self.iter_max is None:
             self.iter_max = cls.reference_iter_max
         if self.z is None:
             self.z = cls.reference_z
         if self.batch_size is None:
             self.batch_size = cls.reference_batch_size
-        sources.check_spec(self.dataset)
-        sources.parse_size(self.memory_budget)
-        networks.check_choice("--likelihood", self.likelihood, LIKELIHOOD_CHOICES, ConfigError)
-        networks.check_choice("--arch", self.arch, ARCHS, ConfigError)
-        if self.svhn_split not in sources.svhn.TRAIN_SPLITS:
-            raise ConfigError(f"--svhn_split must be one of {', '.join(sources.svhn.TRAIN_SPLITS)}.")
-        for name in ("gw", "cw", "lr"):
-            if not math.isfinite(getattr(self, name)):
-                raise ConfigError(f"--{name} must be a finite number, got {getattr(self, name)}.")
-        if self.gw < 0 or self.cw < 0:
-            raise ConfigError(f"--gw and --cw must be >= 0, got gw={self.gw}, cw={self.cw}.")
-        if self.z is not None and self.z <= 0:
-            raise ConfigError(f"--z must be a positive integer, got {self.z}.")
-        if self.objective not in models.OBJECTIVES:
-            raise ConfigError(f"unknown --objective={self.objective!r}; choose one of "
-                              f"{', '.join(models.OBJECTIVES)}.")
+        self.check()  # again, with the defaults (--steps_per_execution must divide iter_max)
         if self.objective != "elbo" and cls.data_kind != "unsupervised":
             unsupervised = [kind for kind, model_class in sorted(models.MODELS.items())
                             if model_class.data_kind == "unsupervised"]
             raise ConfigError(f"--objective={self.objective} trains the unsupervised models "
                               f"({', '.join(unsupervised)}); the {self.model} trains on its "
                               f"ELBO.")
-        if not 0 < self.train_samples <= MAX_TRAIN_SAMPLES:
-            raise ConfigError(f"--train_samples must be in 1..{MAX_TRAIN_SAMPLES}, got "
-                              f"{self.train_samples}.")
-        for name in ("k", "pseudo_inputs", "iter_max", "iter_save", "batch_size", "log_every",
-                     "eval_repeats", "check_steps", "labels_per_class"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
-        if self.run < 0 or self.seed < 0:
-            raise ConfigError("--run and --seed must be non-negative.")
-        if self.seed > MAX_SEED:
-            raise ConfigError(f"--seed must be at most {MAX_SEED} (seeds are 32-bit), got "
-                              f"{self.seed}.")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}.")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"unknown --strategy={self.strategy!r}; choose one of "
-                              f"{', '.join(STRATEGIES)}.")
-        if not 0 < self.peer_timeout <= distribute.MAX_PEER_TIMEOUT:  # NaN fails too
-            raise ConfigError(f"--peer_timeout must be a positive number of seconds up to "
-                              f"{distribute.MAX_PEER_TIMEOUT:.0f} (a week), got "
-                              f"{self.peer_timeout}.")
-        if self.jit_compile not in JIT_CHOICES:
-            raise ConfigError(f"--jit_compile must be one of {', '.join(JIT_CHOICES)}.")
-        if self.steps_per_execution is not None:
-            if self.steps_per_execution <= 0:
-                raise ConfigError(f"--steps_per_execution must be a positive integer, got "
-                                  f"{self.steps_per_execution}.")
-            for name in ("iter_save", "log_every", "iter_max"):
-                if getattr(self, name) % self.steps_per_execution:
-                    raise ConfigError(f"--{name}={getattr(self, name)} must be a multiple of "
-                                      f"--steps_per_execution={self.steps_per_execution} (or "
-                                      f"leave --steps_per_execution unset to choose it).")
-        if not 0 <= self.nll_samples <= MAX_IWAE_SAMPLES:
-            raise ConfigError(f"--nll_samples must be in 0..{MAX_IWAE_SAMPLES}, got "
-                              f"{self.nll_samples}.")
-        self.iwae_samples = evaluate.iwae_sample_counts(self.iwae_samples)
         return self
 
     def resolve(self, dataset):

@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from tfp_vae import bounds, distributions, networks
+from tfp_vae.config import OBJECTIVES  # the negative ELBO or the negative IWAE-K (Burda et al.)
 
 
 def as_seed(seed):
@@ -57,8 +58,6 @@ def global_batch_mean(per_example):
     return tf.reduce_sum(per_example) / context.all_reduce("SUM", local)
 
 
-# Training objectives: the negative ELBO, or the negative IWAE-K (Burda et al., 2016).
-OBJECTIVES = ("elbo", "iwae")
 
 
 def _multi_worker(strategy):
