@@ -180,9 +180,9 @@ def test_train_refuses_bad_input_with_a_clear_message(tmp_path, args, message, m
     assert "Traceback" not in proc.stderr
 
 
-def _train_with_a_fake_tensorflow(tmp_path, *args):
-    """bin/train with a ``tensorflow`` on the path that leaves a mark when imported and fails;
-    returns (process, whether it was imported)."""
+def _tool_with_a_fake_tensorflow(tmp_path, tool, *args):
+    """``bin/<tool>`` with a ``tensorflow`` on the path that leaves a mark when imported and
+    fails; returns (process, whether it was imported)."""
     fake = tmp_path / "fake" / "tensorflow"
     fake.mkdir(parents=True)
     mark = tmp_path / "tensorflow_imported"
@@ -190,29 +190,43 @@ def _train_with_a_fake_tensorflow(tmp_path, *args):
                                       f"raise ImportError('the fake tensorflow of the test')\n")
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), str(ROOT)]),
            "PATH": os.environ.get("PATH", "")}
-    proc = subprocess.run([sys.executable, str(ROOT / "bin" / "train"), f"--out_dir={tmp_path}",
-                           "--iter_max=1", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, str(ROOT / "bin" / tool), *args], capture_output=True,
+                          text=True, env=env, timeout=120, cwd=ROOT)
     return proc, mark.exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model=nope"], "value should be one of"),
-    (["--gw=nan"], "--gw must be a finite number"),
-    (["--iwae_samples=abc"], "--iwae_samples must be whole numbers"),
-    (["--iter_save=7", "--steps_per_execution=2"], "must be a multiple of --steps_per_execution"),
-    (["--memory_budget=lots"], "--memory_budget"),
-    (["extra"], "unexpected arguments: extra"),
+@pytest.mark.parametrize("tool, args, message", [
+    ("train", ["--model=nope"], "value should be one of"),
+    ("train", ["--gw=nan"], "--gw must be a finite number"),
+    ("train", ["--iwae_samples=abc"], "--iwae_samples must be whole numbers"),
+    ("train", ["--iter_save=7", "--steps_per_execution=2"],
+     "must be a multiple of --steps_per_execution"),
+    ("train", ["--memory_budget=lots"], "--memory_budget"),
+    ("train", ["extra"], "unexpected arguments: extra"),
+    ("sample", ["--model_dir=savedmodels/vae", "--n=0"], "flag --n=0: 0 is not a positive"),
+    ("sample", ["--model_dir=savedmodels/vae", "--out={tmp}"], "is a folder"),
+    ("evaluate", ["--model_dir=savedmodels/vae", "--iwae_samples=abc"],
+     "--iwae_samples must be whole numbers"),
+    ("evaluate", ["--model_dir=pretrained:nope"], "there is no pretrained 'nope'"),
 ])
-def test_train_answers_a_bad_flag_before_importing_tensorflow(tmp_path, args, message):
-    proc, imported = _train_with_a_fake_tensorflow(tmp_path, *args)
+def test_tools_answer_a_bad_flag_before_importing_tensorflow(tmp_path, tool, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    if tool == "train":
+        args += [f"--out_dir={tmp_path}", "--iter_max=1"]
+    proc, imported = _tool_with_a_fake_tensorflow(tmp_path, tool, *args)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert not imported and "Traceback" not in proc.stderr
 
 
-def test_the_fake_tensorflow_is_what_a_good_command_imports(tmp_path):
-    # The control of the test above: with good flags bin/train does import it (and fails).
-    proc, imported = _train_with_a_fake_tensorflow(tmp_path)
+@pytest.mark.parametrize("tool, args", [
+    ("train", ["--iter_max=1", "--out_dir={tmp}"]),
+    ("sample", ["--model_dir=savedmodels/vae", "--out={tmp}/s.png"]),
+    ("evaluate", ["--model_dir=savedmodels/vae"]),
+])
+def test_the_fake_tensorflow_is_what_a_good_command_imports(tmp_path, tool, args):
+    # The control of the test above: with good flags each tool does import it (and fails).
+    proc, imported = _tool_with_a_fake_tensorflow(tmp_path, tool,
+                                                  *[a.format(tmp=tmp_path) for a in args])
     assert imported and proc.returncode != 0
 
 
