@@ -208,6 +208,8 @@ def _tool_with_a_fake_tensorflow(tmp_path, tool, *args):
     ("evaluate", ["--model_dir=savedmodels/vae", "--iwae_samples=abc"],
      "--iwae_samples must be whole numbers"),
     ("evaluate", ["--model_dir=pretrained:nope"], "there is no pretrained 'nope'"),
+    ("evaluate", ["--model_dir=savedmodels/vae", "--memory_budget=lots"], "--memory_budget"),
+    ("evaluate", ["--model_dir=savedmodels/vae", "--dataset=bogus"], "bogus"),
 ])
 def test_tools_answer_a_bad_flag_before_importing_tensorflow(tmp_path, tool, args, message):
     args = [a.format(tmp=tmp_path) for a in args]

@@ -374,7 +374,7 @@ def test_a_resume_onto_an_older_history_csv_keeps_every_row_under_one_header(fin
 @pytest.mark.parametrize("field, value", [("arch", "dense"), ("likelihood", "poisson")])
 def test_an_unknown_arch_or_likelihood_is_refused_alike_by_config_model_and_networks(field,
                                                                                     value):
-    """One rule (networks.check_choice): the config names the flag, the model and the network
+    """One rule (config.check_choice): the config names the flag, the model and the network
     builders the argument, each listing the choices."""
     from tfp_vae import errors, models, networks, train
     choices = {"arch": "mlp, conv", "likelihood": "bernoulli, gaussian"}[field]

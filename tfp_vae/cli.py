@@ -4,8 +4,9 @@ absl's ``app.run`` answers a bad flag with its usage text and exit code 1, and l
 arguments and errors to each tool. :func:`run` gives every tool one rule instead: a bad flag,
 an extra argument or a :class:`tfp_vae.errors.Error` prints one ``error: <what and the fix>``
 line and exits with code 2 (or the error's own code); never a traceback. Imports nothing heavy:
-every tool defines its flags from modules without TensorFlow (:mod:`tfp_vae.config`) and
-imports TensorFlow in its ``main`` once they are checked, so that a bad flag is answered at once.
+every tool defines its flags from modules without TensorFlow (``bin/train`` from
+:mod:`tfp_vae.config`) and imports TensorFlow in its ``main`` once they are checked, so that a
+bad flag is answered at once.
 """
 
 import atexit

@@ -18,7 +18,7 @@ MODEL_KINDS = ("vae", "gmvae", "ssvae", "fsvae", "vampprior")  # tfp_vae.models.
 OBJECTIVES = ("elbo", "iwae")  # the negative ELBO, or the negative IWAE-K (Burda et al., 2016)
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
-LIKELIHOOD_CHOICES = ("auto",) + LIKELIHOODS  # auto: see TrainConfig.validate
+LIKELIHOOD_CHOICES = ("auto",) + LIKELIHOODS  # auto: see train.default_likelihood
 STRATEGIES = ("default", "mirrored", "multiworker")
 JIT_CHOICES = ("auto", "true", "false")
 IWAE_SAMPLES = (1, 10, 100, 1000)  # the reference protocol's m
@@ -91,7 +91,7 @@ class Settings:
     check_steps: int = 3000
     export: bool = True
     deterministic: bool = False
-    verbose: int = None  # Keras fit verbosity; None: a live bar on a terminal, else a line per epoch
+    verbose: int = None  # Keras fit verbosity; None: a live bar on a terminal, else a line an epoch
 
     def check(self):
         """Raises ConfigError for the first impossible setting that can be told without the
@@ -104,7 +104,8 @@ class Settings:
         check_choice("--likelihood", self.likelihood, LIKELIHOOD_CHOICES, ConfigError)
         check_choice("--arch", self.arch, ARCHS, ConfigError)
         if self.svhn_split not in sources.svhn.TRAIN_SPLITS:
-            raise ConfigError(f"--svhn_split must be one of {', '.join(sources.svhn.TRAIN_SPLITS)}.")
+            raise ConfigError(f"--svhn_split must be one of "
+                              f"{', '.join(sources.svhn.TRAIN_SPLITS)}.")
         for name in ("gw", "cw", "lr"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"--{name} must be a finite number, got {getattr(self, name)}.")
@@ -119,7 +120,8 @@ class Settings:
         for name in ("z", "k", "pseudo_inputs", "iter_max", "iter_save", "batch_size",
                      "log_every", "eval_repeats", "check_steps", "labels_per_class"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
+                raise ConfigError(f"--{name} must be a positive integer, got "
+                                  f"{getattr(self, name)}.")
         if self.run < 0 or self.seed < 0:
             raise ConfigError("--run and --seed must be non-negative.")
         if self.seed > MAX_SEED:

@@ -18,7 +18,7 @@ import time
 
 import tensorflow as tf
 
-from tfp_vae.config import MAX_PEER_TIMEOUT, STRATEGIES  # noqa: F401 (re-exported)
+from tfp_vae.config import MAX_PEER_TIMEOUT
 from tfp_vae.errors import ConfigError, Interrupted
 
 

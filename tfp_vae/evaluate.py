@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_vae import data, networks
-from tfp_vae.config import IWAE_SAMPLES, iwae_sample_counts  # noqa: F401 (re-exported)
+from tfp_vae.config import IWAE_SAMPLES
+
 
 def model_bounds(model, jit_compile=False):
     """The two bound functions of a Keras model, compiled with ``tf.function`` (with XLA if

@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from tfp_vae import distributions
-from tfp_vae.config import ARCHS, LIKELIHOODS, check_choice  # noqa: F401 (re-exported)
+from tfp_vae.config import ARCHS, LIKELIHOODS, check_choice
 
 HIDDEN = {"v1": (300, 300), "v2": (500, 500)}
 
@@ -255,8 +255,6 @@ class Classifier(_Conditional):
     def __init__(self, x_dim, num_classes, nn="v1", **kwargs):
         super().__init__(x_dim, num_classes, distributions.CategoricalLogits(), 0, nn,
                          activation="relu", **kwargs)
-
-
 
 
 def _check_arch(arch, image_shape):

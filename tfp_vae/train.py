@@ -42,12 +42,8 @@ import tensorflow as tf
 
 from tfp_vae import (callbacks, data, distribute, evaluate, export, files, guard, memory,
                      models, optimizers, pictures, sources)
-# The settings' choices, also here for the scripts that read them from train (re-exported).
-from tfp_vae.config import (ARCHS, JIT_CHOICES, LIKELIHOOD_CHOICES, MAX_SEED,  # noqa: F401
-                            MAX_TRAIN_SAMPLES, STRATEGIES, Settings)
+from tfp_vae.config import Settings
 from tfp_vae.errors import ConfigError, Diverged, Interrupted  # noqa: F401 (re-exported)
-
-MAX_IWAE_SAMPLES = export.MAX_IWAE_SAMPLES  # memory is bounded by chunks, time is not
 
 
 class TrainConfig(Settings):

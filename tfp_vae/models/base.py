@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from tfp_vae import bounds, distributions, networks
-from tfp_vae.config import OBJECTIVES  # the negative ELBO or the negative IWAE-K (Burda et al.)
+from tfp_vae.config import ARCHS, LIKELIHOODS, OBJECTIVES, check_choice
 
 
 def as_seed(seed):
@@ -56,8 +56,6 @@ def global_batch_mean(per_example):
         return tf.reduce_mean(per_example)
     local = tf.cast(tf.shape(per_example)[0], per_example.dtype)
     return tf.reduce_sum(per_example) / context.all_reduce("SUM", local)
-
-
 
 
 def _multi_worker(strategy):
@@ -141,8 +139,8 @@ class BaseVAE(keras.Model):
             raise ValueError(f"image_shape must be (height, width, channels), got {image_shape}.")
         if x_dim is not None and int(x_dim) != math.prod(self.image_shape):
             raise ValueError(f"x_dim={x_dim} is not the size of image_shape {self.image_shape}.")
-        networks.check_choice("likelihood", likelihood, networks.LIKELIHOODS)
-        networks.check_choice("arch", arch, networks.ARCHS)
+        check_choice("likelihood", likelihood, LIKELIHOODS)
+        check_choice("arch", arch, ARCHS)
         if not float(variance) > 0:
             raise ValueError(f"variance must be positive, got {variance}.")
         self.z_dim, self.x_dim, self.seed = int(z_dim), math.prod(self.image_shape), int(seed)
