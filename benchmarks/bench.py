@@ -233,17 +233,24 @@ OPTIMIZERS = {"default": train.make_optimizer,  # bin/train's: FusedAdam without
               "keras": lambda lr, jit: keras.optimizers.Adam(lr)}
 
 
+def compiled_model(kind, spe, jit, optimizer="default", arch="mlp"):
+    """A fresh model of ``kind`` at its reference latent size, compiled as ``bin/train`` does with
+    ``spe`` steps per call and ``jit``; ``optimizer``: a key of :data:`OPTIMIZERS`."""
+    cls = models.get(kind)
+    model = cls(z_dim=cls.reference_z, arch=arch)
+    model.compile(optimizer=OPTIMIZERS[optimizer](1e-3, jit),
+                  steps_per_execution=spe, jit_compile=jit)
+    return model
+
+
 def train_speed(kind, mnist, steps, spe, jit, windows=4, optimizer="default", arch="mlp",
                 stream_options=None):
     """Steps per second of ``model.fit`` (after a warm-up), the model and the peak memory added.
     ``optimizer``: a key of :data:`OPTIMIZERS`; ``arch``: the networks (``--arch``);
     ``stream_options``: ``tf.data.Options`` applied to the training stream."""
-    cls = models.get(kind)
-    batch = cls.reference_batch_size
+    batch = models.get(kind).reference_batch_size
     base = reset_peak()
-    model = cls(z_dim=cls.reference_z, arch=arch)
-    model.compile(optimizer=OPTIMIZERS[optimizer](1e-3, jit),
-                  steps_per_execution=spe, jit_compile=jit)
+    model = compiled_model(kind, spe, jit, optimizer, arch)
     stream = training_stream(kind, mnist, batch)
     if stream_options is not None:
         stream = stream.with_options(stream_options)
@@ -303,16 +310,24 @@ def time_full_test_iwae(model, mnist, m=100, batch=500, jit=False):
 
 
 # ------------------------------------------------------------------------------------ start-up
-def startup_seconds(tree=ROOT, env=None):
-    """Launch of ``bin/train --model=vae`` to the end of its first training step; ``tree``: the
-    code tree whose ``bin/train`` runs, ``env``: its environment (``benchmarks/startup.py``)."""
+def bin_train_evaluation(args, tree=ROOT, env=None):
+    """The ``evaluation.json`` of ``bin/train ARGS`` (a short run: one evaluation repeat, no
+    full test, no export) in a temporary folder; ``tree``: the code tree whose ``bin/train``
+    runs, ``env``: its environment (``benchmarks/startup.py``)."""
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run([sys.executable, os.path.join(tree, "bin", "train"), "--model=vae",
-                        "--iter_max=1", "--iter_save=1", "--log_every=1", "--eval_repeats=1",
-                        "--iwae_samples=1", "--nofull_test", "--noexport", f"--out_dir={out}"],
+        subprocess.run([sys.executable, os.path.join(tree, "bin", "train"), *args,
+                        "--eval_repeats=1", "--nofull_test", "--noexport", f"--out_dir={out}"],
                        check=True, capture_output=True, env=env)
-        with open(os.path.join(out, "model=vae_z=10_run=0000", "evaluation.json")) as f:
-            return json.load(f)["startup_seconds"]
+        run, = os.listdir(out)
+        with open(os.path.join(out, run, "evaluation.json")) as f:
+            return json.load(f)
+
+
+def startup_seconds(tree=ROOT, env=None):
+    """Launch of ``bin/train --model=vae`` to the end of its first training step; ``tree`` and
+    ``env`` as for :func:`bin_train_evaluation`."""
+    return bin_train_evaluation(["--model=vae", "--iter_max=1", "--iter_save=1", "--log_every=1",
+                                 "--iwae_samples=1"], tree, env)["startup_seconds"]
 
 
 def import_seconds(repeats=3, deferred=False):

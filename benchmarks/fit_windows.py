@@ -13,11 +13,8 @@ steps, the first window's compilation included as in the fit's total.
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 import keras
@@ -25,7 +22,7 @@ import keras
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench  # noqa: E402
-from tfp_vae import data, models, train  # noqa: E402
+from tfp_vae import data  # noqa: E402
 
 STEPS = 1000  # per window (bin/train's default log_every)
 
@@ -43,28 +40,12 @@ class _WindowTimes(keras.callbacks.Callback):
 
 def fit_windows(kind, mnist, windows):
     """Seconds of each 1,000-step window of one fit with bin/train's defaults."""
-    cls = models.get(kind)
-    spe, jit = bench.default_settings(kind)
-    model = cls(z_dim=cls.reference_z)
-    model.compile(optimizer=train.make_optimizer(1e-3, jit), steps_per_execution=spe,
-                  jit_compile=jit)
+    model = bench.compiled_model(kind, *bench.default_settings(kind))
     timer = _WindowTimes()
-    stream = bench.training_stream(kind, mnist, cls.reference_batch_size)
+    stream = bench.training_stream(kind, mnist, model.reference_batch_size)
     model.fit(stream, epochs=windows, steps_per_epoch=STEPS, verbose=0,
               callbacks=bench.bin_train_callbacks(model) + [timer])
     return timer.seconds
-
-
-def bin_train_seconds(kind, steps):
-    """``train_seconds`` of a bin/train run of ``steps`` steps (no full test, one repeat)."""
-    with tempfile.TemporaryDirectory() as out:
-        subprocess.run([sys.executable, os.path.join(bench.ROOT, "bin", "train"),
-                        f"--model={kind}", f"--iter_max={steps}", f"--out_dir={out}",
-                        "--nofull_test", "--eval_repeats=1", "--noexport"],
-                       check=True, capture_output=True)
-        run, = os.listdir(out)
-        with open(os.path.join(out, run, "evaluation.json")) as f:
-            return json.load(f)["train_seconds"]
 
 
 def main():
@@ -79,7 +60,8 @@ def main():
         print(f"round {r + 1} fit, ms per step of each window: "
               + " ".join(f"{1e3 * s / STEPS:.2f}" for s in seconds)
               + f" (all {1e3 * sum(seconds) / (STEPS * args.windows):.2f})", flush=True)
-        total = bin_train_seconds(args.model, STEPS * args.windows)
+        total = bench.bin_train_evaluation([f"--model={args.model}",
+                                            f"--iter_max={STEPS * args.windows}"])["train_seconds"]
         print(f"round {r + 1} bin/train: {1e3 * total / (STEPS * args.windows):.2f} ms per step "
               f"({total:.1f} s)", flush=True)
 

@@ -232,6 +232,20 @@ def test_the_fake_tensorflow_is_what_a_good_command_imports(tmp_path, tool, args
     assert imported and proc.returncode != 0
 
 
+@pytest.mark.parametrize("settings, message", [
+    (dict(model="nope"), "unknown model 'nope'"),
+    # iter_max is the SSVAE's default (30000), known only with the models: not a multiple of 7.
+    (dict(model="ssvae", steps_per_execution=7, iter_save=7000, log_every=7),
+     "--iter_max=30000 must be a multiple of --steps_per_execution=7"),
+])
+def test_train_config_checks_the_settings_with_the_model_defaults(settings, message):
+    from tfp_vae import config, errors, train
+    if settings["model"] in config.MODEL_KINDS:  # without the model's defaults it passes
+        config.Settings(**settings).check()
+    with pytest.raises(errors.ConfigError, match=re.escape(message)):
+        train.TrainConfig(**settings).validate()
+
+
 def test_the_settings_name_every_model():
     from tfp_vae import config, models
     assert set(config.MODEL_KINDS) == set(models.MODELS)

@@ -50,6 +50,13 @@ def iwae_sample_counts(values, flag="--iwae_samples"):
     return counts
 
 
+def check_data(spec, memory_budget):
+    """Raises ConfigError for a ``--dataset`` spec or a ``--memory_budget`` that cannot be read
+    (bin/train and bin/evaluate alike), before any data is."""
+    sources.check_spec(spec)
+    sources.parse_size(memory_budget)
+
+
 @dataclasses.dataclass
 class Settings:
     """Everything a training run needs; ``bin/train`` exposes each field as a flag."""
@@ -99,8 +106,7 @@ class Settings:
         if self.model not in MODEL_KINDS:
             raise ConfigError(f"unknown model {self.model!r}; choose one of "
                               f"{', '.join(sorted(MODEL_KINDS))}.")
-        sources.check_spec(self.dataset)
-        sources.parse_size(self.memory_budget)
+        check_data(self.dataset, self.memory_budget)
         check_choice("--likelihood", self.likelihood, LIKELIHOOD_CHOICES, ConfigError)
         check_choice("--arch", self.arch, ARCHS, ConfigError)
         if self.svhn_split not in sources.svhn.TRAIN_SPLITS:

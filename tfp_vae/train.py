@@ -54,14 +54,15 @@ class TrainConfig(Settings):
     def validate(self):
         """Fills in the model's defaults, then raises ConfigError for the first impossible
         setting."""
-        cls = models.get(self.check().model)
-        if self.iter_max is None:
-            self.iter_max = cls.reference_iter_max
-        if self.z is None:
-            self.z = cls.reference_z
-        if self.batch_size is None:
-            self.batch_size = cls.reference_batch_size
-        self.check()  # again, with the defaults (--steps_per_execution must divide iter_max)
+        cls = models.MODELS.get(self.model)
+        if cls is not None:  # an unknown model is check()'s to refuse
+            if self.iter_max is None:
+                self.iter_max = cls.reference_iter_max
+            if self.z is None:
+                self.z = cls.reference_z
+            if self.batch_size is None:
+                self.batch_size = cls.reference_batch_size
+        self.check()  # with the defaults: --steps_per_execution must divide iter_max too
         if self.objective != "elbo" and cls.data_kind != "unsupervised":
             unsupervised = [kind for kind, model_class in sorted(models.MODELS.items())
                             if model_class.data_kind == "unsupervised"]
