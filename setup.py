@@ -39,10 +39,6 @@ setuptools.setup(
         "tensorboard>=2.21,<2.22",  # TF 2.21 no longer depends on it; the board needs it
         "tensorflow-probability[tf]>=0.25,<0.26",
         "numpy>=1.26",
-        # TensorFlow asks for ml_dtypes>=0.5.1,<1; 0.7.0 takes 0.85-0.98 s to import against 7 ms
-        # for 0.6.0 (`python -X importtime -c "import numpy; import ml_dtypes"`, numpy 2.4),
-        # paid by every tool's start-up and by `import tensorflow`. Lift when a release fixes it.
-        "ml_dtypes>=0.5.1,<0.7",
         "absl-py>=2",
         "pillow>=10",
         "matplotlib>=3.8",  # the pictures of a run (tfp_vae.pictures)

@@ -330,13 +330,10 @@ def startup_seconds(tree=ROOT, env=None):
                                  "--iwae_samples=1"], tree, env)["startup_seconds"]
 
 
-def import_seconds(repeats=3, deferred=False):
+def import_seconds(repeats=3):
     """The floor under any start-up: a fresh Python importing TensorFlow, TFP and Keras, nothing
-    else of tfp_vae (best of ``repeats``); ``deferred``: as the tools do, with the modules of
-    :mod:`tfp_vae.lazy_imports` deferred."""
+    else of tfp_vae (best of ``repeats``)."""
     code = "import tensorflow, tensorflow_probability, keras"
-    if deferred:
-        code = "from tfp_vae import lazy_imports; lazy_imports.import_tensorflow(); " + code
     best = math.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -506,15 +503,12 @@ def main():
             iwae_ratio[target] = seconds / floor
     emit()
     floor_import = import_seconds()
-    deferred_import = import_seconds(deferred=True)
     startup = startup_seconds()
     sample = sample_seconds(os.path.join(SAVEDMODELS, "vae"))
     emit(f"Start-up: `bin/train --model=vae` from launch to the end of its first training step "
          f"**{startup:.1f} s**; `bin/sample --model_dir=savedmodels/vae` from launch to the PNG "
          f"written **{sample:.1f} s**; a bare `python -c \"import tensorflow, "
-         f"tensorflow_probability, keras\"` (nothing of tfp_vae) **{floor_import:.1f} s**, and "
-         f"**{deferred_import:.1f} s** with what Keras imports and the tools do not need "
-         f"deferred, as they do (`tfp_vae.lazy_imports`).")
+         f"tensorflow_probability, keras\"` (nothing of tfp_vae) **{floor_import:.1f} s**.")
     emit()
     peer = peer_results(args.peer)
     if peer:
@@ -536,7 +530,7 @@ def main():
         emit()
     walls = emit_runs(args, emit)
     emit()
-    emit_targets(emit, step_ratio, step_ms, iwae_ratio, startup, sample, deferred_import, peer,
+    emit_targets(emit, step_ratio, step_ms, iwae_ratio, startup, sample, floor_import, peer,
                  walls)
     write(args, lines)
 

@@ -1,7 +1,7 @@
 """tfp_vae: the variational-autoencoder family of CS236 HW2 as Keras 3 models with TFP distributions.
 
-Submodules load on first use, so ``import tfp_vae`` is instant and light tools such as
-``bin/sample`` pay only for what they need; ``tfp_vae.models.VAE`` and ``from tfp_vae import
+Submodules load on first use (PEP 562), so that ``import tfp_vae`` does not import TensorFlow
+and the tools can check their flags first; ``tfp_vae.models.VAE`` and ``from tfp_vae import
 models`` both work.
 """
 
@@ -10,8 +10,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("bounds", "callbacks", "cli", "config", "data", "distribute", "distributions",
-               "errors", "evaluate", "export", "files", "guard", "images", "lazy_imports", "memory",
-               "models", "networks", "optimizers", "pictures", "pretrained", "quiet", "sources",
+               "errors", "evaluate", "export", "files", "guard", "images", "memory",
+               "models", "networks", "optimizers", "pictures", "pretrained", "sources",
                "train")
 
 

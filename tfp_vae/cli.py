@@ -9,8 +9,6 @@ every tool defines its flags from modules without TensorFlow (``bin/train`` from
 bad flag is answered at once.
 """
 
-import atexit
-import os
 import sys
 
 from absl import app, flags
@@ -36,47 +34,13 @@ def parse_flags(argv):
     return rest
 
 
-def exit_now():
-    """Ends a tool that has finished its work, with exit code 0, skipping the interpreter's
-    teardown.
-
-    After TensorFlow, Python's teardown (collecting thousands of modules, C++ static
-    destructors) takes about a second (``benchmarks/bench.py`` times ``bin/sample`` from launch
-    to exit) and does nothing a finished tool needs: its files are closed by then (atomic
-    writes, closed summary writers). The exit handlers still run, as at a normal exit: they
-    flush logging and drain the stderr filter (:mod:`tfp_vae.quiet`). Not for a failed tool,
-    which may leave buffers that only the teardown would flush, nor under a profiler or a
-    debugger (``python -m cProfile bin/train ...`` writes its profile after the tool returns),
-    nor on a worker of a multi-worker cluster (``TF_CONFIG``), whose peers' coordination service
-    expects the normal shutdown.
-    """
-    if sys.getprofile() is not None or sys.gettrace() is not None or "TF_CONFIG" in os.environ:
-        return
-    _flush()
-    atexit._run_exitfuncs()  # noqa: SLF001  what a normal exit runs; atexit has no public name for it
-    _flush()
-    os._exit(0)
-
-
-def _flush():
-    # A reader that has gone (bin/sample ... | head) must not turn a finished tool into a traceback.
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-
-
 def run(main):
     """Runs ``main()`` as the tool's entry point (see the module docstring); its return value is
-    the exit code. A tool that succeeds ends with :func:`exit_now`."""
+    the exit code."""
     def guarded(argv):
         del argv  # parse_flags has refused any argument besides the flags
         try:
-            code = main()
+            return main()
         except errors.Error as e:
             return fail(str(e), e.exit_code)
-        if not code:
-            exit_now()
-        return code
     app.run(guarded, flags_parser=parse_flags)
