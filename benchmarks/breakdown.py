@@ -94,12 +94,12 @@ def pieces(kind, steps, jit, mnist):
 
     def loss_and_grads(seed):
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(model.negative_elbo(x, seed).value)
+            loss = tf.reduce_mean(model.negative_elbo(x, seed=seed).value)
         grads = tape.gradient(loss, variables)
         return loss + tf.add_n([tf.reduce_sum(g[..., :1]) for g in grads])
 
     def loss(seed):
-        return tf.reduce_mean(model.negative_elbo(x, seed).value)
+        return tf.reduce_mean(model.negative_elbo(x, seed=seed).value)
 
     def plain_loss(seed):
         return tf.reduce_mean(plain_negative_elbo(model, x, seed))

@@ -26,7 +26,7 @@ def two_cpu_strategy():
     MirroredStrategy over the same devices in one process can abort a step with "Shape mismatch
     in the collective instance" (its collective keys collide with the first one's)."""
     from tfp_vae import distribute, train
-    return distribute.make_strategy(train.TrainConfig(strategy="mirrored", cpu_replicas=2))
+    return distribute.make_strategy(train.Settings(strategy="mirrored", cpu_replicas=2))
 
 
 def run_tool(*args, timeout=600, cwd=None):

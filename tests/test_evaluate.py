@@ -44,16 +44,21 @@ def test_reference_protocol_calls_each_bound_as_the_reference_does():
     assert result["niwae"][1000]["se"] is None
 
 
-@pytest.mark.parametrize("jit", [False, True])
-def test_model_bounds_compile_with_xla_only_when_asked(jit):
-    """``model_bounds(model, jit_compile=True)`` (timed by benchmarks/iwae_eval.py --jit=0,1)
-    marks both functions for XLA; by default neither is. The closed-form KL is the same."""
-    model = models.VAE(z_dim=2)
-    x = tf.constant(np.random.default_rng(0).random((4, 784)).astype(np.float32))
-    elbo, iwae = evaluate.model_bounds(model, jit_compile=jit)
-    for fn in (elbo, iwae):
-        assert fn.get_concrete_function().function_def.attr["_XlaMustCompile"].b is jit
-    kl = elbo(x, tf.constant([0, 0]))[1].numpy()
-    reference = evaluate.model_bounds(model)[0](x, tf.constant([0, 0]))[1].numpy()
-    np.testing.assert_allclose(kl, reference, rtol=1e-5)
-    assert np.isfinite(iwae(x, tf.constant(3), tf.constant([0, 0]))[0].numpy()).all()
+@pytest.mark.parametrize("kind", ["vae", "fsvae"])
+def test_the_bounds_of_a_model_and_of_its_export_agree(kind, tmp_path):
+    """One interface: evaluate.bounds of a Keras model and of its SavedModel behind
+    saved.SavedVAE give the same numbers (the FSVAE's with labels)."""
+    from tfp_vae import export, saved
+    model = models.get(kind)(z_dim=2, image_shape=(4, 4, 1))
+    export.export(model, tmp_path / "m")
+    x = tf.constant(np.random.default_rng(0).random((5, 16)).astype(np.float32))
+    y = tf.constant([0, 1, 2, 3, 4], tf.int32)
+    with_labels = kind == "fsvae"
+    labels = [y] if with_labels else []
+    for source in (model, saved.SavedVAE(str(tmp_path / "m"))):
+        elbo, iwae = evaluate.bounds(source, with_labels)
+        out = (elbo(x, *labels, tf.constant([1, 2]))[0].numpy(),
+               iwae(x, *labels, tf.constant(7), tf.constant([1, 2]))[0].numpy())
+        if source is model:
+            expected = out
+    np.testing.assert_allclose(out, expected, rtol=1e-5)

@@ -51,7 +51,7 @@ def test_negative_elbo_is_analytic_kl_plus_gaussian_reconstruction():
     model = models.FSVAE(image_shape=(28, 28, 1), seed=0)
     rng = np.random.RandomState(1)
     x, y = rng.rand(5, 784).astype(np.float32), np.arange(5)
-    bound = model.negative_elbo(x, y, [3, 4])
+    bound = model.negative_elbo(x, y, seed=[3, 4])
     q = model.encode(x, y)
     kl = 0.5 * np.sum(q.variance() + q.mean() ** 2 - 1 - np.log(q.variance()), -1)
     np.testing.assert_allclose(bound.kl, kl, rtol=1e-4)
@@ -191,7 +191,7 @@ def test_export_and_reload_draws_a_class_conditional_grid(tmp_path):
     assert grid.shape == (40, 3072) and grid.min() >= 0 and grid.max() <= 1
     np.testing.assert_allclose(grid, model.class_grid(4, [0, 1])["image"], atol=1e-5)
     x = tf.fill([2, 3072], 0.5)
-    np.testing.assert_allclose(out["nelbo"], model.negative_elbo(x, [1, 2], [0, 0]).value,
+    np.testing.assert_allclose(out["nelbo"], model.negative_elbo(x, [1, 2], seed=[0, 0]).value,
                                rtol=1e-5)
     assert export.read_metadata(tmp_path / "m")["image_shape"] == [32, 32, 3]
 

@@ -60,7 +60,7 @@ def test_gmvae_with_one_unit_component_equals_the_vae_bound_in_expectation():
     unit = np.log(np.expm1(1.0 - 1e-8))  # softplus(unit) + 1e-8 = 1
     gmvae.prior_layer.z_pre.assign([[0.0, 0.0, 0.0], [unit] * 3])
     x = np.tile(_mock_images(4), (5000, 1))
-    g, v = gmvae.negative_elbo(x, [1, 2]), vae.negative_elbo(x, [1, 2])
+    g, v = gmvae.negative_elbo(x, seed=[1, 2]), vae.negative_elbo(x, seed=[1, 2])
     np.testing.assert_array_equal(g.rec, v.rec)  # same seed, same z
     means = [t.numpy().reshape(5000, 4).mean(0) for t in (g.kl, v.kl, g.value, v.value)]
     np.testing.assert_allclose(means[0], means[1], atol=0.02)  # MC KL -> analytic KL
@@ -82,7 +82,7 @@ def test_gmvae_iwae_decreases_with_m():
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     x = _mock_images(128)
     model.fit(x, batch_size=32, epochs=3, verbose=0)  # an untrained model has q = p: no gap
-    values = [model.negative_iwae(x, m, [0, m]).value.numpy().mean() for m in (1, 10, 100)]
+    values = [model.negative_iwae(x, m, seed=[0, m]).value.numpy().mean() for m in (1, 10, 100)]
     assert values[0] > values[1] > values[2]
 
 
@@ -92,7 +92,7 @@ import numpy as np, tensorflow as tf
 from tfp_vae import models
 model = models.GMVAE(z_dim=10, k=500)
 x = tf.constant(np.random.RandomState(0).binomial(1, 0.2, (100, 784)).astype(np.float32))
-f = tf.function(lambda x: model.negative_iwae(x, 1000, [0, 0]).value)
+f = tf.function(lambda x: model.negative_iwae(x, 1000, seed=[0, 0]).value)
 f(x[:2]).numpy()  # trace first
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 value = f(x).numpy()

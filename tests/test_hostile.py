@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from conftest import ROOT, run_tool
-from tfp_vae import guard, train
+from tfp_vae import rundir, train
 from tfp_vae.errors import ConfigError, NotAModelError, WriteError
 
 QUIET = dict(eval_repeats=1, iwae_samples=(1,), full_test=False, export=False, verbose=0)
@@ -24,7 +24,7 @@ RUN = "model=vae_z=10_run=0000"
 def finished(tmp_path_factory):
     """A VAE run of 10 steps with checkpoints at 5 and 10 and history rows every 5 steps."""
     out = tmp_path_factory.mktemp("finished")
-    train.run(train.TrainConfig(model="vae", iter_max=10, iter_save=5, log_every=5,
+    train.run(train.Settings(model="vae", iter_max=10, iter_save=5, log_every=5,
                                 out_dir=str(out), **QUIET))
     return out
 
@@ -35,7 +35,7 @@ def _copy(finished, tmp_path):
 
 
 def _config(out, **changes):
-    return train.TrainConfig(**{**dict(model="vae", iter_max=10, iter_save=5, log_every=5,
+    return train.Settings(**{**dict(model="vae", iter_max=10, iter_save=5, log_every=5,
                                        out_dir=str(out), **QUIET), **changes})
 
 
@@ -103,23 +103,23 @@ def test_history_after_a_resume_holds_each_step_once(finished, tmp_path):
 def test_a_second_process_on_a_run_folder_is_refused_and_a_dead_one_does_not_block(tmp_path):
     run_dir = tmp_path / RUN
     run_dir.mkdir()
-    with guard.run_lock(str(run_dir)):
+    with rundir.run_lock(str(run_dir)):
         proc = run_tool("train", "--model=vae", "--iter_max=2", f"--out_dir={tmp_path}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"is being trained by process {os.getpid()} on" in proc.stderr
     assert "Traceback" not in proc.stderr
     # A holder killed with SIGKILL leaves the lock file, but not the lock.
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); from tfp_vae import guard\n"
-        "with guard.run_lock(sys.argv[2]):\n    print('held', flush=True); time.sleep(600)"),
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from tfp_vae import rundir\n"
+        "with rundir.run_lock(sys.argv[2]):\n    print('held', flush=True); time.sleep(600)"),
         str(ROOT), str(run_dir)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(ConfigError, match=f"process {holder.pid} on"):
-        with guard.run_lock(str(run_dir)):
+        with rundir.run_lock(str(run_dir)):
             pass
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    with guard.run_lock(str(run_dir)):
+    with rundir.run_lock(str(run_dir)):
         pass
 
 
@@ -131,9 +131,9 @@ def test_a_second_process_on_a_run_folder_is_refused_and_a_dead_one_does_not_blo
     ("train", ["--iwae_samples="], "--iwae_samples must be one or more numbers"),
     ("train", ["--iwae_samples=1,2000000"], "--iwae_samples must be one or more numbers"),
     ("train", ["extra"], "unexpected arguments: extra"),
-    ("train", ["--gw=nan"], "--gw must be a finite number, got nan"),
-    ("train", ["--cw=inf"], "--cw must be a finite number, got inf"),
-    ("train", ["--lr=inf"], "--lr must be a finite number, got inf"),
+    ("train", ["--model=ssvae", "--gw=nan"], "--gw must be a finite number >= 0, got nan"),
+    ("train", ["--model=ssvae", "--cw=inf"], "--cw must be a finite number >= 0, got inf"),
+    ("train", ["--lr=inf"], "--lr must be a finite positive number, got inf"),
     ("train", ["--seed=4294967296"], "flag --seed=4294967296: 4294967296 is not an integer in"),
     ("train", ["--z=100000000"], "--model=vae --z=100000000 (batch 97) needs about"),
     ("train", ["--model=gmvae", "--k=100000000"],
@@ -165,9 +165,10 @@ def test_every_bad_flag_is_one_error_line_and_exit_code_2(tmp_path, tool, args, 
 ])
 def test_parameter_counts_are_known_without_building_the_model(kind, kwargs):
     """The count behind bin/train's memory check (four tiny builds) is the built model's."""
-    from tfp_vae import models
-    cls = models.get(kind)
-    assert cls.parameter_count(**kwargs) == cls(**kwargs).count_params()
+    from tfp_vae import memory, registry
+    spec = registry.get(kind)
+    cls = spec.model_class()
+    assert memory.parameter_count(cls, spec.components, **kwargs) == cls(**kwargs).count_params()
 
 
 # ---------------------------------------------------------------------- file-system faults
@@ -230,14 +231,13 @@ def test_unwritable_outputs_of_sample_and_evaluate_are_refused_first(tmp_path, t
 
 
 # ------------------------------------------------------------------------- damaged exports
-def test_the_exported_kinds_are_the_models_and_their_own_signatures():
-    from tfp_vae import export, models
-    assert set(export.KINDS) == set(models.MODELS)
-    for kind, cls in models.MODELS.items():
-        own = export._KIND_SIGNATURE.get(kind)
+def test_every_registered_kind_builds_and_exports_as_its_task_says():
+    from tfp_vae import registry
+    for name, kind in registry.KINDS.items():
+        cls = kind.model_class()
+        assert registry.kind_of(cls) == name
         names = set(cls(z_dim=2, image_shape=(4, 4, 1)).export_endpoints())
-        assert own is None or own in names
-        assert ("class_grid" in names) == (kind in ("ssvae", "fsvae"))
+        assert ("class_grid" in names) == (kind.task != "unsupervised")
 
 
 
@@ -266,7 +266,7 @@ def _damaged(exported, tmp_path, damage):
     elif damage in ("{}", "[]"):
         meta.write_text(damage)
     elif damage == "other kind":
-        meta.write_text(meta.read_text().replace('"kind": "vae"', '"kind": "gmvae"'))
+        meta.write_text(meta.read_text().replace('"kind": "vae"', '"kind": "ssvae"'))
     elif damage == "other shape":
         metadata = json.loads(meta.read_text())
         meta.write_text(json.dumps({**metadata, "image_shape": [32, 32, 1]}))
@@ -280,7 +280,7 @@ def _damaged(exported, tmp_path, damage):
     ("truncated variables", "cannot be loaded as a SavedModel"),
     ("{}", "is damaged (no kind, config, image_shape, signatures)"),
     ("[]", "is damaged (it holds a list"),
-    ("other kind", "says it is a gmvae, but its functions are another kind's"),
+    ("other kind", "says it is a ssvae, but its functions are another kind's"),
     ("other shape", "gives images of [32, 32, 1] (1024 values), but the model takes 784"),
 ])
 def test_damaged_or_mismatched_savedmodels_are_one_clear_error(exported, tmp_path, damage,
@@ -379,7 +379,7 @@ def test_an_unknown_arch_or_likelihood_is_refused_alike_by_config_model_and_netw
     from tfp_vae import errors, models, networks, train
     choices = {"arch": "mlp, conv", "likelihood": "bernoulli, gaussian"}[field]
     with pytest.raises(errors.ConfigError, match=f"--{field} must be one of .*got '{value}'"):
-        train.TrainConfig(**{field: value}).validate()
+        train.Settings(**{field: value}).resolve()
     with pytest.raises(ValueError, match=f"^{field} must be one of {choices}, got '{value}'"):
         models.VAE(**{field: value})
     builder = {"arch": lambda: networks.encoder(value, (28, 28, 1), 2),

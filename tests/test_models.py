@@ -58,8 +58,8 @@ def test_methods_return_distributions_and_tensors():
     np.testing.assert_array_equal(s1["x"], s2["x"])
     assert s1["x"].shape == (7, 784) and set(np.unique(s1["x"])) <= {0.0, 1.0}
     assert model(x).shape == (5, 784)
-    assert model.negative_elbo(x, 3).value.shape == (5,)
-    assert model.negative_iwae(x, 10, 3).value.shape == (5,)
+    assert model.negative_elbo(x, seed=3).value.shape == (5,)
+    assert model.negative_iwae(x, 10, seed=3).value.shape == (5,)
 
 
 def test_variance_head_is_softplus_plus_floor():
@@ -181,7 +181,7 @@ def test_uneven_split_weights_every_example_equally(kind):
         v.assign(w)
     seed = tf.constant([5, 0], tf.int32)
     with tf.GradientTape() as tape:
-        values = [single.negative_elbo(part, tf.random.experimental.stateless_fold_in(seed, r)).value
+        values = [single.negative_elbo(part, seed=tf.random.experimental.stateless_fold_in(seed, r)).value
                   for r, part in enumerate((x[:49], x[49:]))]
         loss = tf.reduce_mean(tf.concat(values, 0))
     grads = tape.gradient(loss, single.trainable_variables)

@@ -141,7 +141,7 @@ def test_vampprior_exports_and_samples_from_chosen_pseudo_inputs_without_tfp_vae
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.splitlines()[-1])
     assert out["shape"] == [6, 16] and not out["ours"]
-    want = model.negative_iwae(tf.zeros([2, 16]), 10, tf.constant([1, 2])).value.numpy()
+    want = model.negative_iwae(tf.zeros([2, 16]), 10, seed=tf.constant([1, 2])).value.numpy()
     np.testing.assert_allclose(out["niwae"], want, rtol=1e-5)
     np.testing.assert_array_equal(out["u"], np.clip(raw[[4, 1]], 0, 1))
     assert json.loads((tmp_path / "m" / "assets.extra" / "tfp_vae.json").read_text())[
@@ -187,7 +187,7 @@ def test_bin_train_trains_the_new_objective_and_prior_end_to_end(tmp_path, args,
     assert config["objective"] == "iwae" and "niwae" in (folder / "history.csv").read_text()
     assert (folder / "savedmodel" / "saved_model.pb").is_file()
     if "vampprior" in run:  # bin/evaluate draws the same picture from the SavedModel
-        proc = run_tool("evaluate", f"--model_dir={folder / 'savedmodel'}", "--repeats=1",
+        proc = run_tool("evaluate", f"--model_dir={folder / 'savedmodel'}", "--eval_repeats=1",
                         "--iwae_samples=1", "--nofull_test", f"--pictures_dir={tmp_path / 'p'}")
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert ((tmp_path / "p" / "pseudo_inputs.png").read_bytes()
@@ -196,11 +196,10 @@ def test_bin_train_trains_the_new_objective_and_prior_end_to_end(tmp_path, args,
 
 @pytest.mark.parametrize("args, message", [
     (["--objective=iwae", "--train_samples=0"], "flag --train_samples=0: 0 is not a positive"),
-    (["--model=ssvae", "--objective=iwae"], "--objective=iwae trains the unsupervised models "
-                                             "(gmvae, vae, vampprior); the ssvae trains on its "
-                                             "ELBO"),
+    (["--model=ssvae", "--objective=iwae"], "--objective=iwae trains the vae, gmvae, vampprior; "
+                                             "the ssvae trains on its ELBO"),
     (["--model=fsvae", "--objective=iwae"], "the fsvae trains on its ELBO"),
-    (["--model=vampprior", "--pseudo_inputs=0"], "flag --pseudo_inputs=0: 0 is not a positive"),
+    (["--model=vampprior", "--pseudo_inputs=0"], "--pseudo_inputs must be a whole number > 0, got 0"),
 ])
 def test_bad_objective_flags_are_one_error_line(tmp_path, args, message):
     from conftest import run_tool

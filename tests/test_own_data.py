@@ -17,7 +17,8 @@ from tfp_vae import export, train
 from tfp_vae.errors import ConfigError
 
 FAST = ["--iter_max=4", "--iter_save=2", "--log_every=2", "--eval_repeats=2",
-        "--iwae_samples=1,3", "--check_steps=3", "--batch_size=8"]
+        "--iwae_samples=1,3", "--batch_size=8"]
+CHECK = ["--check_steps=3"]  # the FSVAE's own setting
 
 
 def _png(path):
@@ -36,7 +37,7 @@ def folders(tmp_path_factory):
 def _train(folders, source, model, *flags):
     out = folders["root"] / "runs"
     proc = run_tool("train", f"--model={model}", f"--data_dir={folders[source]}",
-                    f"--out_dir={out}", *FAST, *flags)
+                    f"--out_dir={out}", *FAST, *(CHECK if model == "fsvae" else []), *flags)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = next(line.split("run folder: ")[1] for line in proc.stdout.splitlines()
                if line.startswith("run folder: "))
@@ -59,7 +60,7 @@ def test_idx_dataset_of_32x32_images_and_3_classes(folders, tmp_path):
     assert metadata["image_shape"] == [32, 32, 1] and metadata["likelihood"] == "bernoulli"
     # bin/evaluate finds the training data by itself and reproduces the run's numbers.
     out = tmp_path / "eval.json"
-    proc = run_tool("evaluate", f"--model_dir={run_dir / 'savedmodel'}", "--repeats=2",
+    proc = run_tool("evaluate", f"--model_dir={run_dir / 'savedmodel'}", "--eval_repeats=2",
                     "--iwae_samples=1,3", f"--out={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     fresh = json.loads(out.read_text())
@@ -80,7 +81,7 @@ def test_idx_dataset_of_32x32_images_and_3_classes(folders, tmp_path):
 
 def test_ssvae_and_fsvae_on_the_idx_dataset_with_conv_networks(folders):
     run_dir, _ = _train(folders, "idx", "ssvae", "--labels_per_class=5", "--arch=conv")
-    assert run_dir.name == "model=ssvae_dataset=shapes_gw=001_cw=100_arch=conv_labels=5_run=0000"
+    assert run_dir.name == "model=ssvae_dataset=shapes_gw=1_cw=100_arch=conv_labels=5_run=0000"
     result = json.loads((run_dir / "evaluation.json").read_text())
     assert result["classifier"]["n"] == 25 and np.shape(result["classifier"]["confusion"]) == (3, 3)
     assert _png(run_dir / "samples.png").shape == (3 * 32, 20 * 32, 1)  # a row per class
@@ -135,7 +136,7 @@ def test_tfds_dataset_end_to_end_with_mock_data(tmp_path):
         return subprocess.run([sys.executable, "-c", _MOCKED, str(ROOT / "bin" / tool), *args],
                               capture_output=True, text=True, timeout=600)
     proc = mocked("train", "--model=fsvae", "--dataset=tfds:fashion_mnist",
-                  f"--out_dir={tmp_path}", *FAST)
+                  f"--out_dir={tmp_path}", *FAST, *CHECK)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "model=fsvae_dataset=tfds-fashion_mnist_run=0000"
     assert json.loads((run_dir / "evaluation.json").read_text())["full_test"]["nelbo"]["n"] == 24
@@ -174,15 +175,15 @@ def test_resuming_on_other_data_is_refused_naming_both(tmp_path):
     settings = dict(model="vae", data_dir=str(folder), out_dir=str(tmp_path / "runs"),
                     iter_save=2, log_every=2, eval_repeats=1, iwae_samples=(1,),
                     full_test=False, export=False, verbose=0)
-    train.run(train.TrainConfig(iter_max=2, **settings))
+    train.run(train.Settings(iter_max=2, **settings))
     makedata.write_idx(folder / "train-images-idx3-ubyte.gz",
                        makedata.images((30, 20, 10), (32, 32), seed=9)[0])  # other content
     with pytest.raises(ConfigError, match="data sha256 .* but this command asks for data sha256"):
-        train.run(train.TrainConfig(iter_max=4, **settings))
+        train.run(train.Settings(iter_max=4, **settings))
     other, _ = makedata.idx_folder(tmp_path / "b" / "shapes")  # same name, another folder
     with pytest.raises(ConfigError, match=f"data source {tmp_path / 'a' / 'shapes'}.* asks for "
                                           f"data source {tmp_path / 'b' / 'shapes'}"):
-        train.run(train.TrainConfig(iter_max=4, **{**settings, "data_dir": str(other)}))
+        train.run(train.Settings(iter_max=4, **{**settings, "data_dir": str(other)}))
 
 
 # The (source, model) pairs not run through bin/train above, in process (the same train.run
@@ -197,10 +198,11 @@ def test_every_model_trains_evaluates_and_exports_on_every_source(folders, tmp_p
     import contextlib
     import tensorflow_datasets as tfds
     where = {"dataset": "tfds:mnist"} if source == "tfds" else {"data_dir": str(folders[source])}
-    config = train.TrainConfig(model=model, out_dir=str(tmp_path), iter_max=2, iter_save=2,
-                               log_every=2, eval_repeats=1, iwae_samples=(1, 2), check_steps=2,
-                               batch_size=8, labels_per_class=1 if source == "tfds" else 3, k=5,
-                               verbose=0, **where)
+    own = {"fsvae": dict(check_steps=2), "gmvae": dict(k=5),
+           "ssvae": dict(labels_per_class=1 if source == "tfds" else 3)}.get(model, {})
+    config = train.Settings(model=model, out_dir=str(tmp_path), iter_max=2, iter_save=2,
+                            log_every=2, eval_repeats=1, iwae_samples=(1, 2), batch_size=8,
+                            verbose=0, **own, **where)
     # Mock data draws random labels: enough examples that every class has one for the SSVAE.
     mock = tfds.testing.mock_data(num_examples=200 if model == "ssvae" else 24) \
         if source == "tfds" else contextlib.nullcontext()

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from conftest import ROOT, free_ports, run_tool
 from test_fsvae import write_svhn_mat
-from tfp_vae import distribute, models, train
+from tfp_vae import distribute, errors, models, train
 from tfp_vae.models import base
 from tfp_vae.sources import svhn
 
@@ -119,7 +119,7 @@ def test_ssvae_and_fsvae_resume_after_sigkill_with_the_uninterrupted_weights(tmp
     args = [f"--model={model}", "--iter_max=40", "--iter_save=10", "--log_every=10",
             "--deterministic", "--nofull_test", "--noexport"]
     if model == "ssvae":
-        run, compared = "model=ssvae_gw=001_cw=100_run=0000", "classifier"
+        run, compared = "model=ssvae_gw=1_cw=100_run=0000", "classifier"
     else:
         folder = tmp_path / "svhn"
         folder.mkdir()
@@ -157,7 +157,7 @@ def test_deterministic_runs_are_bit_identical(tmp_path):
     for proc in runs:
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert _digest(runs[0].stdout) == _digest(runs[1].stdout)
-    results = [json.loads((tmp_path / str(i) / "model=ssvae_gw=001_cw=100_run=0000" /
+    results = [json.loads((tmp_path / str(i) / "model=ssvae_gw=1_cw=100_run=0000" /
                            "evaluation.json").read_text()) for i in range(2)]
     assert results[0]["classifier"] == results[1]["classifier"]
 
@@ -174,9 +174,9 @@ def _poisoned_after(step):
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path,
                                                                              monkeypatch):
     monkeypatch.setattr(models.VAE, "loss_and_terms", _poisoned_after(12))
-    config = train.TrainConfig(model="vae", iter_max=40, iter_save=5, log_every=5,
+    config = train.Settings(model="vae", iter_max=40, iter_save=5, log_every=5,
                                steps_per_execution=1, out_dir=str(tmp_path), **QUIET)
-    with pytest.raises(train.Diverged) as failure:
+    with pytest.raises(errors.Diverged) as failure:
         train.run(config)
     folder = tmp_path / RUN / "checkpoints"
     message = str(failure.value)
@@ -193,14 +193,14 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp
 
 
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, capsys):
-    config = train.TrainConfig(model="vae", iter_max=20, iter_save=10, log_every=10,
+    config = train.Settings(model="vae", iter_max=20, iter_save=10, log_every=10,
                                out_dir=str(tmp_path), **QUIET)
     train.run(config)
     folder = tmp_path / RUN / "checkpoints"
     data_file = next(folder.glob("ckpt-20.data-*"))
     data_file.write_bytes(data_file.read_bytes()[:1000])  # e.g. a disk that filled up
     capsys.readouterr()
-    result = train.run(train.TrainConfig(model="vae", iter_max=30, iter_save=10, log_every=10,
+    result = train.run(train.Settings(model="vae", iter_max=30, iter_save=10, log_every=10,
                                          out_dir=str(tmp_path), **QUIET))
     err = capsys.readouterr().err
     assert f"checkpoint {folder / 'ckpt-20'} cannot be restored" in err
@@ -208,16 +208,16 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, caps
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):
-    train.run(train.TrainConfig(model="vae", iter_max=5, iter_save=5, log_every=5,
+    train.run(train.Settings(model="vae", iter_max=5, iter_save=5, log_every=5,
                                 out_dir=str(tmp_path), **QUIET))
-    changed = train.TrainConfig(model="vae", iter_max=10, iter_save=5, log_every=5, lr=1e-2,
+    changed = train.Settings(model="vae", iter_max=10, iter_save=5, log_every=5, lr=1e-2,
                                 batch_size=50, out_dir=str(tmp_path), **QUIET)
     with pytest.raises(train.ConfigError, match=r"started with --batch_size=97, --lr=0.001, but "
                                                 r"this command asks for --batch_size=50, "
                                                 r"--lr=0.01\. Resume with the same settings"):
         train.run(changed)
     # What may change between starts (the length, checkpoints, evaluation) is accepted.
-    result = train.run(train.TrainConfig(model="vae", iter_max=10, iter_save=10, log_every=10,
+    result = train.run(train.Settings(model="vae", iter_max=10, iter_save=10, log_every=10,
                                          out_dir=str(tmp_path), **QUIET))
     assert result["steps"] == 10 and result["resumed_from_step"] == 5
 
@@ -241,7 +241,7 @@ def test_multiworker_refuses_a_missing_or_wrong_tf_config(monkeypatch, tf_config
     else:
         monkeypatch.setenv("TF_CONFIG", tf_config)
     with pytest.raises(train.ConfigError) as e:
-        distribute.make_strategy(train.TrainConfig(strategy="multiworker").validate())
+        distribute.make_strategy(train.Settings(strategy="multiworker").resolve())
     assert message in str(e.value)
 
 
@@ -286,9 +286,9 @@ def test_two_workers_train_identically_and_resume_after_a_worker_is_killed(tmp_p
 
 def test_several_steps_per_call_name_the_range_of_a_divergence(tmp_path, monkeypatch):
     monkeypatch.setattr(models.VAE, "loss_and_terms", _poisoned_after(12))
-    config = train.TrainConfig(model="vae", iter_max=40, iter_save=10, log_every=10,
+    config = train.Settings(model="vae", iter_max=40, iter_save=10, log_every=10,
                                out_dir=str(tmp_path), **QUIET)  # 10 steps per call
-    with pytest.raises(train.Diverged, match=r"diverged at step 20 \(within steps 11-20, run in "
+    with pytest.raises(errors.Diverged, match=r"diverged at step 20 \(within steps 11-20, run in "
                                              r"one call; --steps_per_execution=1 names"):
         train.run(config)
     folder = tmp_path / RUN / "checkpoints"
@@ -304,12 +304,12 @@ def test_several_steps_per_call_name_the_range_of_a_divergence(tmp_path, monkeyp
     (dict(iter_save=100, log_every=100, iter_max=1000, strategy="mirrored"), 0, 1),
 ])
 def test_steps_per_execution_divides_every_boundary(settings, start, expected):
-    config = train.TrainConfig(**settings).validate()
+    config = train.Settings(**settings).resolve()
     assert train.resolve_steps_per_execution(config, start) == expected
 
 
 def test_explicit_steps_per_execution_must_fit_the_resumed_step():
-    config = train.TrainConfig(iter_save=100, log_every=100, iter_max=1000,
-                               steps_per_execution=50).validate()
+    config = train.Settings(iter_save=100, log_every=100, iter_max=1000,
+                               steps_per_execution=50).resolve()
     with pytest.raises(train.ConfigError, match="resumes at step 130, which is not a multiple"):
         train.resolve_steps_per_execution(config, 130)

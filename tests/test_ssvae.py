@@ -31,7 +31,7 @@ def test_enumerated_bound_equals_a_slow_per_label_computation():
     model = models.SSVAE(z_dim=4, seed=0)
     x, _ = _separable(6)
     seed = tf.constant([5, 7])
-    fast = model.negative_elbo(x, seed)
+    fast = model.negative_elbo(x, seed=seed)
     # Slow: one label at a time, with the same standard-normal noise eps[k] for label k.
     eps = tf.random.stateless_normal([10, 6, 4], seed=seed)
     probs = tf.nn.softmax(model.classifier.net(x)).numpy()
@@ -74,10 +74,10 @@ def test_iwae_1_is_unbiased_for_the_enumerated_bound_and_iwae_m_tightens_with_m(
     model.fit(tf.data.Dataset.from_tensors({"x": train_x, "x_labelled": xl, "y_labelled": yl})
               .repeat(), epochs=1, steps_per_epoch=20, verbose=0)
     x, _ = _separable(4, seed=5, dim=dim)
-    iwae = {m: _replicated(lambda xs: model.negative_iwae(xs, m, tf.constant([3, m])), x, copies)
+    iwae = {m: _replicated(lambda xs: model.negative_iwae(xs, m, seed=tf.constant([3, m])), x, copies)
             for m, copies in ((1, 16000), (10, 1000), (100, 200))}
-    elbo, elbo_se = _replicated(lambda xs: model.negative_elbo(xs, tf.constant([4, 0])), x, 4000)
-    kl_y = model.negative_elbo(x, tf.constant([4, 0])).kl_y.numpy()
+    elbo, elbo_se = _replicated(lambda xs: model.negative_elbo(xs, seed=tf.constant([4, 0])), x, 4000)
+    kl_y = model.negative_elbo(x, seed=tf.constant([4, 0])).kl_y.numpy()
     se = np.hypot(iwae[1][1], elbo_se)
     # The comparison can tell: 4 se is far below the KL over y that a wrong weighting would drop.
     assert np.all(4 * se < 0.25) and kl_y.max() > 0.5, (se, kl_y)
@@ -235,7 +235,7 @@ def test_bin_train_ssvae_reports_accuracy_and_confusion(tmp_path):
     proc = run_tool("train", "--model=ssvae", "--gw=0", "--iter_max=20", "--iter_save=10",
                     "--log_every=10", "--nofull_test", "--noexport", f"--out_dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = tmp_path / "model=ssvae_gw=000_cw=100_run=0000"
+    run_dir = tmp_path / "model=ssvae_gw=0_cw=100_run=0000"
     result = json.loads((run_dir / "evaluation.json").read_text())
     assert result["steps"] == 20 and 0.3 < result["classifier"]["accuracy"] <= 1
     assert np.sum(result["classifier"]["confusion"]) == 10000

@@ -7,7 +7,7 @@ Pipelines (see ``REFERENCE.md`` sections 5-7):
   kept (``drop_last=False`` as the reference), and for Bernoulli models **re-binarised with a
   fresh draw every step**. Both the shuffle and the binarisation are stateless functions of
   ``(seed, epoch)`` and ``(seed, step)``, so the stream can be restarted at any step (resuming a
-  run replays nothing). :func:`stream` gives the stream of a model's kind of data.
+  run replays nothing). :mod:`tfp_vae.tasks` gives the stream of each kind of model.
 * :func:`test_subset` -- the evaluation subset: on MNIST the reference's fixed 100 test images;
   on any other data the first ``ceil(100 / K)`` test images of each of the K classes (the first
   100 when unlabelled); statically binarised with ``numpy.random.RandomState(0).binomial`` for
@@ -24,7 +24,6 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tfp_vae import sources
 from tfp_vae.sources import DiskArray, ImageSet, idx  # noqa: F401 (re-exported)
 from tfp_vae.errors import DataError  # re-exported: data.DataError
 
@@ -301,29 +300,3 @@ def semisupervised_dataset(images, labels, labelled_x, labelled_y, batch_size, s
         if binarized else xl))
     return tf.data.Dataset.zip(unlabelled, labelled).map(no_autograph(
         lambda u, xl_step: {"x": u[0], "y": u[1], "x_labelled": xl_step, "y_labelled": yl}))
-
-
-def stream(dataset, batch_size, seed, data_kind="unsupervised", binarized=True, start_step=0,
-           labels_per_class=10):
-    """The training stream of a model, from ``start_step`` on, as ``bin/train`` builds it::
-
-        model.fit(data.stream(dataset, 97, seed=0, data_kind=model.data_kind,
-                              binarized=model.binarized), steps_per_epoch=..., epochs=...)
-
-    Args:
-      dataset: an :class:`~tfp_vae.sources.ImageSet` (:func:`tfp_vae.sources.load`).
-      data_kind: the model's ``data_kind``: ``"unsupervised"`` (images), ``"supervised"``
-        ((images, labels) pairs) or ``"semisupervised"`` (the SSVAE's dicts with
-        :func:`labelled_subset` of ``labels_per_class`` per class).
-      binarized: dynamic binarisation (the Bernoulli models' ``model.binarized``).
-    """
-    if data_kind == "semisupervised":
-        xl, yl = labelled_subset(dataset, labels_per_class)
-        return semisupervised_dataset(dataset.train_images, dataset.train_labels, xl, yl,
-                                      batch_size, seed, start_step, binarized)
-    if data_kind == "supervised":
-        if dataset.train_labels is None:
-            raise DataError(f"{dataset.name} has no labels; a conditional model needs them.")
-        return train_dataset(dataset.train_images, batch_size, seed, start_step, binarized,
-                             labels=dataset.train_labels)
-    return train_dataset(dataset.train_images, batch_size, seed, start_step, binarized)

@@ -18,7 +18,8 @@ import time
 
 import tensorflow as tf
 
-from tfp_vae.config import MAX_PEER_TIMEOUT
+from tfp_vae import compat
+from tfp_vae.settings import MAX_PEER_TIMEOUT
 from tfp_vae.errors import ConfigError, Interrupted
 
 
@@ -158,23 +159,9 @@ def multi_worker_strategy(timeout):
 
 
 def _configure_registration(timeout):
-    """Gives TensorFlow's coordination service (which MultiWorkerMirroredStrategy starts) a
-    registration timeout. There is no public API for it: this sets, through TensorFlow's eager
-    context, the configuration the strategy would otherwise make itself (the same service,
-    leader and jobs), plus the timeout and a registration barrier on the leader too."""
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
-    from tensorflow.python.eager import context
-
+    """TensorFlow's registration timeout for the cluster (:func:`compat.configure_coordination_service`)."""
     cluster = json.loads(os.environ["TF_CONFIG"])["cluster"]
-    leader = "chief" if cluster.get("chief") else "worker"
-    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster[job]))
-            for job in ("chief", "worker") if cluster.get(job)]
-    ctx = context.context()
-    ctx.configure_coordination_service(
-        service_type="standalone", service_leader=f"/job:{leader}/replica:0/task:0",
-        coordinated_jobs=jobs,
-        cluster_register_timeout_in_ms=int(min(timeout, MAX_PEER_TIMEOUT) * 1000))
-    ctx.coordination_service.cluster_register_with_barrier = True
+    compat.configure_coordination_service(cluster, min(timeout, MAX_PEER_TIMEOUT) * 1000)
 
 
 def _answers(address, timeout=1.0):
@@ -279,8 +266,7 @@ def cluster_stop_requests(strategy):
     def poll():
         # The handler reads its own deprecated step counter when it saves; silence the warning
         # about it (TensorFlow's internal use, nothing the user can act on).
-        from tensorflow.python.util import deprecation
-        with deprecation.silence():
+        with compat.silenced_deprecation():
             handler.save_checkpoint_if_preempted()
         return bool(agreed)
 
@@ -289,7 +275,7 @@ def cluster_stop_requests(strategy):
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-        del handler
+        handler = None  # drop the handler (and its signal hooks) now
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -1,10 +1,7 @@
-"""The evaluation protocol of CS236 HW2 (REFERENCE.md section 7), and the full test set.
+"""The evaluation protocol of CS236 HW2 (docs/reference.md, section 7), and the full test set.
 
-Works on anything that offers the two bounds as per-example functions, a Keras model
-(:func:`model_bounds`) or a loaded SavedModel (:func:`saved_model_bounds`):
-
-* ``negative_elbo(x, seed) -> (value, kl, rec)``, each of shape (B,);
-* ``negative_iwae(x, m, seed) -> (value, kl, rec)``.
+Works on the two bounds as per-example functions (:func:`bounds`) of a Keras model or a loaded
+SavedModel; :mod:`tfp_vae.tasks` chooses what each kind of model is evaluated on.
 
 Reference protocol on the fixed, statically binarised 100-image subset: the NELBO, KL and Rec
 are averages of 100 calls (each a mean over the 100 images, one z each); the negative IWAE-m for
@@ -16,119 +13,42 @@ Bernoulli models and continuous for Gaussian ones.
 """
 
 import math
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfp_vae import data, networks
-from tfp_vae.config import IWAE_SAMPLES
+from tfp_vae.settings import IWAE_SAMPLES
 
 
-def model_bounds(model, jit_compile=False):
-    """The two bound functions of a Keras model, compiled with ``tf.function`` (with XLA if
-    ``jit_compile``; not by default: it measured no faster, ``benchmarks/iwae_eval.py --jit=0,1``,
-    and the SavedModel's signatures, which ``bin/evaluate`` runs, would then disagree in the last
-    digits). For a model of log p(x | y) (``data_kind == "supervised"``) they take the labels
-    after x."""
+def bounds(model, with_labels=False):
+    """The two bound functions the protocol calls, of anything with the model's interface (a
+    Keras model, or a loaded SavedModel through :class:`tfp_vae.saved.SavedVAE`):
+
+    * ``elbo(x, [y,] seed) -> (value, kl, rec)``, each of shape (B,);
+    * ``iwae(x, [y,] m, seed) -> (value, kl, rec)``;
+
+    with the labels ``y`` for a model of -log p(x | y) (``with_labels``). They are compiled with
+    ``tf.function`` (without XLA: it measured no faster, and the SavedModel's signatures, which
+    ``bin/evaluate`` runs, would then disagree in the last digits; without AutoGraph: the bounds
+    have no Python control flow on tensors)."""
     specs = [tf.TensorSpec([None, model.x_dim], tf.float32)]
-    if model.data_kind == "supervised":
+    if with_labels:
         specs.append(tf.TensorSpec([None], tf.int32))
     seed_spec = tf.TensorSpec([2], tf.int32)
-    # autograph=False: the bounds have no Python control flow on tensors (their loops are
-    # tf.while_loop), and converting them is part of the 1.3 s per run of docs/performance.md.
-    elbo = tf.function(lambda *args: tuple(model.negative_elbo(*args)),
-                       input_signature=[*specs, seed_spec], jit_compile=jit_compile,
-                       autograph=False)
-    iwae = tf.function(lambda *args: tuple(model.negative_iwae(*args)),
-                       input_signature=[*specs, tf.TensorSpec([], tf.int32), seed_spec],
-                       jit_compile=jit_compile, autograph=False)
-    return elbo, iwae
-
-
-def saved_model_bounds(loaded, conditional=False):
-    """The two bound functions of a SavedModel loaded with ``tf.saved_model.load``; with
-    ``conditional`` (the FSVAE) they take the labels after x. Each returns the bound first, then
-    its parts in the order of their names (``kl``, ``rec`` for the Bernoulli models)."""
-    def parts(out, first):
-        return (out[first],) + tuple(out[k] for k in sorted(out) if k != first)
 
     def elbo(x, *rest):
-        inputs = dict(zip(("y", "seed") if conditional else ("seed",), rest))
-        return parts(loaded.negative_elbo(x=x, **inputs), "nelbo")
+        y, seed = (rest[0], rest[1]) if with_labels else (None, rest[0])
+        return tuple(model.negative_elbo(x, y, seed=seed))
 
     def iwae(x, *rest):
-        inputs = dict(zip(("y", "m", "seed") if conditional else ("m", "seed"), rest))
-        return parts(loaded.negative_iwae(x=x, **inputs), "niwae")
-    return elbo, iwae
+        y, m, seed = rest if with_labels else (None, *rest)
+        return tuple(model.negative_iwae(x, m, y, seed=seed))
 
-
-def evaluate(data_kind, negative_elbo, negative_iwae, dataset, binarized=True, repeats=100,
-             iwae_samples=IWAE_SAMPLES, full_test=True, classify=None, sampler=None,
-             check_steps=3000, seed=0, nll_samples=0):
-    """The evaluation of one model, by its kind of data (``model.data_kind``), on the test split
-    of ``dataset`` (an :class:`~tfp_vae.sources.ImageSet`), binarised for Bernoulli models
-    (``binarized``).
-
-    * ``"unsupervised"`` (VAE, GMVAE): the reference protocol on the evaluation subset
-      (:func:`reference_protocol`, :func:`tfp_vae.data.test_subset`) and, with ``full_test``,
-      the whole test split.
-    * ``"semisupervised"`` (SSVAE): the accuracy of ``classify`` (images -> class
-      probabilities) on the continuous test images, the reference metric, with the confusion
-      matrix; with ``full_test``, the bounds on the test split.
-    * ``"supervised"`` (FSVAE): with ``full_test``, the bounds of -log p(x | y) on the test
-      split; and, given a ``sampler`` (a model with ``sample_labels``), how often a checking
-      classifier (:func:`train_check_classifier`, ``check_steps`` steps) recognises its samples
-      (:func:`conditional_sample_accuracy`), both with ``seed``.
-
-    * ``nll_samples``: also the papers' test NLL, :func:`test_log_likelihood` with that many
-      samples (``"nll"``; of -log p(x | y) for the FSVAE).
-
-    Arguments a kind does not use are ignored (``classify`` outside the SSVAE, ``sampler``
-    outside the FSVAE), so callers may pass them for every model.
-
-    Returns:
-      The dictionary that ``evaluation.json`` holds, with the seconds each part took.
-    """
-    results = {"binarized": bool(binarized)}
-
-    def timed(name, fn):
-        t0 = time.time()
-        results[name] = fn()
-        results[f"{name}_eval_seconds"] = round(time.time() - t0, 2)
-
-    if data_kind == "supervised":
-        if full_test:
-            timed("full_test", lambda: full_test_set(
-                negative_elbo, negative_iwae, data.test_batches(dataset, binarized),
-                with_labels=True))
-        if sampler is not None:
-            timed("sample_check", lambda: conditional_sample_accuracy(
-                sampler, train_check_classifier(dataset, check_steps, seed=seed), per_class=100,
-                seed=seed))
-        if nll_samples:  # of -log p(x | y)
-            timed("nll", lambda: test_log_likelihood(
-                negative_iwae, data.test_batches(dataset, binarized), nll_samples,
-                with_labels=True))
-        return results
-    if data_kind == "semisupervised":
-        timed("classifier", lambda: classifier_accuracy(
-            classify, data.test_batches(dataset, binarized=False), dataset.num_classes))
-    else:
-        x_subset, _ = data.test_subset(dataset, binarized)
-        timed("subset", lambda: reference_protocol(negative_elbo, negative_iwae, x_subset, seed=0,
-                                                   repeats=repeats, iwae_samples=iwae_samples))
-        results["subset"].update(rule="reference" if dataset.reference else "first per class",
-                                 images=len(x_subset))
-    if full_test:
-        timed("full_test", lambda: full_test_set(negative_elbo, negative_iwae,
-                                                 data.test_batches(dataset, binarized)))
-    if nll_samples:
-        timed("nll", lambda: test_log_likelihood(negative_iwae,
-                                                 data.test_batches(dataset, binarized),
-                                                 nll_samples))
-    return results
+    return (tf.function(elbo, input_signature=[*specs, seed_spec], autograph=False),
+            tf.function(iwae, input_signature=[*specs, tf.TensorSpec([], tf.int32), seed_spec],
+                        autograph=False))
 
 
 def _summary(values):
@@ -233,7 +153,7 @@ def conditional_sample_accuracy(model, checker, per_class=100, seed=0):
     """
     probs, checker_accuracy = checker
     labels = np.repeat(np.arange(model.num_classes, dtype=np.int32), per_class)
-    pictures = model.sample_labels(labels, tf.constant([seed, 17], tf.int32))
+    pictures = model.sample_labels(labels, seed=tf.constant([seed, 17], tf.int32))
     result = classifier_accuracy(probs, [(pictures[model.picture_keys[0]].numpy(), labels)],
                                  model.num_classes)
     result["checker_test_accuracy"] = checker_accuracy
@@ -245,7 +165,10 @@ def classifier_accuracy(predict_probs, batches, num_classes=10):
     matrix (rows: true class, columns: predicted class)."""
     predicted, truth = [], []
     for x, y in batches:
-        predicted.append(np.argmax(predict_probs(tf.convert_to_tensor(x, tf.float32)), -1))
+        probs = predict_probs(tf.convert_to_tensor(x, tf.float32))
+        if hasattr(probs, "probs_parameter"):  # a Keras model's q(y | x)
+            probs = probs.probs_parameter()
+        predicted.append(np.argmax(probs, -1))
         truth.append(np.asarray(y, np.int64))
     predicted, truth = np.concatenate(predicted), np.concatenate(truth)
     confusion = np.zeros((num_classes, num_classes), np.int64)

@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 
-from tfp_vae import __version__, files
+from tfp_vae import __version__, files, registry
 from tfp_vae.errors import NotAModelError  # noqa: F401  (re-exported: export.NotAModelError)
 
 METADATA = os.path.join("assets.extra", "tfp_vae.json")
@@ -41,7 +41,7 @@ def export(model, path, data=None):
         raise files.WriteError(f"could not write the SavedModel to {path} ({first}); the "
                                f"previous one, if any, is untouched. Free disk space (or fix the "
                                f"folder's permissions) and export again.") from None
-    metadata = {"kind": model.kind, "config": model.get_config(),
+    metadata = {"kind": registry.kind_of(type(model)), "config": model.get_config(),
                 "image_shape": list(model.image_shape), "picture_keys": list(model.picture_keys),
                 "likelihood": model.likelihood,
                 "num_classes": getattr(model, "num_classes", 0), "data": data or {},
@@ -53,7 +53,6 @@ def export(model, path, data=None):
 
 
 
-KINDS = ("vae", "gmvae", "ssvae", "fsvae", "vampprior")  # the model kinds this version exports
 
 
 def read_metadata(path):
@@ -84,8 +83,8 @@ def _metadata_problem(metadata):
     missing = [k for k in ("kind", "config", "image_shape", "signatures") if k not in metadata]
     if missing:
         return f"no {', '.join(missing)}"
-    if metadata["kind"] not in KINDS:
-        return f"kind {metadata['kind']!r} is not one of {', '.join(KINDS)}"
+    if metadata["kind"] not in registry.KINDS:
+        return f"kind {metadata['kind']!r} is not one of {', '.join(registry.KINDS)}"
     shape = metadata["image_shape"]
     if not (isinstance(shape, list) and len(shape) == 3
             and all(isinstance(d, int) and d > 0 for d in shape)):
@@ -113,10 +112,8 @@ def load(path):
     if lacking:
         raise NotAModelError(f"{path} lacks the functions {', '.join(lacking)} that its "
                              f"metadata lists; export the model again.")
-    own = _KIND_SIGNATURE.get(metadata["kind"])
     conditional = hasattr(loaded, "class_grid")
-    if (own and not hasattr(loaded, own)) or \
-            conditional != (metadata["kind"] in ("ssvae", "fsvae")):
+    if conditional != (registry.get(metadata["kind"]).task != "unsupervised"):
         raise NotAModelError(f"{path}: its metadata says it is a {metadata['kind']}, but its "
                              f"functions are another kind's; export the model again.")
     width = _input_width(loaded)
@@ -126,11 +123,6 @@ def load(path):
                              f"({pixels} values), but the model takes {width}; export the model "
                              f"again.")
     return loaded, metadata
-
-
-# A function only that kind exports (see the models' export_endpoints).
-_KIND_SIGNATURE = {"gmvae": "sample_components", "vampprior": "sample_components",
-                   "ssvae": "classify", "fsvae": "class_grid"}
 
 
 def _input_width(loaded):
@@ -157,31 +149,6 @@ def likelihood(metadata):
     """The likelihood of an export (older exports: the FSVAE's Gaussian, else Bernoulli)."""
     return metadata.get("likelihood") or ("gaussian" if metadata["kind"] == "fsvae"
                                           else "bernoulli")
-
-
-def sample_grid(loaded, metadata, n=200, seed=0, means=False):
-    """A loaded model's sample grid, as ``bin/sample`` draws it: ``(pictures, rows, cols)``.
-
-    Class-conditional models (a ``class_grid`` signature): one row per class, ``n // classes``
-    columns, each column one shared z. Others: ``n`` draws of ``sample`` in the grid of
-    :func:`tfp_vae.images.grid_shape` (200 -> the reference's 10 x 20). ``means`` takes the mean
-    picture (e.g. Bernoulli probabilities) instead of the draws.
-    """
-    import tensorflow as tf
-    from tfp_vae import images
-    seed = tf.constant([seed, 0], tf.int32)
-    if "class_grid" in metadata["signatures"]:
-        classes = num_classes(metadata)
-        if n % classes:
-            raise ValueError(f"must be a multiple of {classes} for the {metadata['kind']} (one "
-                             f"row per class), got {n}.")
-        out = loaded.class_grid(columns=tf.constant(n // classes), seed=seed)
-        rows, cols = classes, n // classes
-    else:
-        out = loaded.sample(n=tf.constant(n, tf.int32), seed=seed)
-        rows, cols = images.grid_shape(n)
-    sample_key, mean_key = picture_keys(metadata)
-    return out[mean_key if means else sample_key].numpy(), rows, cols
 
 
 # Largest m of the negative_iwae signatures (memory is bounded by chunks; time is not) and the

@@ -40,3 +40,55 @@ def gib(nbytes):
     """``nbytes`` as a short human size: '3.2 GiB', '1.5e+03 GiB'."""
     value = nbytes / 2**30
     return f"{value:.1f} GiB" if value < 1e4 else f"{value:.1e} GiB"
+
+
+def parameter_count(model_class, components=None, **kwargs):
+    """The number of trainable parameters of ``model_class(**kwargs)``, without building it at
+    that size.
+
+    Every layer's size is affine in ``z_dim`` and, for models with mixture components (the
+    argument named ``components``, e.g. ``"k"``), in their number, so the count is
+    ``a + b z + c k + d z k``: models built with z and k in {1, 2} fix the coefficients exactly,
+    whatever the networks.
+    """
+    z = int(kwargs.pop("z_dim", 10))
+    k = kwargs.pop(components, None) if components else None
+
+    def count(zz, kk):
+        extra = {} if kk is None else {components: kk}
+        return model_class(z_dim=zz, **extra, **kwargs).count_params()
+
+    if k is None:
+        a1, a2 = count(1, None), count(2, None)
+        return a1 + (a2 - a1) * (z - 1)
+    at_k1 = count(1, 1) + (count(2, 1) - count(1, 1)) * (z - 1)
+    at_k2 = count(1, 2) + (count(2, 2) - count(1, 2)) * (z - 1)
+    return at_k1 + (at_k2 - at_k1) * (int(k) - 1)
+
+
+def activation_floats(kind, z_dim, x_dim, num_classes=10, **kwargs):
+    """Floats a training step of a ``kind`` (:class:`tfp_vae.registry.Kind`) holds per example,
+    roughly: the latent draws, their distributions' parameters and log-densities with their
+    gradients (16 per latent dimension), the likelihood's temporaries per pixel with their
+    gradients (40 per pixel: measured, the VAE trained on -IWAE-300 peaked at 4.5 GB, about
+    31,000 floats per image and sample), a mixture prior's (components, z) log-density terms with
+    their gradients (6 each), all once per label for the semi-supervised bound, which enumerates
+    the labels."""
+    floats = 16 * z_dim + 40 * x_dim
+    if kind.components:
+        floats += 6 * int(kwargs[kind.components]) * z_dim
+    if kind.task == "semisupervised":
+        floats *= int(num_classes)
+    return floats
+
+
+def training_bytes(kind, batch_size, **kwargs):
+    """An estimate of the memory one training step of the ``kind``'s model built with
+    ``kwargs`` needs on one replica: the weights with their gradients and Adam's two moments
+    (16 bytes a parameter), and ``batch_size`` examples' activations (4 bytes a float), each of
+    the ``train_samples`` importance samples of the IWAE objective holding its own."""
+    import math
+    x_dim = math.prod(kwargs["image_shape"])
+    samples = int(kwargs.get("train_samples", 1)) if kwargs.get("objective") == "iwae" else 1
+    params = parameter_count(kind.model_class(), kind.components, **kwargs)
+    return 16 * params + 4 * batch_size * samples * activation_floats(kind, x_dim=x_dim, **kwargs)

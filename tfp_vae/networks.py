@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from tfp_vae import distributions
-from tfp_vae.config import ARCHS, LIKELIHOODS, check_choice
+from tfp_vae.settings import ARCHS, LIKELIHOODS, check_choice
 
 HIDDEN = {"v1": (300, 300), "v2": (500, 500)}
 

@@ -125,55 +125,26 @@ def reconstructions(x, x_hat, path, image_shape, columns=10):
                                               *image_shape))
 
 
-def keras_functions(model):
-    """``(encode_mean, decode_mean)`` of a Keras model: E[z | x (, y)] and the mean picture of
-    p(x | z (, y)) as NumPy arrays, the two views :func:`write_all` needs."""
-    conditional = model.data_kind in ("supervised", "semisupervised")
-    mean_key = model.picture_keys[1]
-
-    def encode_mean(x, y):
-        return (model.encode(x, y) if conditional else model.encode(x)).mean().numpy()
-
-    def decode_mean(z, y):
-        p = model.decode(z, y) if conditional else model.decode(z)
-        return model.decoded(p)[mean_key].numpy()
-    return encode_mean, decode_mean
-
-
-def saved_model_functions(loaded, metadata):
-    """``(encode_mean, decode_mean)`` of a loaded SavedModel (its ``encode`` and ``decode``
-    signatures), so that :func:`write_all` draws the same pictures from an export."""
-    conditional = "class_grid" in metadata["signatures"]  # the label-conditioned models
-    from tfp_vae import export
-    mean_key = export.picture_keys(metadata)[1]
-
-    def encode_mean(x, y):
-        return (loaded.encode(x=x, y=y) if conditional else loaded.encode(x=x))["mean"].numpy()
-
-    def decode_mean(z, y):
-        return (loaded.decode(z=z, y=y) if conditional else loaded.decode(z=z))[mean_key].numpy()
-    return encode_mean, decode_mean
-
-
-def write_all(out_dir, results, dataset, binarized, image_shape, encode_mean, decode_mean, grid,
-              history=None, log_every=None, n_latent=2000, n_pairs=30):
+def write_all(out_dir, results, dataset, model, seed=0, history=None, log_every=None,
+              n_latent=2000, n_pairs=30):
     """Writes every picture of an evaluated model into ``out_dir``; returns their paths.
 
     Args:
-      results: the evaluation dictionary (``tfp_vae.evaluate.evaluate``): ``iwae.png`` needs its
+      results: the evaluation dictionary (:mod:`tfp_vae.tasks`): ``iwae.png`` needs its
         ``subset``, ``confusion.png`` its ``classifier``.
       dataset: the :class:`~tfp_vae.sources.ImageSet` whose test images are encoded.
-      binarized: whether the model sees binarised images (its Bernoulli likelihood).
-      encode_mean, decode_mean: from :func:`keras_functions` or :func:`saved_model_functions`.
-      grid: ``(pictures, rows, cols)``, the sample grid written as ``samples.png``.
+      model: a Keras model or a :class:`tfp_vae.saved.SavedVAE` (``sample_grid``, ``embed``,
+        ``reconstruct``, ``image_shape``, ``binarized``; ``pseudo_input_pictures``).
+      seed: the seed of the sample grid.
       history: a Keras ``CSVLogger`` file (one row per ``log_every`` steps) for ``curves.png``.
     """
     import tensorflow as tf
     from tfp_vae import data
     os.makedirs(out_dir, exist_ok=True)
-    pictures, rows, cols = grid
+    shape = model.image_shape
+    pictures, rows, cols = model.sample_grid(seed)
     written = [images.write_png(os.path.join(out_dir, "samples.png"),
-                                images.tile(np.asarray(pictures), rows, cols, *image_shape))]
+                                images.tile(np.asarray(pictures), rows, cols, *shape))]
     if "classifier" in results:
         written.append(images.write_png(os.path.join(out_dir, "confusion.png"),
                                         images.heatmap(results["classifier"]["confusion"])))
@@ -182,16 +153,19 @@ def write_all(out_dir, results, dataset, binarized, image_shape, encode_mean, de
     if "subset" in results:
         written.append(iwae_against_m(results["subset"], os.path.join(out_dir, "iwae.png")))
     # The first rows of data.test_batches (the same draws), without binarising the whole split.
-    x, labels = next(data.test_batches(dataset, binarized, batch_size=n_latent))
+    x, labels = next(data.test_batches(dataset, model.binarized, batch_size=n_latent))
     y = tf.constant(np.zeros(len(x), np.int32) if labels is None else labels)
     x = tf.constant(x, tf.float32)
-    means = encode_mean(x, y)
-    written.append(latent_view(means, labels, os.path.join(out_dir, "latent.png"),
-                               dataset.num_classes))
+    written.append(latent_view(np.asarray(model.embed(x, y)), labels,
+                               os.path.join(out_dir, "latent.png"), dataset.num_classes))
     n_pairs = min(n_pairs, len(x) // 10 * 10) or len(x)
-    x_hat = decode_mean(tf.constant(means[:n_pairs]), y[:n_pairs])
+    x_hat = model.reconstruct(x[:n_pairs], y[:n_pairs])
     written.append(reconstructions(x[:n_pairs], x_hat,
-                                   os.path.join(out_dir, "reconstructions.png"), image_shape))
+                                   os.path.join(out_dir, "reconstructions.png"), shape))
+    inputs = model.pseudo_input_pictures()
+    if inputs is not None:  # the VampPrior's
+        written.append(pseudo_inputs(np.asarray(inputs), shape,
+                                     os.path.join(out_dir, "pseudo_inputs.png")))
     return written
 
 

@@ -10,9 +10,9 @@ import os
 import site
 import sys
 
+from tfp_vae import registry
 from tfp_vae.errors import NotAModelError
 
-KINDS = ("vae", "gmvae", "ssvae", "fsvae", "vampprior")
 PREFIX = "pretrained:"
 
 
@@ -25,11 +25,17 @@ def folders():
         for base in (sys.prefix, site.getuserbase())]
 
 
+def kinds():
+    """The registry's kinds that have a pretrained model here."""
+    return [kind for kind in registry.KINDS if any(
+        os.path.isfile(os.path.join(folder, kind, "saved_model.pb")) for folder in folders())]
+
+
 def path(kind):
-    """The folder of the pretrained ``kind`` (one of :data:`KINDS`)."""
-    if kind not in KINDS:
+    """The folder of the pretrained ``kind`` (one of :func:`kinds`)."""
+    if kind not in kinds():
         raise NotAModelError(f"there is no pretrained {kind!r}; choose one of "
-                             f"{', '.join(KINDS)}.")
+                             f"{', '.join(kinds())}.")
     for folder in folders():
         candidate = os.path.join(folder, kind)
         if os.path.isfile(os.path.join(candidate, "saved_model.pb")):

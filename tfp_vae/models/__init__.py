@@ -1,20 +1,19 @@
-"""The model zoo: one small subclass of :class:`BaseVAE` per objective, and a registry by name."""
+"""The model zoo: one small subclass of :class:`BaseVAE` per kind of :mod:`tfp_vae.registry`.
 
-from tfp_vae.models.base import OBJECTIVES, BaseVAE
+Importing this package imports every registered kind's module (which registers its classes with
+Keras, for ``keras.models.load_model``); each class is an attribute by its name
+(``models.VAE``, ``models.GMVAE``, ...).
+"""
+
+from tfp_vae import registry
+from tfp_vae.models.base import BaseVAE
 from tfp_vae.models.conditional import ConditionalVAE
-from tfp_vae.models.fsvae import FSVAE
-from tfp_vae.models.gmvae import GMVAE
-from tfp_vae.models.ssvae import SSVAE
-from tfp_vae.models.vae import VAE
-from tfp_vae.models.vampprior import VampPrior
 
-MODELS = {cls.kind: cls for cls in (VAE, GMVAE, SSVAE, FSVAE, VampPrior)}
+_CLASSES = {cls.__name__: cls for cls in (kind.model_class() for kind in registry.KINDS.values())}
+globals().update(_CLASSES)
+__all__ = ["BaseVAE", "ConditionalVAE", "get", *sorted(_CLASSES)]
 
 
 def get(kind):
-    """The model class registered as ``kind`` (e.g. ``'vae'``)."""
-    try:
-        return MODELS[kind]
-    except KeyError:
-        raise ValueError(f"unknown model {kind!r}; choose one of: {', '.join(sorted(MODELS))}.") \
-            from None
+    """The model class of the registry's ``kind`` (e.g. ``'vae'``); ConfigError otherwise."""
+    return registry.get(kind).model_class()

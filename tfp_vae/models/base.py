@@ -26,8 +26,8 @@ import math
 import keras
 import tensorflow as tf
 
-from tfp_vae import bounds, distributions, networks
-from tfp_vae.config import ARCHS, LIKELIHOODS, OBJECTIVES, check_choice
+from tfp_vae import bounds, compat, distributions, networks
+from tfp_vae.settings import ARCHS, LIKELIHOODS, OBJECTIVES, check_choice
 
 
 def as_seed(seed):
@@ -58,13 +58,6 @@ def global_batch_mean(per_example):
     return tf.reduce_sum(per_example) / context.all_reduce("SUM", local)
 
 
-def _multi_worker(strategy):
-    """Whether ``strategy`` spans several workers, by Keras' own test (its trainer reduces step
-    outputs differently then; the private call mirrors keras/src/backend/tensorflow/trainer.py)."""
-    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._in_multi_worker_mode())
-
-
 @keras.saving.register_keras_serializable(package="tfp_vae")
 class BaseVAE(keras.Model):
     """Encoder q(z|x), decoder p(x|z), prior p(z); trained on the negative ELBO.
@@ -83,37 +76,19 @@ class BaseVAE(keras.Model):
         from ``image_shape``, :mod:`tfp_vae.networks`).
       variance: the fixed variance of the Gaussian likelihood.
 
-    Subclasses set ``kind`` (the registry name) and may override :meth:`make_prior`,
+    Subclasses (each a kind of :mod:`tfp_vae.registry`) may override :meth:`make_prior`,
     ``analytic_kl`` and :meth:`loss_and_terms`.
     """
 
-    kind = None
-    # The bin/train settings this model takes, in run-name order (see tfp_vae.train).
-    flags = ("z",)
-    # Which training stream the model takes (see tfp_vae.train): "unsupervised" images, or
-    # "semisupervised" dicts of unlabelled and labelled images.
-    data_kind = "unsupervised"
-    # bin/train's defaults for --iter_max and --z (the reference's).
-    reference_iter_max = 20000
-    reference_z = 10
+    # Whether the networks take a label y (the conditional models).
+    conditional = False
     analytic_kl = True
     # The per-example terms that loss_and_terms reports, each as a Keras Mean metric.
     metric_names = ("nelbo", "kl", "rec")
     # Names of the fields of negative_elbo's result (the keys of its export signature).
     bound_names = ("nelbo", "kl", "rec")
-    # The dataset bin/train uses when none is given (see tfp_vae.sources.load).
-    default_dataset = "mnist"
-    # The likelihood when none is given: None = by the data (Bernoulli for grey images,
-    # Gaussian for colour ones; see tfp_vae.train.default_likelihood).
-    default_likelihood = None
     # The size of the reference's MLPs: "v1" (300 units, MNIST) or "v2" (500 units, SVHN).
     nn = "v1"
-    # bin/train's default --batch_size (the reference's).
-    reference_batch_size = 97
-    # Whether bin/train's --jit_compile=auto uses XLA on one device (where it measured faster).
-    xla_by_default = True
-    # The constructor argument that counts the prior's mixture components, if any.
-    components_arg = None
 
     def __init__(self, z_dim=10, x_dim=None, seed=0, iwae_max_rows=None, image_shape=None,
                  likelihood="bernoulli", arch="mlp", variance=0.1, objective="elbo",
@@ -122,9 +97,9 @@ class BaseVAE(keras.Model):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got "
                              f"{objective!r}.")
-        if objective != "elbo" and self.data_kind != "unsupervised":
-            raise ValueError(f"the {self.kind} trains on its ELBO only; objective='iwae' is for "
-                             f"the unsupervised models.")
+        if objective != "elbo" and self.conditional:
+            raise ValueError(f"the {type(self).__name__} trains on its ELBO only; "
+                             f"objective='iwae' is for the unsupervised models.")
         if int(train_samples) < 1:
             raise ValueError(f"train_samples must be a positive integer, got {train_samples}.")
         self.objective, self.train_samples = objective, int(train_samples)
@@ -153,57 +128,8 @@ class BaseVAE(keras.Model):
         self.make_extra_layers()
         self.trackers = [keras.metrics.Mean(name) for name in self.metric_names]
         self._eval_seeds = keras.random.SeedGenerator(self.seed + 1)
+        self._fresh_seeds = keras.random.SeedGenerator(self.seed + 2)
         self.build((None, self.x_dim))
-
-    # ------------------------------------------------------------------------------- sizing
-    @classmethod
-    def parameter_count(cls, **kwargs):
-        """The number of trainable parameters of ``cls(**kwargs)``, without building it at that
-        size.
-
-        Every layer's size is affine in ``z_dim`` and, for models with ``k`` prior components,
-        in ``k``, so the count is ``a + b z + c k + d z k``: models built with z and k in {1, 2}
-        fix the coefficients exactly, whatever the networks.
-        """
-        z = int(kwargs.pop("z_dim", 10))
-        k = kwargs.pop(cls.components_arg, None) if cls.components_arg else None
-        ks = (None,) if k is None else (1, 2)
-
-        def count(zz, kk):
-            extra = {} if kk is None else {cls.components_arg: kk}
-            return cls(z_dim=zz, **extra, **kwargs).count_params()
-
-        counts = {(zz, kk): count(zz, kk) for zz in (1, 2) for kk in ks}
-        if k is None:
-            a1, a2 = counts[1, None], counts[2, None]
-            return a1 + (a2 - a1) * (z - 1)
-        k = int(k)
-        at_k1 = counts[1, 1] + (counts[2, 1] - counts[1, 1]) * (z - 1)
-        at_k2 = counts[1, 2] + (counts[2, 2] - counts[1, 2]) * (z - 1)
-        return at_k1 + (at_k2 - at_k1) * (k - 1)
-
-    @classmethod
-    def activation_floats(cls, z_dim, x_dim, **kwargs):
-        """Floats a training step holds per example, roughly: the latent draws, their
-        distributions' parameters and log-densities with their gradients (16 per latent
-        dimension), and the likelihood's temporaries per pixel with their gradients (40 per
-        pixel: measured, the VAE trained on -IWAE-300 peaked at 4.5 GB, about 31,000 floats per
-        image and sample)."""
-        return 16 * z_dim + 40 * x_dim
-
-    @classmethod
-    def training_bytes(cls, batch_size, **kwargs):
-        """An estimate of the memory one training step of ``cls(**kwargs)`` needs on one replica:
-        the weights with their gradients and Adam's two moments (16 bytes a parameter), and
-        ``batch_size`` examples' activations (4 bytes a float), each of the
-        ``train_samples`` importance samples of the IWAE objective holding its own. Used to
-        refuse settings that cannot fit before building anything (:mod:`tfp_vae.memory`)."""
-        image_shape = kwargs.get("image_shape") or (28, 28, 1)
-        x_dim = math.prod(image_shape)
-        samples = int(kwargs.get("train_samples", 1)) \
-            if kwargs.get("objective", "elbo") == "iwae" else 1
-        return (16 * cls.parameter_count(**kwargs)
-                + 4 * batch_size * samples * cls.activation_floats(x_dim=x_dim, **kwargs))
 
     # ----------------------------------------------------------------------------- structure
     def default_iwae_max_rows(self):
@@ -256,8 +182,7 @@ class BaseVAE(keras.Model):
 
     def describe(self):
         """The model as distributions: ``[(name, description)]`` for :meth:`summary`."""
-        given = ", y" if getattr(self, "num_classes", None) and self.data_kind != "unsupervised" \
-            else ""
+        given = ", y" if self.conditional else ""
         shape = "x".join(str(d) for d in self.image_shape)
         likelihood = ("Bernoulli (logits)" if self.likelihood == "bernoulli" else
                       f"Gaussian, fixed variance {self.variance:g}")
@@ -278,15 +203,9 @@ class BaseVAE(keras.Model):
         (print_fn or print)("\n".join(lines))
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3.15 builds a model for fit() under a distribution strategy by reducing the first
-        # batch across replicas with MEAN, which fails when a batch splits unevenly (97 over two
-        # replicas is 49 + 48). This model is built in __init__ and has no compiled loss or
-        # metrics, so nothing needs data: build only what is left (the optimizer), as Keras does.
-        if self._compile_loss is None and self._compile_metrics is None:
-            with self.distribute_strategy.scope():
-                self._symbolic_build(data_batch=())
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        # See compat.build_without_data: Keras' own build fails on unevenly split batches.
+        if not compat.build_without_data(self):
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     @property
     def metrics(self):
@@ -297,14 +216,34 @@ class BaseVAE(keras.Model):
         """p(z) as a ``tfd`` distribution with event shape (z_dim,)."""
         return self.prior_layer.distribution()
 
-    def encode(self, x):
-        """q(z | x): a diagonal Gaussian with batch shape (B,) and event shape (z_dim,)."""
+    def encode(self, x, y=None):
+        """q(z | x): a diagonal Gaussian with batch shape (B,) and event shape (z_dim,).
+        ``y``, the labels of the conditional models, is ignored here."""
         return self.encoder(x)
 
-    def decode(self, z):
+    def decode(self, z, y=None):
         """p(x | z): independent Bernoullis (or Gaussians of fixed variance) over the x_dim
-        pixels."""
+        pixels (``y`` ignored, as in :meth:`encode`)."""
         return self.decoder(z)
+
+    def fresh_seed(self, seed=None):
+        """``seed`` as a stateless seed, or, when None, a new one from the model's generator
+        (each call draws anew; pass a seed to repeat a result)."""
+        if seed is None:
+            return tf.cast(self._fresh_seeds.next(), tf.int32)
+        return as_seed(seed)
+
+    def embed(self, x, y=None):
+        """E[z | x (, y)], the posterior means: a deterministic embedding of the images."""
+        return self.encode(x, y).mean()
+
+    def reconstruct(self, x, y=None):
+        """The mean picture (:attr:`picture_keys`) of p(x | z = E[z | x] (, y))."""
+        return self.decoded(self.decode(self.embed(x, y), y))[self.picture_keys[1]]
+
+    def pseudo_input_pictures(self, count=100):
+        """Learned pseudo-inputs to picture (the VampPrior's); None for other models."""
+        return None
 
     def call(self, x, training=False):
         """Deterministic reconstruction: the means of p(x | z = E[q(z | x)])."""
@@ -327,9 +266,10 @@ class BaseVAE(keras.Model):
         mean = p_x.mean()
         return {"mean": mean, "image": tf.clip_by_value(mean, 0, 1)}
 
-    def sample(self, n, seed):
-        """n draws z ~ p(z), x ~ p(x | z): ``{"x": the draws, "probs": the means of p(x | z)}``."""
-        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(as_seed(seed), 2))
+    def sample(self, n, seed=None):
+        """n draws z ~ p(z), x ~ p(x | z): ``{"x": the draws, "probs": the means of p(x | z)}``
+        (see :meth:`observe`). Without a seed, fresh draws at every call; with one, the same."""
+        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(self.fresh_seed(seed), 2))
         return self.observe(self.decode(self.prior().sample(n, seed=z_seed)), x_seed)
 
     def sample_grid(self, seed):
@@ -337,18 +277,21 @@ class BaseVAE(keras.Model):
         return self.sample(200, seed)[self.picture_keys[0]], 10, 20
 
     # --------------------------------------------------------------------------------- bounds
-    def negative_elbo(self, x, seed):
-        """Per-example single-sample negative ELBO, :func:`tfp_vae.bounds.negative_elbo`."""
-        return bounds.negative_elbo(x, self.encode(x), self.decode, self.prior(), as_seed(seed),
+    def negative_elbo(self, x, y=None, seed=None):
+        """Per-example single-sample negative ELBO, :func:`tfp_vae.bounds.negative_elbo` (of
+        -log p(x | y) for a model of x given its label y)."""
+        return bounds.negative_elbo(x, self.encode(x, y), lambda z: self.decode(z, y),
+                                    self.prior(), self.fresh_seed(seed),
                                     analytic_kl=self.analytic_kl)
 
-    def negative_iwae(self, x, num_samples, seed, max_rows="model"):
+    def negative_iwae(self, x, num_samples, y=None, seed=None, max_rows="model"):
         """Per-example negative IWAE-m bound, :func:`tfp_vae.bounds.negative_iwae`, in chunks of
         the model's ``iwae_max_rows`` (``max_rows=None``: all m samples at once, for
         training)."""
         rows = self.iwae_max_rows if max_rows == "model" else max_rows
-        return bounds.negative_iwae(x, self.encode(x), self.decode, self.prior(), num_samples,
-                                    as_seed(seed), max_rows=rows)
+        return bounds.negative_iwae(x, self.encode(x, y), lambda z: self.decode(z, y),
+                                    self.prior(), num_samples, self.fresh_seed(seed),
+                                    max_rows=rows)
 
     # -------------------------------------------------------------------------------- training
     def check_inputs(self, x):
@@ -399,9 +342,9 @@ class BaseVAE(keras.Model):
         with the sample means of its KL and reconstruction parts."""
         x = self.unpack(data)
         if self.objective == "iwae":
-            bound = self.negative_iwae(x, self.train_samples, seed, max_rows=None)
+            bound = self.negative_iwae(x, self.train_samples, seed=seed, max_rows=None)
             return global_batch_mean(bound.value), dict(zip(self.metric_names, bound))
-        bound = self.negative_elbo(x, seed)
+        bound = self.negative_elbo(x, seed=seed)
         return global_batch_mean(bound.value), dict(zip(self.bound_names, bound))
 
     def _update_metrics(self, terms):
@@ -411,11 +354,7 @@ class BaseVAE(keras.Model):
         # Only what this data can report: e.g. the SSVAE's cross-entropy and accuracy need labels.
         results = {tracker.name: tracker.result() for tracker in self.trackers
                    if tracker.name in terms}
-        if _multi_worker(tf.distribute.get_strategy()):
-            # Keras 3.15 reduces step outputs across workers with reduce("MEAN", axis=0), which
-            # fails on scalars ("Invalid reduction dimension 0"); a [1] vector reduces to a scalar.
-            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
-        return results
+        return compat.reducible_step_outputs(results)
 
     def fit(self, x=None, *args, **kwargs):
         """Keras' ``fit``; a ``tf.data.Dataset`` is taken as it is (``shuffle`` defaults to
@@ -464,10 +403,10 @@ class BaseVAE(keras.Model):
             return self.decoded(self.decode(z))
 
         def negative_elbo(x, seed):
-            return dict(zip(self.bound_names, self.negative_elbo(x, seed)))
+            return dict(zip(self.bound_names, self.negative_elbo(x, seed=seed)))
 
         def negative_iwae(x, m, seed):
-            return dict(zip(("niwae", "kl", "rec"), self.negative_iwae(x, m, seed)))
+            return dict(zip(("niwae", "kl", "rec"), self.negative_iwae(x, m, seed=seed)))
 
         return {"sample": (self.sample, [n, seed]), "encode": (encode, [x]), "decode": (decode, [z]),
                 "negative_elbo": (negative_elbo, [x, seed]),

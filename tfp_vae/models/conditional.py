@@ -1,7 +1,8 @@
 """``ConditionalVAE``: the shared part of the label-conditioned models (SSVAE, FSVAE).
 
 Both have an encoder q(z | x, y) and a decoder p(x | z, y) that take the label as a one-hot
-vector concatenated to their input (REFERENCE.md section 1), and draw class-conditional digits.
+vector concatenated to their input (docs/reference.md, section 1), and draw class-conditional
+digits.
 """
 
 import keras
@@ -22,7 +23,12 @@ class ConditionalVAE(base.BaseVAE):
       num_classes: the number of classes (10 for MNIST and SVHN).
     """
 
+    conditional = True
+
     def __init__(self, *args, num_classes=10, **kwargs):
+        if kwargs.get("objective", "elbo") != "elbo":
+            raise ValueError(f"the {type(self).__name__} trains on its ELBO only; "
+                             f"objective='iwae' is for the unsupervised models.")
         if int(num_classes) < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes}.")
         self.num_classes = int(num_classes)
@@ -61,26 +67,32 @@ class ConditionalVAE(base.BaseVAE):
         with tf.control_dependencies([check]):
             return tf.identity(y)
 
-    def encode(self, x, y):
+    def encode(self, x, y=None):
         """q(z | x, y): a diagonal Gaussian with batch shape (B,)."""
-        return self.encoder(x, self.one_hot(y))
+        return self.encoder(x, self.one_hot(self._labels(y)))
 
-    def decode(self, z, y):
+    def decode(self, z, y=None):
         """p(x | z, y), batch shape (B,)."""
-        return self.decoder(z, self.one_hot(y))
+        return self.decoder(z, self.one_hot(self._labels(y)))
 
-    def sample_labels(self, y, seed):
+    def _labels(self, y):
+        if y is None:
+            raise ValueError(f"the {type(self).__name__} is conditional on a label: pass y "
+                             f"(integer labels, or one-hot rows of {self.num_classes}).")
+        return y
+
+    def sample_labels(self, y, seed=None):
         """One draw per label of ``y``: z ~ p(z), x ~ p(x | z, y); see :meth:`observe`."""
-        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(base.as_seed(seed), 2))
+        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(self.fresh_seed(seed), 2))
         y = tf.convert_to_tensor(y, tf.int32)
         z = self.prior().sample(tf.shape(y)[0], seed=z_seed)
         return self.observe(self.decode(z, y), x_seed)
 
-    def class_grid(self, columns, seed):
+    def class_grid(self, columns, seed=None):
         """The reference's class-conditional picture: ``columns`` latents z_j ~ p(z) drawn once;
         row i, column j is drawn from p(x | z_j, y = i) (row-major, num_classes * columns rows),
         so a column shows one style in every class."""
-        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(base.as_seed(seed), 2))
+        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(self.fresh_seed(seed), 2))
         z = self.prior().sample(columns, seed=z_seed)
         z = tf.tile(z, [self.num_classes, 1])
         y = tf.repeat(tf.range(self.num_classes), columns)

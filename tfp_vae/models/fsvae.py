@@ -3,7 +3,6 @@
 import keras
 import tensorflow as tf
 
-from tfp_vae import bounds
 from tfp_vae.models import base, conditional
 
 # The layout of one image of the reference's datasets.
@@ -13,7 +12,7 @@ IMAGE_SHAPES = {"svhn": (32, 32, 3), "mnist": (28, 28, 1)}
 @keras.saving.register_keras_serializable(package="tfp_vae")
 class FSVAE(conditional.ConditionalVAE):
     """A conditional VAE trained on the ELBO of log p(x | y) (Kingma et al., 2014; Sohn et al.,
-    2015), REFERENCE.md sections 4 and 9:
+    2015), docs/reference.md, sections 4 and 9:
 
         -ELBO(x | y) = KL(q(z | x, y) || N(0, I)) + E_q[-log N(x; mu(z, y), 0.1 I)],
 
@@ -35,14 +34,7 @@ class FSVAE(conditional.ConditionalVAE):
       variance: the decoder's fixed variance (0.1 as the reference).
     """
 
-    kind = "fsvae"
-    flags = ("dataset",)
-    default_dataset = "svhn"
-    default_likelihood = "gaussian"
-    data_kind = "supervised"
     nn = "v2"
-    reference_iter_max = 1_000_000
-    reference_batch_size = 100
 
     def __init__(self, z_dim=10, image_shape=IMAGE_SHAPES["svhn"], likelihood="gaussian",
                  **kwargs):
@@ -54,22 +46,10 @@ class FSVAE(conditional.ConditionalVAE):
         x, y = inputs
         return self.decode(self.encode(self.check_inputs(x), y).mean(), y).mean()
 
-    def sample(self, y, seed):
+    def sample(self, y, seed=None):
         """One image per integer label of ``y``, each from its own z ~ N(0, I); see
         :meth:`observe` for the fields."""
         return self.sample_labels(y, seed)
-
-    # --------------------------------------------------------------------------------- bounds
-    def negative_elbo(self, x, y, seed):
-        """Per-example single-sample negative ELBO of log p(x | y), analytic KL."""
-        return bounds.negative_elbo(x, self.encode(x, y), lambda z: self.decode(z, y),
-                                    self.prior(), base.as_seed(seed), analytic_kl=True)
-
-    def negative_iwae(self, x, y, num_samples, seed):
-        """Per-example negative IWAE-m bound on -log p(x | y) with proposal q(z | x, y)."""
-        return bounds.negative_iwae(x, self.encode(x, y), lambda z: self.decode(z, y),
-                                    self.prior(), num_samples, base.as_seed(seed),
-                                    max_rows=self.iwae_max_rows)
 
     # -------------------------------------------------------------------------------- training
     def unpack(self, data):
@@ -83,7 +63,7 @@ class FSVAE(conditional.ConditionalVAE):
     def loss_and_terms(self, data, seed):
         """The batch mean of -ELBO(x | y) (:meth:`negative_elbo`) and its KL and Rec terms."""
         x, y = self.unpack(data)
-        bound = self.negative_elbo(x, y, seed)
+        bound = self.negative_elbo(x, y, seed=seed)
         return base.global_batch_mean(bound.value), dict(zip(self.bound_names, bound))
 
     # ---------------------------------------------------------------------------------- export
@@ -95,9 +75,9 @@ class FSVAE(conditional.ConditionalVAE):
         endpoints.update(
             sample=(self.sample, [y, seed]),
             negative_elbo=(lambda x, y, seed: dict(zip(self.bound_names,
-                                                       self.negative_elbo(x, y, seed))),
+                                                       self.negative_elbo(x, y, seed=seed))),
                            [x, y, seed]),
             negative_iwae=(lambda x, y, m, seed: dict(zip(("niwae", "kl", "rec"),
-                                                          self.negative_iwae(x, y, m, seed))),
+                                                          self.negative_iwae(x, m, y, seed=seed))),
                            [x, y, tf.TensorSpec([], tf.int32, name="m"), seed]))
         return endpoints

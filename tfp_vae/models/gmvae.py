@@ -13,7 +13,7 @@ class GMVAE(base.BaseVAE):
     (:class:`~tfp_vae.distributions.MixturePrior`), trained jointly by the same optimiser.
 
     The KL term has no closed form, so the negative ELBO uses the single-sample Monte-Carlo KL
-    ``log q(z|x) - log p(z)`` at the same z as the reconstruction (REFERENCE.md section 4).
+    ``log q(z|x) - log p(z)`` at the same z as the reconstruction (docs/reference.md, section 4).
 
     Args:
       k: number of mixture components (500 as the reference).
@@ -22,10 +22,7 @@ class GMVAE(base.BaseVAE):
         images then runs well within 1 GB.
     """
 
-    kind = "gmvae"
-    flags = ("z", "k")
     analytic_kl = False
-    components_arg = "k"
 
     def __init__(self, z_dim=10, k=500, iwae_max_rows=None, **kwargs):
         if int(k) <= 0:
@@ -35,12 +32,6 @@ class GMVAE(base.BaseVAE):
 
     def default_iwae_max_rows(self):
         return min(super().default_iwae_max_rows(), max(100, 10_000_000 // (self.k * self.z_dim)))
-
-    @classmethod
-    def activation_floats(cls, z_dim, x_dim, k=500, **kwargs):
-        """The base model's, plus the (k, z_dim) log-density terms of the mixture per example
-        with their gradients (6 floats each)."""
-        return super().activation_floats(z_dim, x_dim) + 6 * int(k) * int(z_dim)
 
     def prior_components(self):
         """The k components of the prior: a distribution with batch shape (k,) and event shape
@@ -54,12 +45,12 @@ class GMVAE(base.BaseVAE):
     def get_config(self):
         return {**super().get_config(), "k": self.k}
 
-    def sample_components(self, components, n, seed):
+    def sample_components(self, components, n, seed=None):
         """n digits from each listed prior component j: z ~ N(mu_j, diag(v_j)), x ~ p(x | z).
 
         Returns ``{"x", "probs"}`` of shape (len(components) * n, x_dim), component by component.
         """
-        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(base.as_seed(seed), 2))
+        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(self.fresh_seed(seed), 2))
         z = tf.gather(self.prior_components().sample(n, seed=z_seed), components, axis=1)
         p_x = self.decode(tf.reshape(tf.transpose(z, [1, 0, 2]), [-1, self.z_dim]))
         return {"x": p_x.sample(seed=x_seed), "probs": p_x.mean()}

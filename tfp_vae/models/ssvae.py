@@ -16,7 +16,7 @@ class SSVAE(conditional.ConditionalVAE):
     (or Gaussian); the inference networks are a classifier q(y | x) and a Gaussian encoder
     q(z | x, y).
 
-    Objective of one step (REFERENCE.md section 4), on a batch of unlabelled images xu and the
+    Objective of one step (docs/reference.md, section 4), on a batch of unlabelled images xu and the
     labelled set (xl, yl)::
 
         loss = gw * mean_u[-ELBO(xu)] + cw * mean_l[-log q(yl | xl)]
@@ -30,11 +30,6 @@ class SSVAE(conditional.ConditionalVAE):
     data: ``(images, labels)``.
     """
 
-    kind = "ssvae"
-    flags = ("gw", "cw")
-    data_kind = "semisupervised"
-    reference_iter_max = 30000
-    reference_z = 64
     metric_names = ("nelbo", "kl_z", "kl_y", "rec", "ce", "acc")
     bound_names = ("nelbo", "kl_z", "kl_y", "rec")
 
@@ -45,11 +40,6 @@ class SSVAE(conditional.ConditionalVAE):
         if self.gw == 0:  # no bound is computed, so none is reported
             self.metric_names = ("ce", "acc")
         super().__init__(z_dim=z_dim, **kwargs)
-
-    @classmethod
-    def activation_floats(cls, z_dim, x_dim, num_classes=10, **kwargs):
-        """The base model's for each of the ``num_classes`` labels the bound enumerates."""
-        return int(num_classes) * super().activation_floats(z_dim, x_dim)
 
     def make_extra_layers(self):
         self.classifier = networks.classifier(self.arch, self.image_shape, self.num_classes,
@@ -80,25 +70,35 @@ class SSVAE(conditional.ConditionalVAE):
         """Class probabilities q(y | x)."""
         return self.classify(self.check_inputs(x)).probs_parameter()
 
-    def sample(self, n, y, seed):
+    def sample(self, n, y, seed=None):
         """n digits of each class in ``y`` (integer labels), class by class:
         ``{"x": draws, "probs": Bernoulli means}`` of shape (len(y) * n, x_dim)."""
         return self.sample_labels(tf.repeat(tf.convert_to_tensor(y, tf.int32), n), seed)
 
     # --------------------------------------------------------------------------------- bounds
-    def negative_elbo(self, x, seed, q_y=None):
-        """Per-example negative ELBO with the label summed out under q(y | x) (``q_y``, when
-        the caller has it already)."""
+    def negative_elbo(self, x, y=None, seed=None, q_y=None):
+        """Per-example negative ELBO: with the label summed out under q(y | x) (``q_y``, when
+        the caller has it already) when ``y`` is None, the bound on -log p(x), the reference's;
+        given labels ``y``, the bound on -log p(x, y) of the labelled examples (Kingma et al.,
+        2014, eq. 6: the VAE's with z's prior and the label's log-prior)."""
+        if y is not None:
+            bound = super().negative_elbo(x, y, seed)
+            kl_y = -self.label_prior().log_prob(tf.cast(y, tf.int32))
+            return bounds.SemiSupervisedBound(bound.value + kl_y, bound.kl, kl_y, bound.rec)
         return bounds.negative_elbo_marginal_label(
             x, self.classify(x) if q_y is None else q_y, lambda y: self.encode(x, y),
-            self.decode, self.prior(), self.label_prior(), base.as_seed(seed))
+            self.decode, self.prior(), self.label_prior(), self.fresh_seed(seed))
 
-    def negative_iwae(self, x, num_samples, seed):
+    def negative_iwae(self, x, num_samples, y=None, seed=None):
         """Per-example negative IWAE-m with the joint proposal q(y | x) q(z | x, y):
 
             -log (1/m) sum_i p(y_i) p(z_i) p(x | z_i, y_i) / (q(y_i | x) q(z_i | x, y_i)).
         """
         x = tf.convert_to_tensor(x)
+        if y is not None:  # the bound on -log p(x, y), with the proposal q(z | x, y)
+            iwae = super().negative_iwae(x, num_samples, y, seed)
+            return bounds.Bound(iwae.value - self.label_prior().log_prob(tf.cast(y, tf.int32)),
+                                iwae.kl, iwae.rec)
         q_y, p_y, p_z = self.classify(x), self.label_prior(), self.prior()
 
         def log_weights(n, seed):
@@ -110,7 +110,7 @@ class SSVAE(conditional.ConditionalVAE):
             kl = q_z.log_prob(z) - p_z.log_prob(z) + q_y.log_prob(y) - p_y.log_prob(y)
             return bounds.Bound(kl + rec, kl, rec)
         return bounds.importance_weighted(log_weights, num_samples, tf.shape(x)[0],
-                                          base.as_seed(seed), self.iwae_max_rows, x.dtype)
+                                          self.fresh_seed(seed), self.iwae_max_rows, x.dtype)
 
     # -------------------------------------------------------------------------------- training
     def loss_and_terms(self, data, seed):
@@ -134,7 +134,7 @@ class SSVAE(conditional.ConditionalVAE):
             x, loss, terms = self.check_inputs(x), 0.0, {}
             q_y = self.classify(x)
         if self.gw > 0:  # gw = 0 skips the bound entirely, as the reference
-            bound = self.negative_elbo(x, seed, q_y)
+            bound = self.negative_elbo(x, seed=seed, q_y=q_y)
             loss += self.gw * base.global_batch_mean(bound.value)
             terms.update(zip(self.bound_names, bound))
         if y is not None:

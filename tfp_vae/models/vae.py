@@ -9,8 +9,6 @@ from tfp_vae.models import base
 class VAE(base.BaseVAE):
     """Kingma & Welling (2014): p(z) = N(0, I), q(z|x) = N(mu(x), diag(v(x))), p(x|z) Bernoulli.
 
-    Trained on the single-sample negative ELBO with the analytic KL (REFERENCE.md section 4);
-    everything is inherited from :class:`~tfp_vae.models.base.BaseVAE`.
+    Trained on the single-sample negative ELBO with the analytic KL (docs/reference.md, section
+    4); everything is inherited from :class:`~tfp_vae.models.base.BaseVAE`.
     """
-
-    kind = "vae"

@@ -25,10 +25,6 @@ class VampPrior(gmvae.GMVAE):
       pseudo_inputs: K, the number of pseudo-inputs (500, like the GMVAE's k).
     """
 
-    kind = "vampprior"
-    flags = ("z", "pseudo_inputs")
-    components_arg = "pseudo_inputs"
-
     def __init__(self, z_dim=10, pseudo_inputs=500, **kwargs):
         if int(pseudo_inputs) <= 0:
             raise ValueError(f"pseudo_inputs must be a positive integer, got {pseudo_inputs}.")
@@ -40,12 +36,12 @@ class VampPrior(gmvae.GMVAE):
     def pseudo_inputs(self):
         return self.k
 
-    @classmethod
-    def activation_floats(cls, z_dim, x_dim, pseudo_inputs=500, **kwargs):
-        return super().activation_floats(z_dim, x_dim, k=pseudo_inputs)
-
     def make_prior(self):
         return distributions.PseudoInputs(self.k, self.x_dim, name="prior")
+
+    def pseudo_input_pictures(self, count=100):
+        """The first ``count`` pseudo-inputs u_k, (count, D) in [0, 1]."""
+        return self.prior_layer.inputs()[:count]
 
     def prior_components(self):
         """q(z | u_k) for the K pseudo-inputs: batch shape (K,), event shape (z_dim,)."""

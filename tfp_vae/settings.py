@@ -1,0 +1,261 @@
+"""The settings of a training run and the choices they take, checked without TensorFlow.
+
+:class:`Settings` holds every setting of a run: the fields below, common to every model, and the
+hyperparameters of the chosen kind (:mod:`tfp_vae.registry`). :meth:`Settings.resolve` fills in
+the kind's defaults and checks everything once; ``bin/train`` calls it before it imports
+TensorFlow, so that a mistyped or impossible flag is answered at once. What a run derives from
+its settings (the run name, ``config.json``, the resume identity, the model's arguments) is
+here too. The choices live here, the one place the networks, models and evaluation read them
+from.
+"""
+
+import dataclasses
+import math
+
+from tfp_vae import registry, sources
+from tfp_vae.errors import ConfigError
+from tfp_vae.export import MAX_IWAE_SAMPLES  # memory is bounded by chunks, time is not
+
+OBJECTIVES = ("elbo", "iwae")  # the negative ELBO, or the negative IWAE-K (Burda et al., 2016)
+ARCHS = ("mlp", "conv")
+LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOOD_CHOICES = ("auto",) + LIKELIHOODS  # auto: see train.default_likelihood
+STRATEGIES = ("default", "mirrored", "multiworker")
+JIT_CHOICES = ("auto", "true", "false")
+IWAE_SAMPLES = (1, 10, 100, 1000)  # the reference protocol's m
+MAX_TRAIN_SAMPLES = 10_000  # importance samples per example in training
+MAX_SEED = 2 ** 31 - 1  # the seed enters TensorFlow's stateless seeds as an int32
+MAX_PEER_TIMEOUT = 7 * 24 * 3600.0  # seconds (a week): --peer_timeout's bound
+
+
+def check_choice(name, value, choices, error=ValueError):
+    """Raises ``error`` naming ``name``, the choices and ``value`` unless ``value`` is one of
+    ``choices``: the one rule for ``arch`` and ``likelihood`` in the networks, the models and
+    the settings (which name the flag and raise a ConfigError)."""
+    if value not in choices:
+        raise error(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
+
+
+def iwae_sample_counts(values, flag="--iwae_samples"):
+    """The m of the subset's IWAE-m bounds as a tuple of ints, from ints or the strings of a
+    comma-separated flag: one or more whole numbers in 1..MAX_IWAE_SAMPLES, else a
+    :class:`~tfp_vae.errors.ConfigError` naming ``flag`` (bin/train and bin/evaluate alike)."""
+    try:
+        counts = tuple(int(m) for m in values)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{flag} must be whole numbers, got {','.join(map(str, values))}.") \
+            from None
+    if not counts or any(not 0 < m <= MAX_IWAE_SAMPLES for m in counts):
+        raise ConfigError(f"{flag} must be one or more numbers in 1..{MAX_IWAE_SAMPLES}, got "
+                          f"{list(counts)}.")
+    return counts
+
+
+def check_data(spec, memory_budget):
+    """Raises ConfigError for a ``--dataset`` spec or a ``--memory_budget`` that cannot be read
+    (bin/train and bin/evaluate alike), before any data is."""
+    sources.check_spec(spec)
+    sources.parse_size(memory_budget)
+
+
+# The common settings a resumed run must share with the run it continues (besides the kind's
+# hyperparameters marked ``identity``): the others (length, checkpoint interval, evaluation) may
+# change between starts. The data is named by where it was read from and a SHA-256 of it.
+IDENTITY = ("model", "dataset", "z", "seed", "batch_size", "lr", "svhn_split", "likelihood",
+            "arch", "objective", "train_samples", "data_source", "data_sha256")
+
+
+@dataclasses.dataclass(init=False)
+class Settings:
+    """Everything a training run needs: ``bin/train`` has one flag per field and one per
+    hyperparameter of the registry.
+
+    ``Settings(model="gmvae", k=100, iter_max=5000)``: the common fields by name, the kind's
+    hyperparameters (:data:`tfp_vae.registry.KINDS`) by name too (kept in ``hypers`` and read
+    as attributes, ``settings.k``). Fields left None take the kind's defaults in
+    :meth:`resolve`.
+    """
+    model: str = "vae"
+    dataset: str = None   # mnist, svhn or tfds:NAME; None: what data_dir holds, else the kind's
+    z: int = None         # None: the kind's default (10; 64 for the SSVAE)
+    objective: str = "elbo"   # or "iwae": train on -IWAE-train_samples (the unsupervised kinds)
+    train_samples: int = 5
+    iter_max: int = None  # None: the kind's default (20000; 30000 for the SSVAE)
+    iter_save: int = 10000
+    run: int = 0
+    seed: int = 0
+    batch_size: int = None  # None: the kind's default (97; 100 for the FSVAE)
+    lr: float = 1e-3
+    data_dir: str = None
+    svhn_split: str = "extra"
+    verify_checksums: bool = True
+    memory_budget: str = sources.DEFAULT_BUDGET
+    likelihood: str = "auto"  # auto: the kind's, else Bernoulli for grey, Gaussian for colour
+    arch: str = "mlp"
+    out_dir: str = "runs"
+    strategy: str = "default"
+    devices: str = ""
+    cpu_replicas: int = 0
+    peer_timeout: float = 600.0  # --strategy=multiworker: seconds to wait for the other workers
+    jit_compile: str = "auto"
+    steps_per_execution: int = None  # None: auto (see train.resolve_steps_per_execution)
+    log_every: int = 1000
+    eval_repeats: int = 100
+    iwae_samples: tuple = IWAE_SAMPLES
+    full_test: bool = True
+    nll_samples: int = 0  # the papers' test NLL, -IWAE-N of every test image (0: off)
+    export: bool = True
+    deterministic: bool = False
+    verbose: int = None  # Keras fit verbosity; None: a live bar on a terminal, else a line an epoch
+    hypers: dict = None   # the kind's hyperparameters, by name
+
+    def __init__(self, **values):
+        hypers = dict(values.pop("hypers", None) or {})
+        for field in dataclasses.fields(self):
+            if field.name != "hypers":
+                setattr(self, field.name, values.pop(field.name, field.default))
+        known = registry.hypers()
+        for name, value in values.items():
+            if name not in known:
+                raise ConfigError(f"unknown setting {name!r}: neither a common setting nor a "
+                                  f"hyperparameter of any model.")
+            hypers[name] = value
+        self.hypers = hypers
+
+    def __getattr__(self, name):  # the kind's hyperparameters as attributes
+        hypers = self.__dict__.get("hypers") or {}
+        if name in hypers:
+            return hypers[name]
+        raise AttributeError(f"{type(self).__name__} has no setting {name!r}")
+
+    @property
+    def kind(self):
+        """The :class:`~tfp_vae.registry.Kind` of ``model``."""
+        return registry.get(self.model)
+
+    def resolve(self):
+        """Fills in the kind's defaults, then raises ConfigError for the first impossible
+        setting; returns self. Needs neither TensorFlow nor the data."""
+        kind = self.kind
+        for name in ("z", "iter_max", "batch_size"):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(kind, name))
+        for name in self.hypers:
+            if kind.hyper(name) is None:
+                owners = ", ".join(registry.hypers()[name][1])
+                raise ConfigError(f"--{name} is a setting of the {owners}, not of the "
+                                  f"{self.model}.")
+        self.hypers = {h.name: h.check(self.hypers.get(h.name, h.default)) for h in kind.hypers}
+        self._check_common()
+        if self.objective not in kind.objectives:
+            takes = [k.name for k in registry.KINDS.values() if self.objective in k.objectives]
+            raise ConfigError(f"--objective={self.objective} trains the {', '.join(takes)}; the "
+                              f"{self.model} trains on its ELBO.")
+        return self
+
+    def _check_common(self):
+        check_data(self.dataset, self.memory_budget)
+        check_choice("--likelihood", self.likelihood, LIKELIHOOD_CHOICES, ConfigError)
+        check_choice("--arch", self.arch, ARCHS, ConfigError)
+        check_choice("--svhn_split", self.svhn_split, sources.svhn.TRAIN_SPLITS, ConfigError)
+        check_choice("--objective", self.objective, OBJECTIVES, ConfigError)
+        check_choice("--strategy", self.strategy, STRATEGIES, ConfigError)
+        check_choice("--jit_compile", self.jit_compile, JIT_CHOICES, ConfigError)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr must be a finite positive number, got {self.lr}.")
+        if not 0 < self.train_samples <= MAX_TRAIN_SAMPLES:
+            raise ConfigError(f"--train_samples must be in 1..{MAX_TRAIN_SAMPLES}, got "
+                              f"{self.train_samples}.")
+        for name in ("z", "iter_max", "iter_save", "batch_size", "log_every", "eval_repeats"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name} must be a positive integer, got "
+                                  f"{getattr(self, name)}.")
+        if self.run < 0 or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"--run must be >= 0 and --seed in 0..{MAX_SEED} (seeds are "
+                              f"32-bit), got run={self.run}, seed={self.seed}.")
+        if not 0 < self.peer_timeout <= MAX_PEER_TIMEOUT:  # NaN fails too
+            raise ConfigError(f"--peer_timeout must be a positive number of seconds up to "
+                              f"{MAX_PEER_TIMEOUT:.0f} (a week), got {self.peer_timeout}.")
+        if self.steps_per_execution is not None:
+            if self.steps_per_execution <= 0:
+                raise ConfigError(f"--steps_per_execution must be a positive integer, got "
+                                  f"{self.steps_per_execution}.")
+            for name in ("iter_save", "log_every", "iter_max"):
+                if getattr(self, name) % self.steps_per_execution:
+                    raise ConfigError(f"--{name}={getattr(self, name)} must be a multiple of "
+                                      f"--steps_per_execution={self.steps_per_execution} (or "
+                                      f"leave --steps_per_execution unset to choose it).")
+        if not 0 <= self.nll_samples <= MAX_IWAE_SAMPLES:
+            raise ConfigError(f"--nll_samples must be in 0..{MAX_IWAE_SAMPLES}, got "
+                              f"{self.nll_samples}.")
+        self.iwae_samples = iwae_sample_counts(self.iwae_samples)
+
+    # -------------------------------------------------------------- what derives from them
+    def default_likelihood(self, dataset):
+        """The likelihood of ``--likelihood=auto`` on ``dataset``: the kind's own (the FSVAE's
+        Gaussian), else the reference's Bernoulli for grey images and the FSVAE's Gaussian of
+        fixed variance for colour ones."""
+        if self.kind.likelihood:
+            return self.kind.likelihood
+        return "bernoulli" if dataset.image_shape[2] == 1 else "gaussian"
+
+    def named(self, dataset):
+        """The settings that name the run, in order: the data when it is not the kind's default
+        (or the kind always shows it), z when changed, the kind's ``names`` (always shown), the
+        networks and likelihood when not the defaults, then the kind's other hyperparameters when
+        changed, and the objective."""
+        kind = self.kind
+        shown = {}
+        if "dataset" in kind.names or dataset.name != kind.dataset:
+            shown["dataset"] = dataset.name
+        if "z" in kind.names or self.z != kind.z:
+            shown["z"] = self.z
+        shown.update({name: self.hypers[name] for name in kind.names if name in self.hypers})
+        if self.arch != "mlp":
+            shown["arch"] = self.arch
+        if self.likelihood != self.default_likelihood(dataset):
+            shown["likelihood"] = self.likelihood
+        shown.update({h.short or h.name: self.hypers[h.name] for h in kind.hypers
+                      if h.name not in kind.names and h.names_run
+                      and self.hypers[h.name] != h.default})
+        if self.objective != "elbo":
+            shown["objective"] = f"{self.objective}{self.train_samples}"
+        return shown
+
+    def run_name(self, dataset):
+        """The run's folder name, e.g. ``model=gmvae_z=10_k=500_run=0000`` or
+        ``model=ssvae_gw=1_cw=100_run=0000`` (numbers as written: 1, 0.5, 1e-05)."""
+        shown = "".join(f"_{name}={number_text(value)}"
+                        for name, value in self.named(dataset).items())
+        return f"model={self.model}{shown}_run={self.run:04d}"
+
+    def recorded(self, data_identity):
+        """What ``config.json`` records: every common setting, the kind's hyperparameters and
+        the data's identity (:func:`tfp_vae.train.data_identity`)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name != "hypers"}
+        fields["iwae_samples"] = list(self.iwae_samples)
+        return {**fields, **self.hypers, **data_identity}
+
+    def identity(self):
+        """The names of the recorded settings a resumed run must share (:data:`IDENTITY` and
+        the kind's hyperparameters marked ``identity``)."""
+        return IDENTITY + tuple(h.name for h in self.kind.hypers if h.identity)
+
+    def model_kwargs(self, dataset):
+        """The model's constructor arguments for ``dataset``."""
+        kwargs = {h.name: self.hypers[h.name] for h in self.kind.hypers if h.model_arg}
+        kwargs.update(z_dim=self.z, image_shape=dataset.image_shape, likelihood=self.likelihood,
+                      arch=self.arch)
+        if self.kind.task != "unsupervised":
+            kwargs["num_classes"] = dataset.num_classes
+        elif self.objective != "elbo":
+            kwargs.update(objective=self.objective, train_samples=self.train_samples)
+        return kwargs
+
+
+def number_text(value):
+    """A setting's value as a user writes it: 1.0 -> '1', 0.001 -> '0.001', 'mnist' -> 'mnist'."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
