@@ -130,6 +130,10 @@ KINDS = {kind.name: kind for kind in (
          "Gaussian decoder (SVHN; or MNIST)", task="supervised", hypers=(CHECK_STEPS,),
          names=("dataset",), iter_max=1_000_000, batch_size=100, dataset="svhn",
          likelihood="gaussian", objectives=("elbo",)),
+    Kind("beta_vae", "tfp_vae.models.beta_vae:BetaVAE", "the VAE trained on rec + beta * KL "
+         "(Higgins et al., 2017)", hypers=(Hyper("beta", 4.0, "beta-VAE: the weight of the KL "
+                                                 "term in training.", strict=False, names_run=False),),
+         objectives=("elbo",)),
 )}
 
 
