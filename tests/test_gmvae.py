@@ -129,7 +129,7 @@ def test_export_and_reload_samples_from_the_mixture(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert not out["tfp_vae"]
-    np.testing.assert_array_equal(out["x"], model.sample(4, [1, 2])["x"])
+    np.testing.assert_array_equal(out["x"], model.sample(4, seed=[1, 2])["x"])
     np.testing.assert_allclose(out["c"], model.sample_components([0, 3], 5, [1, 2])["probs"],
                                rtol=1e-5, atol=1e-6)
     assert np.asarray(out["c"]).shape == (10, 784)

@@ -227,7 +227,7 @@ def test_export_and_reload_classifies_and_samples(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
     np.testing.assert_allclose(out["probs"], model(x), rtol=1e-5, atol=1e-7)
-    np.testing.assert_array_equal(out["x"], model.sample(3, [2, 7], [1, 1])["x"])
+    np.testing.assert_array_equal(out["x"], model.sample_labels(np.repeat([2, 7], 3), seed=[1, 1])["x"])
     assert "classify" in export.read_metadata(tmp_path / "m")["signatures"]
 
 

@@ -49,17 +49,22 @@ def negative_elbo(x, posterior, likelihood, prior, seed, analytic_kl=True):
 
     Args:
       analytic_kl: use the closed-form KL (``tfd.kl_divergence``; the VAE, SSVAE, FSVAE of the
-        reference); otherwise the Monte-Carlo KL ``log q(z|x) - log p(z)`` at the *same* z as the
-        reconstruction term (the GMVAE, whose mixture prior has no closed-form KL).
+        reference) where TFP has one for the pair; otherwise the Monte-Carlo KL
+        ``log q(z|x) - log p(z)`` at the *same* z as the reconstruction term (the GMVAE, whose
+        mixture prior has no closed-form KL).
     Returns:
       A per-example :class:`Bound`. With ``analytic_kl=False`` and the same seed this equals
       :func:`negative_iwae` with ``num_samples=1`` exactly.
     """
     z = posterior.sample(seed=seed)
+    if analytic_kl:
+        try:
+            kl = tfd.kl_divergence(posterior, prior)
+        except NotImplementedError:  # no closed form for this pair in TFP: Monte Carlo
+            analytic_kl = False
     if not analytic_kl:
         return log_importance_weights(x, posterior, likelihood, prior, z)
     rec = -likelihood(z).log_prob(x)
-    kl = tfd.kl_divergence(posterior, prior)
     return Bound(kl + rec, kl, rec)
 
 

@@ -20,9 +20,12 @@ import math
 
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfp_vae import distributions
 from tfp_vae.settings import ARCHS, LIKELIHOODS, check_choice
+
+tfd = tfp.distributions
 
 HIDDEN = {"v1": (300, 300), "v2": (500, 500)}
 
@@ -297,3 +300,92 @@ def classifier(arch, image_shape, num_classes, nn="v1", name="classifier"):
     return _Conditional(x_dim, num_classes, distributions.CategoricalLogits(), 0, nn, "relu",
                         body=ConvBody(image_shape, "relu", name="conv"), hidden=HIDDEN[nn][:1],
                         name=name)
+
+
+# ------------------------------------------------------------------------- your own networks
+class UserNetwork(keras.layers.Layer):
+    """What a user's Keras layer or model needs to serve as an encoder or decoder: images in
+    their own layout (H, W, C), one leading batch axis (the model's sample and label axes are
+    folded into it and restored), the label as a one-hot second input of conditional models,
+    and its output made a distribution by ``head`` when it is a tensor.
+
+    Written by hand because Keras layers see one batch axis while the bounds need several (the
+    IWAE's (samples, batch)); ``tfp.layers`` would not help (Keras 2 only).
+    """
+
+    def __init__(self, net, head, in_shape, out_shape, event_size, y_dim=0, **kwargs):
+        super().__init__(**kwargs)
+        self.net, self.head = net, head
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.event_size = int(event_size)  # of a distribution the network returns
+        self.y_dim = int(y_dim)
+        self.conditional = self.y_dim > 0
+
+    def call(self, inputs, y=None):
+        if self.conditional and y is None:
+            raise ValueError(f"{self.name} is conditional on a label: pass y.")
+        if self.conditional:  # bring inputs and labels to the same leading axes
+            y = tf.cast(y, inputs.dtype)
+            inputs, y = (inputs + tf.zeros_like(y[..., :1]), y + tf.zeros_like(inputs[..., :1]))
+        lead = tf.shape(inputs)[:-1]
+        flat = tf.reshape(inputs, [-1, *self.in_shape])
+        out = self.net([flat, tf.reshape(y, [-1, y.shape[-1]])] if self.conditional else flat)
+        if isinstance(out, tfd.Distribution):
+            return self._as_flat_event(out, lead)
+        out = tf.reshape(out, tf.concat([lead, [math.prod(self.out_shape)]], 0))
+        return self.head(out)
+
+    def _as_flat_event(self, dist, lead):
+        """``dist`` (batch (N,), event the output's shape) with a flat event and the leading
+        axes of the inputs as its batch."""
+        size = self.event_size
+        if tuple(dist.event_shape) != (size,):
+            if math.prod(dist.event_shape) != size:
+                raise ValueError(f"{self.name}: your network's distribution has event shape "
+                                 f"{tuple(dist.event_shape)}; it must hold {size} values.")
+            dist = tfp.bijectors.Reshape(event_shape_out=[size],
+                                         event_shape_in=dist.event_shape)(dist)
+        return _Unfolded(dist, lead) if lead.shape[0] != 1 else dist
+
+    def build(self, input_shape=None):
+        """Builds the user's network on a batch of one (Keras builds lazily)."""
+        if not self.net.built:
+            x = tf.zeros([1, *self.in_shape])
+            self.net([x, tf.zeros([1, self.y_dim])] if self.conditional else x)
+        self.built = True
+
+    def describe(self):
+        return f"your {type(self.net).__name__} {self.net.name!r}"
+
+
+class _Unfolded(tfd.BatchReshape):
+    """``tfd.BatchReshape`` whose ``log_prob`` broadcasts its argument to the batch first (TFP's
+    refuses to), as the bounds evaluate one x against many samples (the IWAE's (samples, batch))."""
+
+    def log_prob(self, value, name="log_prob", **kwargs):
+        value = tf.convert_to_tensor(value)
+        shape = tf.concat([self.batch_shape_tensor(), self.event_shape_tensor()], 0)
+        return super().log_prob(tf.broadcast_to(value, shape), name=name, **kwargs)
+
+
+def yours_as_encoder(net, image_shape, z_dim, y_dim=0):
+    """A user's network ``net`` as q(z | x[, y]): images (N, H, W, C) (and one-hot labels) to a
+    tensor (N, 2 z_dim), the location and an unconstrained scale of a diagonal Gaussian (as
+    :class:`~tfp_vae.distributions.DiagonalGaussian`), or to any ``tfd`` distribution with event
+    shape (z_dim,)."""
+    layer = UserNetwork(net, distributions.DiagonalGaussian(), image_shape, (2 * z_dim,), z_dim,
+                        y_dim=y_dim, name="encoder")
+    layer.build()
+    return layer
+
+
+def yours_as_decoder(net, likelihood, image_shape, z_dim, y_dim=0, variance=0.1):
+    """A user's network ``net`` as p(x | z[, y]): latents (N, z_dim) (and one-hot labels) to a
+    tensor of the image's shape, (N, H, W, C) or (N, H*W*C) (logits for ``"bernoulli"``, means
+    for ``"gaussian"``), or to any ``tfd`` distribution whose event is the image."""
+    head = distributions.BernoulliLogits() if likelihood == "bernoulli" else \
+        distributions.FixedVarianceGaussian(variance)
+    layer = UserNetwork(net, head, (z_dim,), image_shape, math.prod(image_shape), y_dim=y_dim,
+                        name="decoder")
+    layer.build()
+    return layer

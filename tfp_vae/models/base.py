@@ -40,6 +40,21 @@ def as_seed(seed):
     return seed
 
 
+def _deserialized(net):
+    """A network given to a constructor: a Keras layer, or its config from ``get_config``."""
+    if isinstance(net, dict):
+        return keras.saving.deserialize_keras_object(net)
+    if net is not None and not isinstance(net, keras.layers.Layer):
+        raise TypeError(f"encoder and decoder must be Keras layers or models, got "
+                        f"{type(net).__name__}.")
+    return net
+
+
+def binarize_seed(seed, salt=0x5EED):
+    """The seed of a step's dynamic binarisation, apart from the step's other draws."""
+    return None if seed is None else tf.random.experimental.stateless_fold_in(seed, salt)
+
+
 def global_batch_mean(per_example):
     """This replica's share of the mean over the global batch: ``sum(local values) / N``, where
     ``N`` is the number of examples on all replicas together (an all-reduce of the local sizes).
@@ -92,8 +107,11 @@ class BaseVAE(keras.Model):
 
     def __init__(self, z_dim=10, x_dim=None, seed=0, iwae_max_rows=None, image_shape=None,
                  likelihood="bernoulli", arch="mlp", variance=0.1, objective="elbo",
-                 train_samples=1, **kwargs):
+                 train_samples=1, encoder=None, decoder=None, **kwargs):
         super().__init__(**kwargs)
+        # Your own networks (kept untracked here: the encoder and decoder layers track them).
+        object.__setattr__(self, "_nets", {"encoder": _deserialized(encoder),
+                                           "decoder": _deserialized(decoder)})
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got "
                              f"{objective!r}.")
@@ -127,6 +145,9 @@ class BaseVAE(keras.Model):
         self.prior_layer = self.make_prior()
         self.make_extra_layers()
         self.trackers = [keras.metrics.Mean(name) for name in self.metric_names]
+        # The training objective, as Keras' callbacks expect it (EarlyStopping, ModelCheckpoint
+        # and ReduceLROnPlateau watch "loss" or "val_loss" by default).
+        self.loss_tracker = keras.metrics.Mean("loss")
         self._eval_seeds = keras.random.SeedGenerator(self.seed + 1)
         self._fresh_seeds = keras.random.SeedGenerator(self.seed + 2)
         self.build((None, self.x_dim))
@@ -150,17 +171,30 @@ class BaseVAE(keras.Model):
         pictures the FSVAE; a draw adds N(0, variance) noise to every pixel)."""
         return ("x", "probs") if self.likelihood == "bernoulli" else ("image", "image")
 
+    @property
+    def y_dim(self):
+        """The width of the one-hot label the networks take (0: unconditional)."""
+        return 0
+
     def make_encoder(self):
-        """The layer of q(z | x); override for other encoders (must return a ``tfd``
-        distribution over z with event shape (z_dim,))."""
-        return networks.encoder(self.arch, self.image_shape, self.z_dim, nn=self.nn,
-                                name="encoder")
+        """The layer of q(z | x): the ``encoder`` given to the constructor
+        (:func:`tfp_vae.networks.yours_as_encoder`), else the built-in network of ``arch``."""
+        if self._nets["encoder"] is not None:
+            return networks.yours_as_encoder(self._nets["encoder"], self.image_shape, self.z_dim,
+                                             self.y_dim)
+        return networks.encoder(self.arch, self.image_shape, self.z_dim, y_dim=self.y_dim,
+                                nn=self.nn, name="encoder")
 
     def make_decoder(self):
-        """The layer of p(x | z); override for other likelihoods (must return a ``tfd``
-        distribution over x with event shape (x_dim,))."""
+        """The layer of p(x | z): the ``decoder`` given to the constructor
+        (:func:`tfp_vae.networks.yours_as_decoder`), else the built-in network of ``arch``."""
+        if self._nets["decoder"] is not None:
+            return networks.yours_as_decoder(self._nets["decoder"], self.likelihood,
+                                             self.image_shape, self.z_dim, self.y_dim,
+                                             self.variance)
         return networks.decoder(self.arch, self.likelihood, self.image_shape, self.z_dim,
-                                nn=self.nn, variance=self.variance, name="decoder")
+                                y_dim=self.y_dim, nn=self.nn, variance=self.variance,
+                                name="decoder")
 
     def make_prior(self):
         """The layer of p(z): its ``distribution()`` is built on each call, so that gradients
@@ -175,10 +209,14 @@ class BaseVAE(keras.Model):
         self.built = True  # Every network creates its variables when it is constructed.
 
     def get_config(self):
-        return {"z_dim": self.z_dim, "x_dim": self.x_dim, "seed": self.seed,
-                "iwae_max_rows": self.iwae_max_rows, "image_shape": list(self.image_shape),
-                "likelihood": self.likelihood, "arch": self.arch, "variance": self.variance,
-                "objective": self.objective, "train_samples": self.train_samples}
+        config = {"z_dim": self.z_dim, "x_dim": self.x_dim, "seed": self.seed,
+                  "iwae_max_rows": self.iwae_max_rows, "image_shape": list(self.image_shape),
+                  "likelihood": self.likelihood, "arch": self.arch, "variance": self.variance,
+                  "objective": self.objective, "train_samples": self.train_samples}
+        for name, net in self._nets.items():  # your own networks, in Keras' format
+            if net is not None:
+                config[name] = keras.saving.serialize_keras_object(net)
+        return config
 
     def describe(self):
         """The model as distributions: ``[(name, description)]`` for :meth:`summary`."""
@@ -186,13 +224,19 @@ class BaseVAE(keras.Model):
         shape = "x".join(str(d) for d in self.image_shape)
         likelihood = ("Bernoulli (logits)" if self.likelihood == "bernoulli" else
                       f"Gaussian, fixed variance {self.variance:g}")
-        return [(f"q(z | x{given})", f"diagonal Gaussian over z ({self.z_dim}), {self.arch} "
-                                     f"encoder"),
-                (f"p(x | z{given})", f"{likelihood} over x ({shape}), {self.arch} decoder"),
+        return [(f"q(z | x{given})", f"diagonal Gaussian over z ({self.z_dim}), "
+                                     f"{self._network_name(self.encoder)}"),
+                (f"p(x | z{given})", f"{likelihood} over x ({shape}), "
+                                     f"{self._network_name(self.decoder)}"),
                 ("p(z)", self.prior_layer.describe()),
                 ("objective", f"negative IWAE-{self.train_samples} (the importance-weighted "
                               f"bound of Burda et al., 2016)" if self.objective == "iwae" else
                  "negative ELBO, " + ("analytic" if self.analytic_kl else "Monte-Carlo") + " KL")]
+
+    def _network_name(self, layer):
+        if isinstance(layer, networks.UserNetwork):
+            return layer.describe()
+        return f"{self.arch} {layer.name}"
 
     def summary(self, *args, print_fn=None, **kwargs):
         """Keras' table of layers and parameters, then the model's distributions
@@ -209,7 +253,7 @@ class BaseVAE(keras.Model):
 
     @property
     def metrics(self):
-        return list(self.trackers)
+        return [self.loss_tracker, *self.trackers]
 
     # ----------------------------------------------------------------------- distributions
     def prior(self):
@@ -234,8 +278,9 @@ class BaseVAE(keras.Model):
         return as_seed(seed)
 
     def embed(self, x, y=None):
-        """E[z | x (, y)], the posterior means: a deterministic embedding of the images."""
-        return self.encode(x, y).mean()
+        """E[z | x (, y)], the posterior means: a deterministic embedding of the images (any
+        layout of :meth:`check_inputs`)."""
+        return self.encode(self.check_inputs(x), y).mean()
 
     def reconstruct(self, x, y=None):
         """The mean picture (:attr:`picture_keys`) of p(x | z = E[z | x] (, y))."""
@@ -244,6 +289,23 @@ class BaseVAE(keras.Model):
     def pseudo_input_pictures(self, count=100):
         """Learned pseudo-inputs to picture (the VampPrior's); None for other models."""
         return None
+
+    def interpolate(self, x1, x2, steps=8, y=None):
+        """The mean pictures along the straight line between the embeddings of ``x1`` and
+        ``x2`` (each a batch of images; ``steps`` points from one to the other, both included):
+        shape (steps, batch, x_dim)."""
+        z1, z2 = self.embed(x1, y), self.embed(x2, y)
+        t = tf.reshape(tf.linspace(0.0, 1.0, steps), [-1, 1, 1])
+        z = (1.0 - t) * z1 + t * z2
+        return self.decoded(self.decode(z, y))[self.picture_keys[1]]
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs):
+        """Writes the model as the SavedModel ``bin/train`` exports (:func:`tfp_vae.export.export`:
+        every signature, the metadata, input checks); Keras' method, under its name."""
+        if format != "tf_saved_model":
+            raise ValueError(f"tfp_vae models export as format='tf_saved_model', got {format!r}.")
+        from tfp_vae import export
+        return export.export(self, filepath, **kwargs)
 
     def call(self, x, training=False):
         """Deterministic reconstruction: the means of p(x | z = E[q(z | x)])."""
@@ -266,15 +328,16 @@ class BaseVAE(keras.Model):
         mean = p_x.mean()
         return {"mean": mean, "image": tf.clip_by_value(mean, 0, 1)}
 
-    def sample(self, n, seed=None):
+    def sample(self, n, y=None, seed=None):
         """n draws z ~ p(z), x ~ p(x | z): ``{"x": the draws, "probs": the means of p(x | z)}``
-        (see :meth:`observe`). Without a seed, fresh draws at every call; with one, the same."""
+        (see :meth:`observe`; ``y`` is for the conditional models). Without a seed, fresh draws
+        at every call; with one, the same draws every time."""
         z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(self.fresh_seed(seed), 2))
         return self.observe(self.decode(self.prior().sample(n, seed=z_seed)), x_seed)
 
     def sample_grid(self, seed):
         """The reference picture: 200 samples as (images, rows=10, cols=20)."""
-        return self.sample(200, seed)[self.picture_keys[0]], 10, 20
+        return self.sample(200, seed=seed)[self.picture_keys[0]], 10, 20
 
     # --------------------------------------------------------------------------------- bounds
     def negative_elbo(self, x, y=None, seed=None):
@@ -294,32 +357,51 @@ class BaseVAE(keras.Model):
                                     max_rows=rows)
 
     # -------------------------------------------------------------------------------- training
-    def check_inputs(self, x):
-        """Static checks of a batch of images (clear errors at trace time), plus a runtime check
-        that the values lie in [0, 1] (which also catches NaN)."""
+    def check_inputs(self, x, binarize_seed=None):
+        """A batch of images as the model computes with them, flat float32 ``(B, x_dim)`` in
+        [0, 1], from any layout: flat ``(B, D)`` or ``(B, H, W, C)`` (``(B, H, W)`` for grey),
+        uint8 in 0..255 (divided by 255) or float in [0, 1].
+
+        uint8 images of a Bernoulli model are binarised when ``binarize_seed`` is given (the
+        training and evaluation steps give one: dynamic binarisation, x_d ~ Bernoulli(x_d / 255)
+        from a stateless seed, as ``bin/train``'s stream does); float images are used as they
+        are. Layouts and dtypes are checked when traced; values lie in [0, 1] (no NaN) at run
+        time."""
         if isinstance(x, (tuple, list)):
             raise ValueError(f"{type(self).__name__} expects a batch of images, got a "
                              f"{type(x).__name__} of {len(x)} items.")
         x = tf.convert_to_tensor(x)
-        if not x.dtype.is_floating:
-            raise TypeError(f"{type(self).__name__} expects float images in [0, 1], got dtype "
-                            f"{x.dtype.name}; convert uint8 images with x / 255.")
-        if x.shape.rank != 2 or (x.shape[-1] is not None and x.shape[-1] != self.x_dim):
+        shape = tuple(x.shape[1:])
+        layouts = {(self.x_dim,), self.image_shape}
+        if self.image_shape[2] == 1:
+            layouts.add(self.image_shape[:2])
+        if x.shape.rank is None or shape not in layouts:
             raise ValueError(f"{type(self).__name__} expects images of shape (batch, "
-                             f"{self.x_dim}), got {tuple(x.shape)}; flatten each image, e.g. "
-                             f"x.reshape(-1, {self.x_dim}).")
-        x = tf.cast(x, self.compute_dtype)
+                             f"{', '.join(map(str, self.image_shape))}) or flattened (batch, "
+                             f"{self.x_dim}), got {tuple(x.shape)}.")
+        if x.dtype == tf.uint8:
+            x = tf.reshape(tf.cast(x, self.compute_dtype) / 255.0, [-1, self.x_dim])
+            if binarize_seed is not None and self.binarized:
+                u = tf.random.stateless_uniform(tf.shape(x), seed=binarize_seed, dtype=x.dtype)
+                x = tf.cast(u < x, x.dtype)
+            return x
+        if not x.dtype.is_floating:
+            raise TypeError(f"{type(self).__name__} expects uint8 images (0..255) or float ones "
+                            f"in [0, 1], got dtype {x.dtype.name}.")
+        x = tf.reshape(tf.cast(x, self.compute_dtype), [-1, self.x_dim])
         check = tf.debugging.Assert(
             tf.logical_and(tf.reduce_all(x >= 0.0), tf.reduce_all(x <= 1.0)),
-            ["Images must lie in [0, 1] and contain no NaN; divide uint8 images by 255. "
-             "Min and max of the offending batch:", tf.reduce_min(x), tf.reduce_max(x)])
+            ["Float images must lie in [0, 1] and contain no NaN (uint8 images are divided by "
+             "255 for you). Min and max of the offending batch:", tf.reduce_min(x),
+             tf.reduce_max(x)])
         with tf.control_dependencies([check]):
             return tf.identity(x)
 
-    def unpack(self, data):
-        """The images of a training batch (``x`` or ``(x, labels...)``)."""
+    def unpack(self, data, seed=None):
+        """The images of a training batch (``x`` or ``(x, labels...)``), checked; uint8 images
+        of Bernoulli models binarised from ``seed`` (:meth:`check_inputs`)."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self.check_inputs(x)
+        return self.check_inputs(x, binarize_seed(seed))
 
     def step_seed(self):
         """The seed of this training step: (seed, step) folded with the replica id."""
@@ -340,20 +422,24 @@ class BaseVAE(keras.Model):
         back-propagation holds them all anyway; ``bin/train`` checks their memory first), and
         reports it as ``niwae``
         with the sample means of its KL and reconstruction parts."""
-        x = self.unpack(data)
+        x = self.unpack(data, seed)
         if self.objective == "iwae":
             bound = self.negative_iwae(x, self.train_samples, seed=seed, max_rows=None)
             return global_batch_mean(bound.value), dict(zip(self.metric_names, bound))
         bound = self.negative_elbo(x, seed=seed)
         return global_batch_mean(bound.value), dict(zip(self.bound_names, bound))
 
-    def _update_metrics(self, terms):
+    def _update_metrics(self, loss, terms):
+        # This replica's share of the global batch mean, times the replicas: their mean is the
+        # global batch mean (see global_batch_mean).
+        self.loss_tracker.update_state(loss * tf.distribute.get_strategy().num_replicas_in_sync)
         for tracker in self.trackers:
             if tracker.name in terms:
                 tracker.update_state(terms[tracker.name])
         # Only what this data can report: e.g. the SSVAE's cross-entropy and accuracy need labels.
-        results = {tracker.name: tracker.result() for tracker in self.trackers
-                   if tracker.name in terms}
+        results = {"loss": self.loss_tracker.result()}
+        results.update({tracker.name: tracker.result() for tracker in self.trackers
+                        if tracker.name in terms})
         return compat.reducible_step_outputs(results)
 
     def fit(self, x=None, *args, **kwargs):
@@ -374,13 +460,13 @@ class BaseVAE(keras.Model):
             loss, terms = self.loss_and_terms(data, self.step_seed())
         grads = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
-        return self._update_metrics(terms)
+        return self._update_metrics(loss, terms)
 
     @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         """The terms of :meth:`loss_and_terms` on a batch (for ``model.evaluate``), with fresh
         seeds from the model's evaluation seed generator."""
-        return self._update_metrics(self.loss_and_terms(data, self._eval_seeds.next())[1])
+        return self._update_metrics(*self.loss_and_terms(data, self._eval_seeds.next()))
 
     # ---------------------------------------------------------------------------------- export
     def export_endpoints(self):

@@ -8,7 +8,6 @@ digits.
 import keras
 import tensorflow as tf
 
-from tfp_vae import networks
 from tfp_vae.models import base
 
 
@@ -37,14 +36,9 @@ class ConditionalVAE(base.BaseVAE):
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}
 
-    def make_encoder(self):
-        return networks.encoder(self.arch, self.image_shape, self.z_dim, y_dim=self.num_classes,
-                                nn=self.nn, name="encoder")
-
-    def make_decoder(self):
-        return networks.decoder(self.arch, self.likelihood, self.image_shape, self.z_dim,
-                                y_dim=self.num_classes, nn=self.nn, variance=self.variance,
-                                name="decoder")
+    @property
+    def y_dim(self):
+        return self.num_classes
 
     def one_hot(self, y):
         """Integer labels -> one-hot float rows; one-hot input is passed through."""
@@ -80,6 +74,16 @@ class ConditionalVAE(base.BaseVAE):
             raise ValueError(f"the {type(self).__name__} is conditional on a label: pass y "
                              f"(integer labels, or one-hot rows of {self.num_classes}).")
         return y
+
+    def sample(self, n, y=None, seed=None):
+        """n draws z ~ p(z), x ~ p(x | z, y) (:meth:`observe`): ``y`` one class for all, n labels,
+        or None for classes drawn uniformly (from the seed, or fresh)."""
+        seed = self.fresh_seed(seed)
+        if y is None:
+            y = tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(seed, 1),
+                                            0, self.num_classes, tf.int32)
+        y = tf.broadcast_to(tf.convert_to_tensor(y, tf.int32), [n])
+        return self.sample_labels(y, seed)
 
     def sample_labels(self, y, seed=None):
         """One draw per label of ``y``: z ~ p(z), x ~ p(x | z, y); see :meth:`observe`."""

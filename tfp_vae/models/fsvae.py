@@ -46,23 +46,18 @@ class FSVAE(conditional.ConditionalVAE):
         x, y = inputs
         return self.decode(self.encode(self.check_inputs(x), y).mean(), y).mean()
 
-    def sample(self, y, seed=None):
-        """One image per integer label of ``y``, each from its own z ~ N(0, I); see
-        :meth:`observe` for the fields."""
-        return self.sample_labels(y, seed)
-
     # -------------------------------------------------------------------------------- training
-    def unpack(self, data):
-        """``(images, labels)`` of a training batch, checked."""
+    def unpack(self, data, seed=None):
+        """``(images, labels)`` of a training batch, checked (:meth:`check_inputs`)."""
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         if y is None:
             raise ValueError("The FSVAE trains on (images, labels) pairs: the labels condition "
                              "the encoder and decoder.")
-        return self.check_inputs(x), self.check_labels(y)
+        return self.check_inputs(x, base.binarize_seed(seed)), self.check_labels(y)
 
     def loss_and_terms(self, data, seed):
         """The batch mean of -ELBO(x | y) (:meth:`negative_elbo`) and its KL and Rec terms."""
-        x, y = self.unpack(data)
+        x, y = self.unpack(data, seed)
         bound = self.negative_elbo(x, y, seed=seed)
         return base.global_batch_mean(bound.value), dict(zip(self.bound_names, bound))
 
@@ -73,7 +68,7 @@ class FSVAE(conditional.ConditionalVAE):
         seed = tf.TensorSpec([2], tf.int32, name="seed")
         endpoints = super().export_endpoints()
         endpoints.update(
-            sample=(self.sample, [y, seed]),
+            sample=(self.sample_labels, [y, seed]),
             negative_elbo=(lambda x, y, seed: dict(zip(self.bound_names,
                                                        self.negative_elbo(x, y, seed=seed))),
                            [x, y, seed]),

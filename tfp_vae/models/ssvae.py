@@ -70,11 +70,6 @@ class SSVAE(conditional.ConditionalVAE):
         """Class probabilities q(y | x)."""
         return self.classify(self.check_inputs(x)).probs_parameter()
 
-    def sample(self, n, y, seed=None):
-        """n digits of each class in ``y`` (integer labels), class by class:
-        ``{"x": draws, "probs": Bernoulli means}`` of shape (len(y) * n, x_dim)."""
-        return self.sample_labels(tf.repeat(tf.convert_to_tensor(y, tf.int32), n), seed)
-
     # --------------------------------------------------------------------------------- bounds
     def negative_elbo(self, x, y=None, seed=None, q_y=None):
         """Per-example negative ELBO: with the label summed out under q(y | x) (``q_y``, when
@@ -119,8 +114,8 @@ class SSVAE(conditional.ConditionalVAE):
         ``ce`` (of the labelled batch in training; of the given labels in ``model.evaluate((x,
         y))``) and, when the images come with their labels, ``acc``."""
         if isinstance(data, dict):
-            xl = self.check_inputs(data["x_labelled"])
-            x, y = self.check_inputs(data["x"]), data.get("y")
+            xl = self.check_inputs(data["x_labelled"], base.binarize_seed(seed, 1))
+            x, y = self.check_inputs(data["x"], base.binarize_seed(seed)), data.get("y")
             if self.gw > 0:  # the bound needs q(y | x): one classifier pass over both sets
                 logits = self.classify(tf.concat([xl, x], 0)).logits_parameter()
                 q_yl = self.classifier.head(logits[:tf.shape(xl)[0]])
@@ -131,7 +126,7 @@ class SSVAE(conditional.ConditionalVAE):
             loss, terms = self.cw * base.global_batch_mean(ce), {"ce": ce}
         else:  # images, or (images, labels), e.g. from model.evaluate
             x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-            x, loss, terms = self.check_inputs(x), 0.0, {}
+            x, loss, terms = self.check_inputs(x, base.binarize_seed(seed)), 0.0, {}
             q_y = self.classify(x)
         if self.gw > 0:  # gw = 0 skips the bound entirely, as the reference
             bound = self.negative_elbo(x, seed=seed, q_y=q_y)
@@ -151,7 +146,8 @@ class SSVAE(conditional.ConditionalVAE):
         endpoints.update(
             classify=(lambda x: {"probs": self.classify(x).probs_parameter()},
                       [tf.TensorSpec([None, self.x_dim], tf.float32, name="x")]),
-            sample=(self.sample, [tf.TensorSpec([], tf.int32, name="n"),
-                                  tf.TensorSpec([None], tf.int32, name="y"),
-                                  tf.TensorSpec([2], tf.int32, name="seed")]))
+            # n digits of each class in y, class by class
+            sample=(lambda n, y, seed: self.sample_labels(tf.repeat(y, n), seed),
+                    [tf.TensorSpec([], tf.int32, name="n"), tf.TensorSpec([None], tf.int32, name="y"),
+                     tf.TensorSpec([2], tf.int32, name="seed")]))
         return endpoints
