@@ -49,7 +49,10 @@ setuptools.setup(
         # importlib_resources without declaring it.
         "tfds": TFDS,
         # SciPy writes the tests' SVHN .mat files (the package reads them without it);
-        # pytest-xdist runs the suite on both cores; the tests also cover the TFDS source.
-        "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6", "scipy>=1.11"] + TFDS,
+        # pytest-xdist runs the suite on both cores; the tests also cover the TFDS source, run
+        # the exports in onnxruntime (converted by tf2onnx: the first release without an old
+        # protobuf pin) and lint with ruff.
+        "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6", "scipy>=1.11",
+                 "tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20", "ruff>=0.6"] + TFDS,
     },
 )

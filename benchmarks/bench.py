@@ -474,9 +474,9 @@ def main():
     peak = max(first_peak, last_peak)
     emit(f"# tfp_vae benchmark, {time.strftime('%Y-%m-%d')}")
     emit()
-    emit(f"`python benchmarks/bench.py` at commit `{train.source_commit() or '?'}`: {_cpu_name()}, "
-         f"{os.cpu_count()} cores; Python {platform.python_version()}, TensorFlow {tf.__version__}, "
-         f"Keras {keras.__version__}, TFP {tfp.__version__}.")
+    emit(f"`python benchmarks/bench.py` at commit `{train.source_commit() or '?'}`: "
+         f"{_cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, TFP {tfp.__version__}.")
     emit()
     emit(f"float32 matmul peak (2048^3, TensorFlow): **{peak / 1e9:.1f} GFLOP/s**, the better of "
          f"{first_peak / 1e9:.1f} (before the timings) and {last_peak / 1e9:.1f} (after). Each "

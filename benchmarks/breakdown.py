@@ -141,7 +141,7 @@ def main():
         fit = 1 / bench.train_speed(kind, mnist, args.steps * 8, spe, default_jit)[0]
         alone = bench.matmuls_alone(parts)
 
-        def cell(seconds, step):
+        def cell(seconds, step, floor=floor):
             share = f"{seconds / step:.0%}" if step else ""
             return f"{seconds * 1e3:.2f} | {share} | {seconds / floor:.1f}x"
         label = kind.upper()

@@ -28,7 +28,8 @@ def main():
                         "functions (evaluate.model_bounds' jit_compile: 0, 1), run in turn")
     parser.add_argument("--max_rows", default="", help="comma-separated IWAE chunk sizes "
                         "(the model's iwae_max_rows: (sample, image) rows per chunk), run in "
-                        "turn; default: the model's own (on MNIST 10,000 for the VAE, 2,000 for the GMVAE)")
+                        "turn; default: the model's own (on MNIST 10,000 for the VAE, 2,000 for "
+                        "the GMVAE)")
     parser.add_argument("--rounds", type=int, default=1, help="times each setting is run, in turn")
     args = parser.parse_args()
     mnist = data.load_mnist()

@@ -71,8 +71,8 @@ def test_train_writes_the_whole_run(trained):
     assert not {"k", "gw", "cw", "check_steps", "labels_per_class", "beta",
                 "pseudo_inputs"} & set(config)  # no other kind's hyperparameters
     history = list(csv.DictReader(open(run_dir / "history.csv")))
-    assert sorted(history[0]) == ["epoch", "kl", "nelbo", "rec", "step", "val_kl", "val_nelbo",
-                                  "val_rec"]
+    assert sorted(history[0]) == ["epoch", "kl", "loss", "nelbo", "rec", "step", "val_kl",
+                                  "val_nelbo", "val_rec"]
     assert [row["step"] for row in history] == ["10", "20"]  # every --log_every steps
     assert all(100 < float(row["val_nelbo"]) < 600 for row in history)  # no "NA" columns
     assert (run_dir / "savedmodel" / "saved_model.pb").is_file()
@@ -148,8 +148,8 @@ def test_sample_loads_no_keras_no_tfp_no_model_code(trained, tmp_path):
 
 def test_train_with_two_mirrored_cpu_replicas(tmp_path):
     proc = run_tool("train", "--model=vae", "--iter_max=10", "--iter_save=10",
-                    "--strategy=mirrored", "--cpu_replicas=2", "--noexport", f"--out_dir={tmp_path}",
-                    *FAST)
+                    "--strategy=mirrored", "--cpu_replicas=2", "--noexport",
+                    f"--out_dir={tmp_path}", *FAST)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "model=vae_z=10_run=0000" / "evaluation.json").read_text())
     assert result["steps"] == 10
@@ -345,3 +345,13 @@ def test_tensorboard_scalars_leave_out_counts_standard_errors_and_bookkeeping():
                              "run": "name", "resumed": True, "wall_seconds": 3.0})
     assert tags == {"evaluation/subset/nelbo": 1.5, "evaluation/subset/niwae_10": 1.2,
                     "evaluation/classifier/accuracy": 0.9}
+
+
+@pytest.mark.parametrize("tool", ["train", "evaluate", "sample"])
+def test_help_is_short_grouped_and_exits_0(tool):
+    proc = run_tool(tool, "--help")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"usage: {tool} [--flag=value ...]" and len(lines) < 90
+    assert "Other:" not in proc.stdout  # every flag of the tool is in a group
+    assert "--helpfull" in lines[-1] and "--model_dir" in proc.stdout or tool == "train"

@@ -29,8 +29,8 @@ def test_negative_elbo_matches_hand_computation():
     x = rng.binomial(1, 0.5, (3, 4)).astype(np.float32)
     q = _normal(m, np.sqrt(v))
     seed = tf.constant([1, 2])
-    out = bounds.negative_elbo(x, q, _bernoulli_decoder(w, b), _normal(np.zeros(2, np.float32), 1.0),
-                               seed)
+    out = bounds.negative_elbo(x, q, _bernoulli_decoder(w, b),
+                               _normal(np.zeros(2, np.float32), 1.0), seed)
     z = q.sample(seed=seed).numpy()
     logits = z @ w + b
     p = 1 / (1 + np.exp(-logits))

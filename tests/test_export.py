@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfp_vae import export, models
 
@@ -50,11 +51,12 @@ def test_loads_in_a_process_that_never_imports_tfp_vae(exported):
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert not out["tfp_vae_imported"] and not out["tfp_imported"]
     assert out["same_seed_same_sample"]
-    assert out["signatures"] == ["decode", "encode", "negative_elbo", "negative_iwae", "sample",
-                                 "serving_default"]
+    assert out["signatures"] == ["decode", "encode", "generate", "negative_elbo",
+                                 "negative_iwae", "sample", "serving_default"]
     np.testing.assert_array_equal(out["sample_x"], model.sample(6, seed=[3, 4])["x"])
     np.testing.assert_allclose(out["nelbo"], model.negative_elbo(x, seed=[3, 4]).value, rtol=1e-5)
-    np.testing.assert_allclose(out["niwae"], model.negative_iwae(x, 50, seed=[3, 4]).value, rtol=1e-5)
+    np.testing.assert_allclose(out["niwae"], model.negative_iwae(x, 50, seed=[3, 4]).value,
+                               rtol=1e-5)
     np.testing.assert_allclose(out["mean"], model.encode(x).mean(), rtol=1e-5, atol=1e-6)
 
 
@@ -107,5 +109,68 @@ def test_a_wrong_input_shape_names_the_signature_and_the_shape(exported, tmp_pat
                            "--signature_def", "encode", "--inputs", f"x={tmp_path / 'bad.npy'}"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
-    assert "Cannot feed value of shape (2, 100) for Tensor encode_x:0, which has shape (None, 784)" \
-        in proc.stderr
+    assert ("Cannot feed value of shape (2, 100) for Tensor encode_x:0, "
+            "which has shape (None, 784)") in proc.stderr
+
+
+# ------------------------------------------------------------------------------ ONNX, Keras
+DETERMINISTIC = ("encode", "decode", "generate", "classify", "pseudo_inputs")
+
+
+def _feeds(spec, model, rng):
+    """Valid inputs for a signature's input ``spec``, by name."""
+    n = 5
+    shape = [n if d is None else d for d in spec.shape]
+    if spec.name in ("y",):
+        return rng.integers(0, model.num_classes, n).astype(np.int32)
+    if spec.name == "components":
+        return rng.integers(0, model.k, n).astype(np.int32)
+    if spec.name in ("x", "u"):
+        return rng.random(shape).astype(np.float32)
+    return rng.normal(size=shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["vae", "gmvae", "vampprior", "ssvae", "fsvae", "beta_vae"])
+def test_every_deterministic_signature_runs_in_onnxruntime_as_in_tensorflow(kind, tmp_path):
+    """tf2onnx converts each deterministic signature (generate takes its noise as an input) and
+    onnxruntime gives TensorFlow's outputs within 1e-4."""
+    import onnxruntime
+    import tf2onnx
+    extra = {"ssvae": {"num_classes": 3}, "fsvae": {"num_classes": 3}, "gmvae": {"k": 4},
+             "vampprior": {"pseudo_inputs": 4}}.get(kind, {})
+    model = models.get(kind)(z_dim=2, image_shape=(4, 4, 1), **extra)
+    export.export(model, tmp_path / "m")
+    loaded = tf.saved_model.load(str(tmp_path / "m"))
+    rng = np.random.default_rng(0)
+    names = [name for name in DETERMINISTIC if name in model.export_endpoints()]
+    assert "generate" in names and "encode" in names
+    for name in names:
+        signature = loaded.signatures[name]
+        inputs = sorted(signature.structured_input_signature[1].items())
+        keys = tuple(key for key, _ in inputs)
+        specs = [tf.TensorSpec(spec.shape, spec.dtype, name=key) for key, spec in inputs]
+        function = tf.function(lambda *args, sig=signature, keys=keys: sig(
+            **dict(zip(keys, args))), input_signature=specs)
+        onnx_model, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=17)
+        session = onnxruntime.InferenceSession(onnx_model.SerializeToString(),
+                                               providers=["CPUExecutionProvider"])
+        feeds = {s.name: _feeds(s, model, rng) for s in specs}
+        want = signature(**{k: tf.constant(v) for k, v in feeds.items()})
+        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+        for key, value in want.items():
+            match = next(k for k in got if k.split(":")[0].endswith(key))
+            np.testing.assert_allclose(got[match], value.numpy(), atol=1e-4, err_msg=name)
+
+
+def test_keras_tfsm_layer_calls_the_multi_input_signatures(tmp_path):
+    """keras.layers.TFSMLayer calls a signature of several inputs with the first positional and
+    the others by name (docs/manual.md)."""
+    import keras
+    model = models.FSVAE(z_dim=2, image_shape=(4, 4, 1), num_classes=3)
+    export.export(model, tmp_path / "m")
+    layer = keras.layers.TFSMLayer(str(tmp_path / "m"), call_endpoint="decode")
+    z, y = keras.Input((2,)), keras.Input((), dtype="int32")
+    functional = keras.Model([z, y], layer(z, y=y))
+    zs, ys = np.zeros((3, 2), np.float32), np.array([0, 1, 2], np.int32)
+    out = functional([zs, ys])
+    np.testing.assert_allclose(out["mean"], model.decode(zs, ys).mean(), atol=1e-6)

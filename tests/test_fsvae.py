@@ -184,7 +184,8 @@ def test_export_and_reload_draws_a_class_conditional_grid(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd="/")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
-    np.testing.assert_allclose(out["sample"], model.sample_labels([3, 0, 9], seed=[5, 6])["image"], atol=1e-5)
+    np.testing.assert_allclose(out["sample"], model.sample_labels([3, 0, 9], seed=[5, 6])["image"],
+                               atol=1e-5)
     np.testing.assert_allclose(out["decode"], model.decode(tf.ones([2, 10]), [1, 2]).mean(),
                                atol=1e-5)
     grid = np.asarray(out["grid"])

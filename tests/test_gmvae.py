@@ -49,7 +49,8 @@ def test_mixture_prior_is_parameterised_and_initialised_as_the_reference():
     np.testing.assert_allclose(components.variance(), np.log1p(np.exp(z_pre[500:])) + 1e-8,
                                rtol=1e-5)
     mixture = layer.distribution()
-    np.testing.assert_allclose(mixture.mixture_distribution.probs_parameter(), np.full(500, 1 / 500))
+    np.testing.assert_allclose(mixture.mixture_distribution.probs_parameter(),
+                               np.full(500, 1 / 500))
 
 
 def test_gmvae_with_one_unit_component_equals_the_vae_bound_in_expectation():

@@ -31,7 +31,8 @@ def test_fit_lowers_the_loss_with_user_callbacks():
                         callbacks=[callback])
     nelbo = history.history["nelbo"]
     assert nelbo[-1] < nelbo[0] - 50
-    assert [sorted(logs) for logs in seen] == [["kl", "nelbo", "rec"]] * 4
+    assert [sorted(logs) for logs in seen] == [["kl", "loss", "nelbo", "rec"]] * 4
+    np.testing.assert_allclose(history.history["loss"], nelbo, rtol=1e-5)  # the objective
     np.testing.assert_allclose(np.add(history.history["kl"], history.history["rec"]), nelbo,
                                rtol=1e-4)
     evaluation = model.evaluate(x, batch_size=64, verbose=0, return_dict=True)
@@ -92,7 +93,7 @@ def test_bernoulli_log_density_is_tfps_with_one_softplus(binary):
     want = np.sum(x * l64 - np.logaddexp(0, l64), -1)
     np.testing.assert_allclose(ours, want, rtol=1e-6)
     # The point of the class: one softplus in the graph (TFP's form has two).
-    graph = tf.function(lambda l: distributions.BernoulliLogits()(l).log_prob(x)
+    graph = tf.function(lambda lg: distributions.BernoulliLogits()(lg).log_prob(x)
                         ).get_concrete_function(logits).graph
     assert [op.type for op in graph.get_operations()].count("Softplus") == 1
     # Given probabilities instead of logits, it is TFP's own log-density.
@@ -112,8 +113,10 @@ def test_pytorch_style_initialisation():
 
 
 @pytest.mark.parametrize("bad, error, message", [
-    (np.zeros((4, 28, 28), np.float32), ValueError, r"shape \(batch, 784\)"),
-    (np.zeros((4, 784), np.uint8), TypeError, "x / 255"),
+    (np.zeros((4, 28, 29), np.float32), ValueError, r"shape \(batch, 28, 28, 1\) or flattened "
+                                                    r"\(batch, 784\), got \(4, 28, 29\)"),
+    (np.zeros((4, 784), np.int32), TypeError, "uint8 images .* or float ones in \\[0, 1\\], got "
+                                              "dtype int32"),
     (np.full((4, 784), 2.0, np.float32), tf.errors.InvalidArgumentError, r"\[0, 1\]"),
     (np.full((4, 784), np.nan, np.float32), tf.errors.InvalidArgumentError, "NaN"),
 ])
@@ -181,7 +184,8 @@ def test_uneven_split_weights_every_example_equally(kind):
         v.assign(w)
     seed = tf.constant([5, 0], tf.int32)
     with tf.GradientTape() as tape:
-        values = [single.negative_elbo(part, seed=tf.random.experimental.stateless_fold_in(seed, r)).value
+        values = [single.negative_elbo(
+                      part, seed=tf.random.experimental.stateless_fold_in(seed, r)).value
                   for r, part in enumerate((x[:49], x[49:]))]
         loss = tf.reduce_mean(tf.concat(values, 0))
     grads = tape.gradient(loss, single.trainable_variables)

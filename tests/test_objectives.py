@@ -131,9 +131,11 @@ def test_vampprior_exports_and_samples_from_chosen_pseudo_inputs_without_tfp_vae
             "m = tf.saved_model.load(sys.argv[1])\n"
             "out = m.sample_components(components=tf.constant([0, 4]), n=tf.constant(3),\n"
             "                          seed=tf.constant([1, 2]))\n"
-            "x = m.negative_iwae(x=tf.zeros([2, 16]), m=tf.constant(10), seed=tf.constant([1, 2]))\n"
+            "x = m.negative_iwae(x=tf.zeros([2, 16]), m=tf.constant(10),\n"
+            "                    seed=tf.constant([1, 2]))\n"
             "u = m.pseudo_inputs(components=tf.constant([4, 1]))['x'].numpy().tolist()\n"
-            "print(json.dumps({'shape': list(out['x'].shape), 'niwae': x['niwae'].numpy().tolist(),\n"
+            "print(json.dumps({'shape': list(out['x'].shape),\n"
+            "                  'niwae': x['niwae'].numpy().tolist(),\n"
             "                  'u': u,\n"
             "                  'ours': any(k.startswith('tfp_vae') for k in sys.modules)}))\n")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m")], capture_output=True,
@@ -199,7 +201,8 @@ def test_bin_train_trains_the_new_objective_and_prior_end_to_end(tmp_path, args,
     (["--model=ssvae", "--objective=iwae"], "--objective=iwae trains the vae, gmvae, vampprior; "
                                              "the ssvae trains on its ELBO"),
     (["--model=fsvae", "--objective=iwae"], "the fsvae trains on its ELBO"),
-    (["--model=vampprior", "--pseudo_inputs=0"], "--pseudo_inputs must be a whole number > 0, got 0"),
+    (["--model=vampprior", "--pseudo_inputs=0"],
+     "--pseudo_inputs must be a whole number > 0, got 0"),
 ])
 def test_bad_objective_flags_are_one_error_line(tmp_path, args, message):
     from conftest import run_tool

@@ -123,7 +123,7 @@ def test_ssvae_and_fsvae_resume_after_sigkill_with_the_uninterrupted_weights(tmp
     else:
         folder = tmp_path / "svhn"
         folder.mkdir()
-        for (split, name), n, seed in zip(svhn.FILES.items(), (40, 30, 50), (1, 2, 3)):
+        for (_split, name), n, seed in zip(svhn.FILES.items(), (40, 30, 50), (1, 2, 3)):
             write_svhn_mat(folder / name, n, seed)
         args += [f"--data_dir={folder}", "--batch_size=16", "--check_steps=5"]
         run, compared = "model=fsvae_dataset=svhn_run=0000", "sample_check"

@@ -6,7 +6,6 @@ import sys
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -74,9 +73,11 @@ def test_iwae_1_is_unbiased_for_the_enumerated_bound_and_iwae_m_tightens_with_m(
     model.fit(tf.data.Dataset.from_tensors({"x": train_x, "x_labelled": xl, "y_labelled": yl})
               .repeat(), epochs=1, steps_per_epoch=20, verbose=0)
     x, _ = _separable(4, seed=5, dim=dim)
-    iwae = {m: _replicated(lambda xs: model.negative_iwae(xs, m, seed=tf.constant([3, m])), x, copies)
+    iwae = {m: _replicated(lambda xs, m=m: model.negative_iwae(xs, m, seed=tf.constant([3, m])),
+                           x, copies)
             for m, copies in ((1, 16000), (10, 1000), (100, 200))}
-    elbo, elbo_se = _replicated(lambda xs: model.negative_elbo(xs, seed=tf.constant([4, 0])), x, 4000)
+    elbo, elbo_se = _replicated(lambda xs: model.negative_elbo(xs, seed=tf.constant([4, 0])), x,
+                                4000)
     kl_y = model.negative_elbo(x, seed=tf.constant([4, 0])).kl_y.numpy()
     se = np.hypot(iwae[1][1], elbo_se)
     # The comparison can tell: 4 se is far below the KL over y that a wrong weighting would drop.
@@ -222,12 +223,14 @@ def test_export_and_reload_classifies_and_samples(tmp_path):
     export.export(model, tmp_path / "m")
     x, _ = _separable(4)
     np.save(tmp_path / "x.npy", x)
-    proc = subprocess.run([sys.executable, "-c", _LOAD, str(tmp_path / "m"), str(tmp_path / "x.npy")],
+    proc = subprocess.run([sys.executable, "-c", _LOAD, str(tmp_path / "m"),
+                           str(tmp_path / "x.npy")],
                           capture_output=True, text=True, timeout=300, cwd="/")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
     np.testing.assert_allclose(out["probs"], model(x), rtol=1e-5, atol=1e-7)
-    np.testing.assert_array_equal(out["x"], model.sample_labels(np.repeat([2, 7], 3), seed=[1, 1])["x"])
+    np.testing.assert_array_equal(out["x"],
+                                  model.sample_labels(np.repeat([2, 7], 3), seed=[1, 1])["x"])
     assert "classify" in export.read_metadata(tmp_path / "m")["signatures"]
 
 

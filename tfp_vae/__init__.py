@@ -1,4 +1,4 @@
-"""tfp_vae: the variational-autoencoder family of CS236 HW2 as Keras 3 models with TFP distributions.
+"""tfp_vae: the variational-autoencoder family as Keras 3 models with TFP distributions.
 
 Submodules load on first use (PEP 562), so that ``import tfp_vae`` does not import TensorFlow
 and the tools can check their flags first; ``tfp_vae.models.VAE`` and ``from tfp_vae import

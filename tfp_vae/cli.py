@@ -9,6 +9,8 @@ every tool defines its flags from modules without TensorFlow (``bin/train`` from
 bad flag is answered at once.
 """
 
+import contextlib
+import re
 import sys
 
 from absl import app, flags
@@ -22,8 +24,14 @@ def fail(message, code=2):
     return code
 
 
-def parse_flags(argv):
-    """absl's flag parser with bad flags and extra arguments as one ``error:`` line, exit 2."""
+def parse_flags(argv, groups=None, about=""):
+    """absl's flag parser with bad flags and extra arguments as one ``error:`` line, exit 2;
+    ``--help`` (or ``-h``) prints the tool's own flags in ``groups`` and exits 0 (absl's
+    ``--helpfull`` lists every flag of every module, absl's own included)."""
+    if groups and any(arg in ("--help", "-h", "--helpshort") for arg in argv[1:]):
+        with contextlib.suppress(BrokenPipeError):  # a reader that has gone: nothing to say
+            print(short_help(argv[0], groups, about), flush=True)
+        sys.exit(0)
     try:
         rest = flags.FLAGS(argv)
     except flags.Error as e:
@@ -34,13 +42,39 @@ def parse_flags(argv):
     return rest
 
 
-def run(main):
+def short_help(tool, groups, about=""):
+    """The tool's flags, group by group, one line each: ``--name=default`` and the first
+    sentence of its help."""
+    import os
+    import textwrap
+    lines = [f"usage: {os.path.basename(tool)} [--flag=value ...]", ""]
+    if about:
+        lines += [about.strip(), ""]
+    grouped = {name for names in groups.values() for name in names}
+    own = [flag.name for flag in flags.FLAGS.get_flags_for_module(sys.argv[0])]
+    groups = {**groups, "Other": [name for name in own if name not in grouped]}
+    for group, names in groups.items():
+        if not names:
+            continue
+        lines.append(f"{group}:")
+        for name in names:
+            flag = flags.FLAGS[name]
+            default = "" if flag.default is None else f"={flag.default_as_str.strip(chr(39))}"
+            first = re.split(r"\.\s+(?=[A-Z])", flag.help)[0].rstrip(".")
+            lines += textwrap.wrap(first, 100, initial_indent=f"  --{name}{default} ".ljust(30),
+                                   subsequent_indent=" " * 30, max_lines=2, placeholder=" ...")
+        lines.append("")
+    lines.append("--helpfull lists every flag with its whole help, absl's own included.")
+    return "\n".join(lines)
+
+
+def run(main, groups=None, about=""):
     """Runs ``main()`` as the tool's entry point (see the module docstring); its return value is
-    the exit code."""
+    the exit code. ``groups`` (``{title: [flag names]}``) make ``--help``."""
     def guarded(argv):
         del argv  # parse_flags has refused any argument besides the flags
         try:
             return main()
         except errors.Error as e:
             return fail(str(e), e.exit_code)
-    app.run(guarded, flags_parser=parse_flags)
+    app.run(guarded, flags_parser=lambda argv: parse_flags(argv, groups, about))

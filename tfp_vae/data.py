@@ -96,7 +96,8 @@ def static_binarize(x, seed=0):
 
 
 def subset_indices(labels, positions):
-    """Indices of the reference subsets: for digit d, its ``positions[d]``-th examples in file order."""
+    """Indices of the reference subsets: for digit d, its ``positions[d]``-th examples in file
+    order."""
     return np.concatenate([np.flatnonzero(labels == d)[list(p)] for d, p in enumerate(positions)])
 
 

@@ -159,7 +159,8 @@ def multi_worker_strategy(timeout):
 
 
 def _configure_registration(timeout):
-    """TensorFlow's registration timeout for the cluster (:func:`compat.configure_coordination_service`)."""
+    """TensorFlow's registration timeout for the cluster
+    (:func:`compat.configure_coordination_service`)."""
     cluster = json.loads(os.environ["TF_CONFIG"])["cluster"]
     compat.configure_coordination_service(cluster, min(timeout, MAX_PEER_TIMEOUT) * 1000)
 

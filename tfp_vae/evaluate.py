@@ -202,7 +202,8 @@ def format_table(results):
                      f"Reference protocol on this data's subset ({n} test images, the first of "
                      f"each class)")
         for name in ("nelbo", "kl", "rec"):
-            lines.append(f"  {name.upper():<14} {cell(subset[name])}   ({_repeats(subset[name]['n'])})")
+            repeats = _repeats(subset[name]["n"])
+            lines.append(f"  {name.upper():<14} {cell(subset[name])}   ({repeats})")
         for m, s in subset["niwae"].items():
             lines.append(f"  {'-IWAE-' + str(m):<14} {cell(s)}   ({_repeats(s['n'])})")
     classifier = results.get("classifier")

@@ -162,7 +162,7 @@ def input_limits(model):
     NaN or Inf), labels among the classes, components among the prior's, m and the number of
     draws positive and within what can be computed or held."""
     rows = max(1, MAX_PICTURE_VALUES // model.x_dim)
-    limits = {"x": (0.0, 1.0), "m": (1, MAX_IWAE_SAMPLES), "n": (1, rows)}
+    limits = {"x": (0.0, 1.0), "m": (1, MAX_IWAE_SAMPLES), "n": (1, rows), "u": (0.0, 1.0)}
     if hasattr(model, "num_classes"):
         limits["y"] = (0, model.num_classes - 1)
         limits["columns"] = (1, max(1, rows // model.num_classes))

@@ -31,7 +31,8 @@ HIDDEN = {"v1": (300, 300), "v2": (500, 500)}
 
 
 def torch_linear(units, fan_in, activation=None, name=None):
-    """A Dense layer initialised like PyTorch's ``nn.Linear``: kernel and bias U(+-1/sqrt(fan_in))."""
+    """A Dense layer initialised like PyTorch's ``nn.Linear``: kernel and bias
+    U(+-1/sqrt(fan_in))."""
     bound = 1.0 / math.sqrt(fan_in)
     return keras.layers.Dense(
         units, activation=activation, name=name,
@@ -216,11 +217,11 @@ class _Conditional(keras.layers.Layer):
             # labels (K, B, K): the features' product is taken once, not K times.
             h = self.net.call_concatenated([inputs, tf.cast(y, inputs.dtype)])
         else:
-            # Broadcast the leading (sample, batch) axes and concatenate (the reference's order).
+            # Broadcast the leading (sample, batch) axes and concatenate (the reference's order),
+            # by adding zeros: the same values as tf.broadcast_to, in ops ONNX also has.
             y = tf.cast(y, inputs.dtype)
-            lead = tf.broadcast_dynamic_shape(tf.shape(inputs)[:-1], tf.shape(y)[:-1])
-            inputs = tf.concat([tf.broadcast_to(inputs, tf.concat([lead, tf.shape(inputs)[-1:]], 0)),
-                                tf.broadcast_to(y, tf.concat([lead, tf.shape(y)[-1:]], 0))], -1)
+            inputs = tf.concat([inputs + tf.zeros_like(y[..., :1]),
+                                y + tf.zeros_like(inputs[..., :1])], -1)
             h = self.net(inputs)
         return self.head(self.tail(h) if self.tail is not None else h)
 

@@ -53,7 +53,8 @@ class Hyper:
         if not ok or not bound:
             what = "a whole number" if kind is int else "a finite number"
             sign = ">" if self.strict else ">="
-            raise ConfigError(f"--{self.name} must be {what} {sign} {self.minimum:g}, got {value!r}.")
+            raise ConfigError(f"--{self.name} must be {what} {sign} {self.minimum:g}, got "
+                              f"{value!r}.")
         return kind(value)
 
 
@@ -131,9 +132,9 @@ KINDS = {kind.name: kind for kind in (
          names=("dataset",), iter_max=1_000_000, batch_size=100, dataset="svhn",
          likelihood="gaussian", objectives=("elbo",)),
     Kind("beta_vae", "tfp_vae.models.beta_vae:BetaVAE", "the VAE trained on rec + beta * KL "
-         "(Higgins et al., 2017)", hypers=(Hyper("beta", 4.0, "beta-VAE: the weight of the KL "
-                                                 "term in training.", strict=False, names_run=False),),
-         objectives=("elbo",)),
+         "(Higgins et al., 2017)", objectives=("elbo",), hypers=(Hyper(
+             "beta", 4.0, "beta-VAE: the weight of the KL term in training.", strict=False,
+             names_run=False),)),
 )}
 
 

@@ -50,7 +50,9 @@ class Task:
         results = {"binarized": bool(binarized)}
         elbo, iwae = evaluate.bounds(model, self.bounds_take_labels)
         self._specific(results, model, elbo, iwae, dataset, binarized, settings)
-        batches = (lambda: data.test_batches(dataset, binarized))
+
+        def batches():
+            return data.test_batches(dataset, binarized)
         if settings.full_test:
             _timed(results, "full_test", lambda: evaluate.full_test_set(
                 elbo, iwae, batches(), with_labels=self.bounds_take_labels))
@@ -74,7 +76,8 @@ class SemiSupervised(Task):
 
     def stream(self, dataset, batch_size, seed, binarized, start_step=0, labels_per_class=10,
                **hypers):
-        """Dicts of an unlabelled batch and all labelled images (:func:`data.semisupervised_dataset`)."""
+        """Dicts of an unlabelled batch and all labelled images
+        (:func:`tfp_vae.data.semisupervised_dataset`)."""
         xl, yl = data.labelled_subset(dataset, labels_per_class)
         return data.semisupervised_dataset(dataset.train_images, dataset.train_labels, xl, yl,
                                            batch_size, seed, start_step, binarized)

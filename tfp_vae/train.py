@@ -1,7 +1,8 @@
 """Training runs: strategy, data, ``model.fit``, checkpoints, evaluation, pictures and export.
 
 ``bin/train`` turns its flags into a :class:`~tfp_vae.settings.Settings` and calls :func:`run`;
-scripts can do the same: ``train.run(Settings(model="gmvae", k=100, iter_max=5000))``. A run lives in ``<out_dir>/<run name>/`` (the reference's names, e.g.
+scripts can do the same: ``train.run(Settings(model="gmvae", k=100, iter_max=5000))``. A run
+lives in ``<out_dir>/<run name>/`` (the reference's names, e.g.
 ``model=vae_z=10_run=0000``)::
 
     checkpoints/       tf.train.Checkpoint of model + optimizer every iter_save steps

@@ -270,6 +270,10 @@ class BaseVAE(keras.Model):
         pixels (``y`` ignored, as in :meth:`encode`)."""
         return self.decoder(z)
 
+    def two_seeds(self, seed=None):
+        """Two independent stateless seeds from ``seed`` (:meth:`fresh_seed`), e.g. for z and x."""
+        return tf.unstack(tf.random.experimental.stateless_split(self.fresh_seed(seed), 2))
+
     def fresh_seed(self, seed=None):
         """``seed`` as a stateless seed, or, when None, a new one from the model's generator
         (each call draws anew; pass a seed to repeat a result)."""
@@ -332,8 +336,19 @@ class BaseVAE(keras.Model):
         """n draws z ~ p(z), x ~ p(x | z): ``{"x": the draws, "probs": the means of p(x | z)}``
         (see :meth:`observe`; ``y`` is for the conditional models). Without a seed, fresh draws
         at every call; with one, the same draws every time."""
-        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(self.fresh_seed(seed), 2))
+        z_seed, x_seed = self.two_seeds(seed)
         return self.observe(self.decode(self.prior().sample(n, seed=z_seed)), x_seed)
+
+    def prior_transform(self, eps, u=None):
+        """z of the prior from noise given as inputs: ``eps`` ~ N(0, I) of shape (n, z_dim) and,
+        for mixture priors, ``u`` ~ U(0, 1) of shape (n,) choosing the component. For N(0, I),
+        z = eps. No random op, so that generation runs outside TensorFlow (ONNX)."""
+        return tf.convert_to_tensor(eps, self.compute_dtype)
+
+    def generate(self, eps, u=None, y=None):
+        """The mean pictures (:attr:`picture_keys`) of p(x | z (, y)) at z =
+        :meth:`prior_transform` of the given noise: sampling with the noise as an input."""
+        return self.decoded(self.decode(self.prior_transform(eps, u), y))[self.picture_keys[1]]
 
     def sample_grid(self, seed):
         """The reference picture: 200 samples as (images, rows=10, cols=20)."""
@@ -494,6 +509,12 @@ class BaseVAE(keras.Model):
         def negative_iwae(x, m, seed):
             return dict(zip(("niwae", "kl", "rec"), self.negative_iwae(x, m, seed=seed)))
 
-        return {"sample": (self.sample, [n, seed]), "encode": (encode, [x]), "decode": (decode, [z]),
+        def generate(eps, u):
+            return {"x": self.generate(eps, u)}
+
+        return {"sample": (lambda n, seed: self.sample(n, seed=seed), [n, seed]),
+                "encode": (encode, [x]), "decode": (decode, [z]),
                 "negative_elbo": (negative_elbo, [x, seed]),
-                "negative_iwae": (negative_iwae, [x, m, seed])}
+                "negative_iwae": (negative_iwae, [x, m, seed]),
+                "generate": (generate, [tf.TensorSpec([None, self.z_dim], tf.float32, name="eps"),
+                                        tf.TensorSpec([None], tf.float32, name="u")])}

@@ -41,10 +41,12 @@ class ConditionalVAE(base.BaseVAE):
         return self.num_classes
 
     def one_hot(self, y):
-        """Integer labels -> one-hot float rows; one-hot input is passed through."""
+        """Integer labels -> one-hot float rows (a label outside the classes: a row of zeros, in
+        TensorFlow and in ONNX alike); one-hot input is passed through."""
         y = tf.convert_to_tensor(y)
         if y.dtype.is_integer:
-            return tf.one_hot(tf.cast(y, tf.int32), self.num_classes)
+            classes = tf.range(self.num_classes, dtype=tf.int32)
+            return tf.cast(tf.equal(tf.cast(y, tf.int32)[..., None], classes), tf.float32)
         return y
 
     def check_labels(self, y):
@@ -87,7 +89,7 @@ class ConditionalVAE(base.BaseVAE):
 
     def sample_labels(self, y, seed=None):
         """One draw per label of ``y``: z ~ p(z), x ~ p(x | z, y); see :meth:`observe`."""
-        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(self.fresh_seed(seed), 2))
+        z_seed, x_seed = self.two_seeds(seed)
         y = tf.convert_to_tensor(y, tf.int32)
         z = self.prior().sample(tf.shape(y)[0], seed=z_seed)
         return self.observe(self.decode(z, y), x_seed)
@@ -96,7 +98,7 @@ class ConditionalVAE(base.BaseVAE):
         """The reference's class-conditional picture: ``columns`` latents z_j ~ p(z) drawn once;
         row i, column j is drawn from p(x | z_j, y = i) (row-major, num_classes * columns rows),
         so a column shows one style in every class."""
-        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(self.fresh_seed(seed), 2))
+        z_seed, x_seed = self.two_seeds(seed)
         z = self.prior().sample(columns, seed=z_seed)
         z = tf.tile(z, [self.num_classes, 1])
         y = tf.repeat(tf.range(self.num_classes), columns)
@@ -117,7 +119,9 @@ class ConditionalVAE(base.BaseVAE):
             return {"mean": q.mean(), "variance": q.variance()}
 
         endpoints = super().export_endpoints()
+        eps = tf.TensorSpec([None, self.z_dim], tf.float32, name="eps")
         endpoints.update(
+            generate=(lambda eps, y: {"x": self.generate(eps, y=y)}, [eps, labels]),
             encode=(encode, [x, labels]),
             decode=(lambda z, y: self.decoded(self.decode(z, y)),
                     [tf.TensorSpec([None, self.z_dim], tf.float32, name="z"), labels]),

@@ -33,6 +33,13 @@ class GMVAE(base.BaseVAE):
     def default_iwae_max_rows(self):
         return min(super().default_iwae_max_rows(), max(100, 10_000_000 // (self.k * self.z_dim)))
 
+    def prior_transform(self, eps, u=None):
+        """z = mu_k + sqrt(v_k) eps with the component k = floor(u K) (see
+        :meth:`~tfp_vae.models.base.BaseVAE.prior_transform`)."""
+        components = self.prior_components().distribution  # Normal, (k, z_dim)
+        k = tf.minimum(tf.cast(tf.convert_to_tensor(u) * self.k, tf.int32), self.k - 1)
+        return tf.gather(components.loc, k) + tf.gather(components.scale, k) * eps
+
     def prior_components(self):
         """The k components of the prior: a distribution with batch shape (k,) and event shape
         (z_dim,)."""
@@ -50,7 +57,7 @@ class GMVAE(base.BaseVAE):
 
         Returns ``{"x", "probs"}`` of shape (len(components) * n, x_dim), component by component.
         """
-        z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(self.fresh_seed(seed), 2))
+        z_seed, x_seed = self.two_seeds(seed)
         z = tf.gather(self.prior_components().sample(n, seed=z_seed), components, axis=1)
         p_x = self.decode(tf.reshape(tf.transpose(z, [1, 0, 2]), [-1, self.z_dim]))
         return {"x": p_x.sample(seed=x_seed), "probs": p_x.mean()}

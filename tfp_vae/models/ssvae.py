@@ -148,6 +148,7 @@ class SSVAE(conditional.ConditionalVAE):
                       [tf.TensorSpec([None, self.x_dim], tf.float32, name="x")]),
             # n digits of each class in y, class by class
             sample=(lambda n, y, seed: self.sample_labels(tf.repeat(y, n), seed),
-                    [tf.TensorSpec([], tf.int32, name="n"), tf.TensorSpec([None], tf.int32, name="y"),
+                    [tf.TensorSpec([], tf.int32, name="n"),
+                     tf.TensorSpec([None], tf.int32, name="y"),
                      tf.TensorSpec([2], tf.int32, name="seed")]))
         return endpoints

@@ -26,9 +26,9 @@ def load(name, data_dir=None, budget=None, train_split="train"):
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # noqa: BLE001  TFDS raises its own types for unknown names.
-        raise DataError(f"--dataset=tfds:{name}: TFDS does not know this dataset ({type(e).__name__}"
-                        f": {str(e).splitlines()[0][:200]}). See tfds.list_builders() for the "
-                        f"names.") from None
+        raise DataError(f"--dataset=tfds:{name}: TFDS does not know this dataset "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+                        f"See tfds.list_builders() for the names.") from None
     features = builder.info.features
     image_key = _feature(features, tfds.features.Image, "image", name, required=True)
     label_key = _feature(features, tfds.features.ClassLabel, "label", name, required=False)

@@ -50,7 +50,8 @@ class ImageSet:
         [0, 1], each a NumPy array or a :class:`DiskArray`.
       train_labels, test_labels: (N,) integer labels in 0..num_classes-1, or None (unlabelled).
       image_shape: (height, width, channels) of one image.
-      name: a short name (run names use it): ``mnist``, ``svhn``, a folder or file name, a TFDS name.
+      name: a short name (run names use it): ``mnist``, ``svhn``, a folder or file name, a TFDS
+        name.
       num_classes: the number of classes (0 when unlabelled); by default 1 + the largest label.
       class_names: the names of the classes (an image folder's subfolders, TFDS's names), or None.
       reference: whether this is the canonical MNIST (checked by SHA-256), on which the CS236

@@ -75,7 +75,8 @@ def load(folder, budget=None):
         train, test = _hold_out([(p, 0) for p in _images_in(folder)])
     else:
         raise DataError(f"{folder} holds no images: expected class folders of .png/.jpg files "
-                        f"(FOLDER/<class>/*.png, or FOLDER/train/<class>/ and FOLDER/test/<class>/).")
+                        f"(FOLDER/<class>/*.png, or FOLDER/train/<class>/ and "
+                        f"FOLDER/test/<class>/).")
     for split, files in (("training", train), ("test", test)):
         if not files:
             raise DataError(f"{folder}: the {split} split is empty (fewer than {HOLD_OUT} images "
@@ -140,8 +141,9 @@ def _decode(path, shape, first, folder, digest):
     raw, image = _open(path)
     got = (image.height, image.width, 1 if image.mode == "L" else 3)
     if got[:2] != shape[:2]:
-        raise DataError(f"images of different sizes: {first} is {shape[1]}x{shape[0]} but {path} is "
-                        f"{got[1]}x{got[0]} (width x height). Resize them to one size first.")
+        raise DataError(f"images of different sizes: {first} is {shape[1]}x{shape[0]} but "
+                        f"{path} is {got[1]}x{got[0]} (width x height). "
+                        f"Resize them to one size first.")
     if got[2] != shape[2]:
         kinds = {1: "grey", 3: "colour"}
         raise DataError(f"{first} is {kinds[shape[2]]} but {path} is {kinds[got[2]]}: convert the "

@@ -113,9 +113,9 @@ def read_idx(path, budget=None, ndims=(3, 4), sha256=None, what="IDX file"):
     hexdigest = digest.hexdigest()
     if sha256 is not None and hexdigest != sha256:
         raise DataError(f"{path} does not have the expected content of the canonical MNIST file "
-                        f"of that name (SHA-256 of the decompressed bytes differs). Replace it with the "
-                        f"canonical file (the bundled copy is in {BUNDLED_DIR}), or, if it is "
-                        f"another dataset in MNIST's layout, pass --noverify_checksums (and "
+                        f"of that name (SHA-256 of the decompressed bytes differs). Replace it "
+                        f"with the canonical file (the bundled copy is in {BUNDLED_DIR}), or, if "
+                        f"it is another dataset in MNIST's layout, pass --noverify_checksums (and "
                         f"leave --dataset unset) to read it as a dataset of its own.")
     return array, hexdigest
 
@@ -198,8 +198,8 @@ def find_files(folder):
             else None
         kind = "labels" if match.group(1) == "1" else "images"
         if split is None:
-            raise DataError(f"{path}: cannot tell whether this IDX file is the training or the test "
-                            f"split; put 'train' or 'test' (or 't10k') in its name.")
+            raise DataError(f"{path}: cannot tell whether this IDX file is the training or the "
+                            f"test split; put 'train' or 'test' (or 't10k') in its name.")
         key = f"{split}_{kind}"
         if key in found:
             raise DataError(f"{folder} holds two IDX files for the {split} {kind}: "

@@ -61,7 +61,8 @@ def load(path, budget=None):
             y, len(arrays[f"x_{split}"]), f"{path}: y_{split}")
     return ImageSet(arrays["x_train"], labels["train"], arrays["x_test"], labels["test"],
                     image_shape=layouts["x_train"], name=safe_name(path.stem),
-                    source=str(path.resolve()), fingerprint=combine_digests(*sorted(digests.items())))
+                    source=str(path.resolve()),
+                    fingerprint=combine_digests(*sorted(digests.items())))
 
 
 def _read_member(archive, member, path, key, budget, images):

@@ -76,7 +76,8 @@ def read_mat(path, budget=None):
         raise DataError(f"{path} holds no images (X has shape (32, 32, 3, 0)).")
     y = check_labels(found["y"], len(x), str(path))
     if y.min() < 1 or y.max() > 10:
-        raise DataError(f"{path}: labels must lie in 1..10 (10 = digit 0), got {y.min()}..{y.max()}.")
+        raise DataError(f"{path}: labels must lie in 1..10 (10 = digit 0), "
+                        f"got {y.min()}..{y.max()}.")
     return x, y % 10, digest
 
 
@@ -85,7 +86,8 @@ def _read_images(read, count, budget):
     order) -> (N, 32, 32, 3) rows, block by block into a budget sink."""
     with budget.sink(IMAGE_SHAPE, np.uint8, count) as sink:
         for block in row_blocks(_Reader(read), (count, 3, 32, 32), np.uint8, "X"):
-            sink.write(block.transpose(0, 3, 2, 1))  # (n, channel, column, row) -> (n, row, column, channel)
+            # (n, channel, column, row) -> (n, row, column, channel)
+            sink.write(block.transpose(0, 3, 2, 1))
     return sink.finish()
 
 
