@@ -72,13 +72,14 @@ def test_train_writes_the_whole_run(trained):
                 "pseudo_inputs"} & set(config)  # no other kind's hyperparameters
     history = list(csv.DictReader(open(run_dir / "history.csv")))
     assert sorted(history[0]) == ["epoch", "kl", "loss", "nelbo", "rec", "step", "val_kl",
-                                  "val_nelbo", "val_rec"]
+                                  "val_loss", "val_nelbo", "val_rec"]
     assert [row["step"] for row in history] == ["10", "20"]  # every --log_every steps
     assert all(100 < float(row["val_nelbo"]) < 600 for row in history)  # no "NA" columns
     assert (run_dir / "savedmodel" / "saved_model.pb").is_file()
     board = _tensorboard(run_dir / "logs" / "train")
     held_out = _tensorboard(run_dir / "logs" / "validation")
-    assert sorted(board) == sorted(held_out) == ["bound/kl", "bound/nelbo", "bound/rec"]
+    assert sorted(board) == sorted(held_out) == ["bound/kl", "bound/nelbo", "bound/rec",
+                                                 "objective/loss"]
     assert [step for step, _ in board["bound/nelbo"]] == [10, 20]  # the global step
     assert [float(v) for _, v in held_out["bound/nelbo"]] == \
         pytest.approx([float(row["val_nelbo"]) for row in history])

@@ -22,8 +22,10 @@ CLASSIFIER_TERMS = ("ce", "acc")
 
 
 def board_tag(term):
-    """The TensorBoard tag of a reported term: ``bound/nelbo``, ``bound/kl``, ...,
-    ``classifier/ce``, ``classifier/acc``."""
+    """The TensorBoard tag of a reported term: ``objective/loss`` (what training minimises),
+    ``bound/nelbo``, ``bound/kl``, ..., ``classifier/ce``, ``classifier/acc``."""
+    if term == "loss":
+        return "objective/loss"
     return f"{'classifier' if term in CLASSIFIER_TERMS else 'bound'}/{term}"
 
 
@@ -99,12 +101,15 @@ class Validation(keras.callbacks.Callback):
         if logs is None:
             return
         if self._terms is None:
-            self._terms = tf.function(lambda data, seed: self.model.loss_and_terms(data, seed)[1],
-                                     autograph=False)  # no Python control flow on tensors
+            self._terms = tf.function(self.model.loss_and_terms,
+                                      autograph=False)  # no Python control flow on tensors
         parts = [self._terms(chunk, tf.random.experimental.stateless_fold_in(self.seed, i))
                  for i, chunk in enumerate(self.chunks)]
-        for name in parts[0]:
-            logs[f"val_{name}"] = float(tf.reduce_mean(tf.concat([p[name] for p in parts], 0)))
+        # The objective of each chunk is its mean; the chunks are of equal size but the last.
+        sizes = [len(next(iter(terms.values()))) for _, terms in parts]
+        logs["val_loss"] = float(np.average([float(loss) for loss, _ in parts], weights=sizes))
+        for name in parts[0][1]:
+            logs[f"val_{name}"] = float(tf.reduce_mean(tf.concat([p[1][name] for p in parts], 0)))
 
 
 class HistoryCSV(keras.callbacks.CSVLogger):
