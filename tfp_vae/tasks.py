@@ -13,6 +13,8 @@ Each evaluates anything with the model's small interface (a Keras model or a loa
 ``sample_labels``.
 """
 
+import time
+
 from tfp_vae import data, evaluate
 from tfp_vae.errors import ConfigError
 
@@ -126,7 +128,6 @@ def of(model):
 
 
 def _timed(results, name, fn):
-    import time
     t0 = time.time()
     results[name] = fn()
     results[f"{name}_eval_seconds"] = round(time.time() - t0, 2)

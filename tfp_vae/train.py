@@ -21,7 +21,7 @@ Starting the same run again resumes from its last checkpoint: the optimiser stat
 counter are restored, and the data stream and every random draw continue where they stopped
 (they are stateless functions of the seed and the step).
 
-Reliability (see README "Reliability"): checkpoints are published by TensorFlow only once
+Reliability (see docs/reliability.md): checkpoints are published by TensorFlow only once
 complete, and JSON, PNG and SavedModel files are written to a temporary path and renamed, so a
 run killed at any moment (SIGKILL included) resumes from its last checkpoint and ends at exactly
 ``iter_max`` steps. Ctrl-C or SIGTERM saves a checkpoint at the current step before stopping; a
@@ -64,7 +64,7 @@ class Run:
     start_step: int = 0
 
     @property
-    def checkpoints(self):
+    def checkpoint_dir(self):
         return os.path.join(self.folder, "checkpoints")
 
     @property
@@ -118,11 +118,11 @@ def prepare(settings, held):
     recorded = settings.recorded(state.identity)
     if state.chief:
         print(f"run folder: {os.path.abspath(state.folder)}", flush=True)
-        files.writable_dir(state.checkpoints, "the checkpoint folder")
+        files.writable_dir(state.checkpoint_dir, "the checkpoint folder")
         held.enter_context(rundir.run_lock(state.folder))
-        if os.path.isdir(state.checkpoints):
-            checkpoints.set_aside_damaged_state(state.checkpoints)
-    if checkpoints.checkpoint_paths(state.checkpoints):
+        if os.path.isdir(state.checkpoint_dir):
+            checkpoints.set_aside_damaged_state(state.checkpoint_dir)
+    if checkpoints.checkpoint_paths(state.checkpoint_dir):
         rundir.check_resume_settings(state.folder, recorded, settings.identity())
     if state.chief:
         files.write_bytes_atomic(os.path.join(state.folder, "config.json"),
@@ -136,9 +136,9 @@ def build(state):
     keras.utils.set_random_seed(settings.seed)
     state.model = model = build_model(settings, state.strategy, state.dataset)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    own = state.checkpoints if state.chief else os.path.join(state.scratch, "checkpoints")
+    own = state.checkpoint_dir if state.chief else os.path.join(state.scratch, "checkpoints")
     state.manager = tf.train.CheckpointManager(checkpoint, own, max_to_keep=3)
-    restored = checkpoints.restore_latest(checkpoint, state.checkpoints)
+    restored = checkpoints.restore_latest(checkpoint, state.checkpoint_dir)
     if restored:
         print(f"resumed from {restored}", flush=True)
     state.start_step = start = int(model.optimizer.iterations.numpy())
