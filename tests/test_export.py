@@ -162,15 +162,48 @@ def test_every_deterministic_signature_runs_in_onnxruntime_as_in_tensorflow(kind
             np.testing.assert_allclose(got[match], value.numpy(), atol=1e-4, err_msg=name)
 
 
-def test_keras_tfsm_layer_calls_the_multi_input_signatures(tmp_path):
-    """keras.layers.TFSMLayer calls a signature of several inputs with the first positional and
-    the others by name (docs/manual.md)."""
+def _tfsm_value(name, spec, rng):
+    """A valid input ``name`` of ``spec`` for the tiny models below (3 classes, 4 components)."""
+    shape = [5 if d is None else d for d in spec.shape]
+    if name in ("y", "components"):
+        return rng.integers(0, 3, shape).astype(np.int32)
+    if name == "seed":
+        return np.array([1, 2], np.int32)
+    if name in ("n", "m", "columns"):
+        return np.int32(3)
+    return rng.random(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["vae", "gmvae", "vampprior", "ssvae", "fsvae"])
+def test_keras_tfsm_layer_calls_every_signature(kind, tmp_path):
+    """keras.layers.TFSMLayer calls every signature with the first input positional and the
+    others by name (docs/manual.md): inside a functional model when the first input is a batch
+    (constants for the rest, such as a seed), directly otherwise; outputs equal the SavedModel's
+    own."""
     import keras
-    model = models.FSVAE(z_dim=2, image_shape=(4, 4, 1), num_classes=3)
-    export.export(model, tmp_path / "m")
-    layer = keras.layers.TFSMLayer(str(tmp_path / "m"), call_endpoint="decode")
-    z, y = keras.Input((2,)), keras.Input((), dtype="int32")
-    functional = keras.Model([z, y], layer(z, y=y))
-    zs, ys = np.zeros((3, 2), np.float32), np.array([0, 1, 2], np.int32)
-    out = functional([zs, ys])
-    np.testing.assert_allclose(out["mean"], model.decode(zs, ys).mean(), atol=1e-6)
+    extra = {"ssvae": {"num_classes": 3}, "fsvae": {"num_classes": 3}, "gmvae": {"k": 4},
+             "vampprior": {"pseudo_inputs": 4}}.get(kind, {})
+    export.export(models.get(kind)(z_dim=2, image_shape=(4, 4, 1), **extra), tmp_path / "m")
+    loaded = tf.saved_model.load(str(tmp_path / "m"))
+    rng = np.random.default_rng(0)
+    names = sorted(set(loaded.signatures) - {"serving_default"})
+    assert len(names) >= 6
+    for name in names:
+        specs = loaded.signatures[name].structured_input_signature[1]
+        order = getattr(loaded, name).function_spec.fullargspec.args
+        values = {k: _tfsm_value(k, specs[k], rng) for k in order}
+        want = loaded.signatures[name](**{k: tf.constant(v) for k, v in values.items()})
+        layer = keras.layers.TFSMLayer(str(tmp_path / "m"), call_endpoint=name)
+        first, rest = order[0], order[1:]
+        if specs[first].shape.rank and specs[first].shape[0] is None:
+            inputs = {k: keras.Input(specs[k].shape[1:], dtype=specs[k].dtype.name, name=k)
+                      for k in order if specs[k].shape.rank and specs[k].shape[0] is None}
+            outputs = layer(inputs[first], **{k: inputs.get(k, tf.constant(values[k]))
+                                              for k in rest})
+            got = keras.Model(inputs, outputs)({k: values[k] for k in inputs})
+        else:  # sample(n, seed), class_grid(columns, seed): nothing batched to build a model on
+            got = layer(tf.constant(values[first]), **{k: tf.constant(values[k]) for k in rest})
+        assert sorted(got) == sorted(want), name
+        for key, value in want.items():
+            np.testing.assert_allclose(np.asarray(got[key]), value.numpy(), atol=1e-5,
+                                       err_msg=f"{name}: {key}")

@@ -127,6 +127,35 @@ def test_bad_images_give_clear_errors(bad, error, message):
         model.fit(bad, epochs=1, batch_size=4, verbose=0)
 
 
+@pytest.mark.parametrize("kind", ["vae", "ssvae"])
+@pytest.mark.parametrize("bound", ["negative_elbo", "negative_iwae"])
+def test_the_bounds_check_their_images_as_fit_does(kind, bound):
+    """A bound refuses what fit refuses, and reads uint8 as fit does (divided by 255, binarised
+    for a Bernoulli model: all-255 images are all-ones ones)."""
+    model = models.get(kind)(z_dim=2, image_shape=(4, 4, 1), num_classes=3) if kind == "ssvae" \
+        else models.VAE(z_dim=2, image_shape=(4, 4, 1))
+    compute = getattr(model, bound)
+    args = (3,) if bound == "negative_iwae" else ()
+    for bad in (np.full((2, 16), 2.0, np.float32), np.full((2, 16), np.nan, np.float32)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0, 1\]"):
+            compute(bad, *args, seed=1)
+    with pytest.raises(ValueError, match=r"shape \(batch, 4, 4, 1\)"):
+        compute(np.zeros((2, 15), np.float32), *args, seed=1)
+    for pixel in (0, 255):
+        as_uint8 = compute(np.full((2, 4, 4, 1), pixel, np.uint8), *args, seed=1).value
+        as_float = compute(np.full((2, 16), pixel / 255, np.float32), *args, seed=1).value
+        np.testing.assert_allclose(as_uint8, as_float, rtol=1e-6)
+
+
+@pytest.mark.parametrize("argument", [{"z_dim": 2.5}, {"z_dim": True}, {"seed": -1},
+                                      {"image_shape": (4, 4.5, 1)}, {"train_samples": 0}])
+def test_settings_that_are_not_whole_numbers_are_refused(argument):
+    name = next(iter(argument))
+    with pytest.raises(ValueError, match=f"{name} must be a whole number"):
+        models.VAE(**{"image_shape": (4, 4, 1), **argument})
+    assert models.VAE(z_dim=2.0, image_shape=(4, 4, 1)).z_dim == 2
+
+
 class NoiseFreeVAE(models.VAE):
     """z = E[q(z|x)]: a training step becomes a deterministic function of its batch, so one step
     on 2 replicas must equal one step on 1 device exactly (up to summation order)."""

@@ -20,10 +20,11 @@ from tfp_vae.sources import DataError, DiskArray, idx
 
 
 # ------------------------------------------------------------------------------------------- IDX
-def test_idx_folder_of_any_shape_and_class_count(tmp_path, capsys):
+def test_idx_folder_of_any_shape_and_class_count(tmp_path, caplog):
     folder, (xtr, ytr, xte, yte) = makedata.idx_folder(tmp_path / "shapes")
-    dataset = sources.load(data_dir=folder)
-    assert "is not a known dataset" in capsys.readouterr().err
+    with caplog.at_level("INFO", logger="tfp_vae"):
+        dataset = sources.load(data_dir=folder)
+    assert "is not a known dataset" in caplog.text
     assert dataset.image_shape == (32, 32, 1) and dataset.num_classes == 3
     assert dataset.name == "shapes" and not dataset.reference
     np.testing.assert_array_equal(dataset.train_images[..., 0], xtr)

@@ -12,6 +12,7 @@ the newest one that reads.
 import contextlib
 import glob
 import hashlib
+import logging
 import os
 import re
 import signal
@@ -24,6 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_vae.errors import ConfigError, Diverged, WriteError
+
+log = logging.getLogger(__name__)
 
 
 class StepCheckpoint(keras.callbacks.Callback):
@@ -108,6 +111,7 @@ def stop_requests(enabled=True):
         if requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         requested.append(signum)
+        # Printed, not logged: a signal handler must not take the locks logging holds.
         print(f"\n{signal.Signals(signum).name}: saving a checkpoint after this step, then "
               f"stopping (Ctrl-C again stops at once, losing the steps since the last "
               f"checkpoint).", file=sys.stderr, flush=True)
@@ -149,8 +153,8 @@ def set_aside_damaged_state(directory):
         return None
     aside = f"{path}.damaged-{int(time.time())}"
     os.replace(path, aside)
-    print(f"warning: {path} was unreadable; moved it to {aside} and looked for the checkpoints "
-          f"themselves.", file=sys.stderr, flush=True)
+    log.warning("%s was unreadable; moved it to %s and looked for the checkpoints themselves.",
+                path, aside)
     return aside
 
 
@@ -169,8 +173,8 @@ def restore_latest(checkpoint, directory):
             # IndexError, ValueError or AssertionError, depending on the damage) means: use an
             # older one; restoring it assigns every variable again.
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            print(f"warning: checkpoint {path} cannot be restored ({first_line[:200]}); trying "
-                  f"the one before it.", file=sys.stderr, flush=True)
+            log.warning("checkpoint %s cannot be restored (%s); trying the one before it.", path,
+                        first_line[:200])
     if checkpoint_paths(directory):
         raise ConfigError(f"no checkpoint in {directory} can be restored into this model. Move "
                           f"the folder aside to start the run afresh.")

@@ -10,6 +10,8 @@ bad flag is answered at once.
 """
 
 import contextlib
+import logging
+import os
 import re
 import sys
 
@@ -45,7 +47,6 @@ def parse_flags(argv, groups=None, about=""):
 def short_help(tool, groups, about=""):
     """The tool's flags, group by group, one line each: ``--name=default`` and the first
     sentence of its help."""
-    import os
     import textwrap
     lines = [f"usage: {os.path.basename(tool)} [--flag=value ...]", ""]
     if about:
@@ -68,11 +69,66 @@ def short_help(tool, groups, about=""):
     return "\n".join(lines)
 
 
+class _UserFormat(logging.Formatter):
+    """``message`` for information, ``warning: message`` (and so on) for the rest."""
+
+    def format(self, record):
+        text = super().format(record)
+        return text if record.levelno <= logging.INFO else f"{record.levelname.lower()}: {text}"
+
+
+def show_messages(level=logging.INFO):
+    """Shows the ``tfp_vae`` loggers' messages as the tools' output: information on stdout,
+    warnings on stderr, each as a plain line. The library itself only logs (a script chooses
+    what to see with :mod:`logging`)."""
+    logger = logging.getLogger("tfp_vae")
+    logger.setLevel(level)
+    logger.propagate = False  # absl's root handler would print them a second time
+    for stream, test in ((sys.stdout, lambda r: r.levelno <= logging.INFO),
+                         (sys.stderr, lambda r: r.levelno > logging.INFO)):
+        handler = logging.StreamHandler(stream)
+        handler.addFilter(test)
+        handler.setFormatter(_UserFormat("%(message)s"))
+        logger.addHandler(handler)
+
+
+class _StdoutOrNothing:
+    """``sys.stdout`` that, once its reader has gone (``bin/train ... | head -1``), sends the
+    rest of the output nowhere instead of raising BrokenPipeError in the middle of training.
+
+    Python ignores SIGPIPE, so every later write to a closed pipe raises; Keras' progress bar
+    and the loggers write on every log interval. On the first such error, the stdout file
+    descriptor is pointed at the null device and the work goes on."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _guard(self, method, *args):
+        try:
+            return getattr(self._stream, method)(*args)
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+            return getattr(self._stream, method)(*args)
+
+    def write(self, text):
+        return self._guard("write", text)
+
+    def flush(self):
+        return self._guard("flush")
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def run(main, groups=None, about=""):
     """Runs ``main()`` as the tool's entry point (see the module docstring); its return value is
     the exit code. ``groups`` (``{title: [flag names]}``) make ``--help``."""
     def guarded(argv):
         del argv  # parse_flags has refused any argument besides the flags
+        sys.stdout = _StdoutOrNothing(sys.stdout)
+        show_messages()
         try:
             return main()
         except errors.Error as e:

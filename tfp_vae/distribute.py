@@ -8,6 +8,7 @@ description gets a message rather than a hang.
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,8 @@ import tensorflow as tf
 from tfp_vae import compat
 from tfp_vae.settings import MAX_PEER_TIMEOUT
 from tfp_vae.errors import ConfigError, Interrupted
+
+log = logging.getLogger(__name__)
 
 
 def ensure_logical_cpus(n):
@@ -219,8 +222,8 @@ def wait_for_peers(own, peers, timeout, poll=0.25):
                                   f"its TF_CONFIG on every host of the cluster (or wait longer "
                                   f"with a larger --peer_timeout).")
             if not told:
-                print(f"waiting for {len(missing)} worker(s) at {', '.join(missing)} (at most "
-                      f"{timeout:g} s)", flush=True)
+                log.info("waiting for %d worker(s) at %s (at most %g s)", len(missing),
+                         ", ".join(missing), timeout)
                 told = True
             time.sleep(poll)
     finally:
@@ -256,6 +259,7 @@ def cluster_stop_requests(strategy):
         if received and signum == signal.SIGINT:
             raise KeyboardInterrupt
         received.append(signum)
+        # Printed, not logged: a signal handler must not take the locks logging holds.
         print(f"\n{signal.Signals(signum).name}: every worker saves a checkpoint at the same "
               f"step, then stops (Ctrl-C again stops this worker at once).", file=sys.stderr,
               flush=True)

@@ -31,7 +31,8 @@ def export(model, path, data=None):
     for name, (fn, signature) in model.export_endpoints().items():
         archive.add_endpoint(name, _check_inputs(name, fn, signature, limits),
                              input_signature=signature)
-    path = os.fspath(path)
+    path = _replaceable(path)
+    files.remove_stale(path)  # what an export killed before this one left
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         archive.write_out(tmp, verbose=False)
@@ -53,6 +54,20 @@ def export(model, path, data=None):
 
 
 
+
+
+def _replaceable(path):
+    """``path`` (``~`` expanded), checked to be missing, an empty folder or a SavedModel: an
+    export replaces only what an export wrote."""
+    path = os.path.expanduser(os.fspath(path))
+    if os.path.lexists(path):
+        if not os.path.isdir(path):
+            raise files.WriteError(f"{path} exists and is not a folder; export to a new folder "
+                                   f"or to an older SavedModel's.")
+        if os.listdir(path) and not os.path.exists(os.path.join(path, "saved_model.pb")):
+            raise files.WriteError(f"{path} is a folder that holds no SavedModel; export to a "
+                                   f"new folder (nothing was replaced).")
+    return path
 
 
 def read_metadata(path):
@@ -201,6 +216,32 @@ def _check_inputs(name, fn, signature, limits):
                     f"{name}: input {spec.name} must lie in [{low}, {high}]"
                     + (" (no NaN or Inf)" if spec.dtype.is_floating else "")
                     + "; got values from", tf.reduce_min(value), "to", tf.reduce_max(value)]))
+            elif spec.dtype.is_floating:  # latents and noise: any finite value
+                checks.append(tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(value)), [
+                    f"{name}: input {spec.name} must be finite (no NaN or Inf)"]))
+        checks += _joint_checks(name, signature, args, limits)
         with tf.control_dependencies(checks):
             return fn(*args)
     return checked
+
+
+def _joint_checks(name, signature, args, limits):
+    """The checks across inputs: batched inputs of one batch size (x and its labels y), and
+    the pictures of ``n`` draws per label or component within the output cap."""
+    import tensorflow as tf
+    named = {spec.name: value for spec, value in zip(signature, args)}
+    batched = [(spec.name, value) for spec, value in zip(signature, args)
+               if spec.shape.rank and spec.shape[0] is None]
+    checks = []
+    if "n" not in named and len(batched) > 1:
+        sizes = tf.stack([tf.shape(value)[0] for _, value in batched])
+        checks.append(tf.debugging.Assert(tf.reduce_all(tf.equal(sizes, sizes[0])), [
+            f"{name}: inputs {' and '.join(k for k, _ in batched)} must have one batch size; "
+            f"got", sizes]))
+    vector = next((k for k in ("y", "components") if k in named), None)
+    if "n" in named and vector:
+        rows = tf.cast(named["n"], tf.int64) * tf.cast(tf.size(named[vector]), tf.int64)
+        most = limits["n"][1]
+        checks.append(tf.debugging.Assert(rows <= most, [
+            f"{name}: n x len({vector}) pictures must be at most {most} (1 GiB); got", rows]))
+    return checks

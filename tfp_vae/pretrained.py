@@ -46,7 +46,7 @@ def path(kind):
 
 
 def resolve(model_dir):
-    """``model_dir`` itself, or the folder of ``pretrained:KIND``."""
+    """``model_dir`` itself (``~`` expanded), or the folder of ``pretrained:KIND``."""
     if model_dir.startswith(PREFIX):
         return path(model_dir[len(PREFIX):])
-    return model_dir
+    return os.path.expanduser(model_dir)

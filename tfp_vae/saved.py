@@ -93,6 +93,25 @@ class SavedVAE:
             rows, cols = images.grid_shape(n)
         return out[self.picture_keys[1] if means else self.picture_keys[0]], rows, cols
 
+    def component_grid(self, components, n, seed, means=False):
+        """``(pictures, rows, cols)``: ``n`` draws from each of the prior's ``components`` (a
+        GMVAE's mixture components, a VampPrior's pseudo-inputs), one row per component.
+        ``means``: the mean pictures instead of draws. ValueError names a wrong component."""
+        if not self.has("sample_components"):
+            raise ValueError(f"needs a GMVAE or VampPrior; {self.path} holds a {self.kind}.")
+        name = "pseudo_inputs" if "pseudo_inputs" in self.config else "k"
+        k = int(self.config[name])
+        try:
+            chosen = [int(c) for c in components]
+        except ValueError:
+            raise ValueError(f"must be integers, got {list(components)}.") from None
+        if any(not 0 <= c < k for c in chosen):
+            raise ValueError(f"must lie in 0..{k - 1} (the model has {name}={k}).")
+        out = self.loaded.sample_components(components=tf.constant(chosen, tf.int32),
+                                            n=tf.constant(n, tf.int32),
+                                            seed=tf.constant([seed, 0], tf.int32))
+        return out[self.picture_keys[1] if means else self.picture_keys[0]], len(chosen), n
+
     def pseudo_input_pictures(self, count=100):
         """The first ``count`` learned pseudo-inputs of a VampPrior, or None for other kinds."""
         if not self.has("pseudo_inputs"):

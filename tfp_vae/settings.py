@@ -11,6 +11,7 @@ from.
 
 import dataclasses
 import math
+import os
 
 from tfp_vae import registry, sources
 from tfp_vae.errors import ConfigError
@@ -146,7 +147,8 @@ class Settings:
                 raise ConfigError(f"--{name} is a setting of the {owners}, not of the "
                                   f"{self.model}.")
         self.hypers = {h.name: h.check(self.hypers.get(h.name, h.default)) for h in kind.hypers}
-        self._check_common()
+        self.out_dir = os.path.expanduser(self.out_dir)  # as --data_dir (the shell leaves '~'
+        self._check_common()  # in --out_dir='~/runs' as it is)
         if self.objective not in kind.objectives:
             takes = [k.name for k in registry.KINDS.values() if self.objective in k.objectives]
             raise ConfigError(f"--objective={self.objective} trains the {', '.join(takes)}; the "

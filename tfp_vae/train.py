@@ -32,6 +32,7 @@ must have the settings it was started with.
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import shutil
@@ -45,6 +46,8 @@ from tfp_vae import (callbacks, checkpoints, distribute, evaluate, export, files
                      pictures, rundir, sources, tasks)
 from tfp_vae.errors import ConfigError, Interrupted
 from tfp_vae.settings import Settings  # noqa: F401  (re-exported: train.Settings)
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -106,7 +109,7 @@ def prepare(settings, held):
         settings.likelihood = settings.default_likelihood(dataset)
     task = tasks.get(settings.kind.task)
     task.check(settings.model, dataset)
-    print(f"data: {dataset.describe()}", flush=True)
+    log.info("data: %s", dataset.describe())
     check_memory(settings, strategy, dataset)
     state = Run(settings, strategy, distribute.is_chief(strategy), dataset, task,
                 os.path.join(settings.out_dir, settings.run_name(dataset)),
@@ -117,7 +120,7 @@ def prepare(settings, held):
     files.writable_dir(state.folder, "the run folder")
     recorded = settings.recorded(state.identity)
     if state.chief:
-        print(f"run folder: {os.path.abspath(state.folder)}", flush=True)
+        log.info("run folder: %s", os.path.abspath(state.folder))
         files.writable_dir(state.checkpoint_dir, "the checkpoint folder")
         held.enter_context(rundir.run_lock(state.folder))
         if os.path.isdir(state.checkpoint_dir):
@@ -140,7 +143,7 @@ def build(state):
     state.manager = tf.train.CheckpointManager(checkpoint, own, max_to_keep=3)
     restored = checkpoints.restore_latest(checkpoint, state.checkpoint_dir)
     if restored:
-        print(f"resumed from {restored}", flush=True)
+        log.info("resumed from %s", restored)
     state.start_step = start = int(model.optimizer.iterations.numpy())
     if start > settings.iter_max:
         raise ConfigError(f"{state.folder} has trained {start} steps already, more than "
@@ -207,9 +210,8 @@ def finish(state, timing):
     steps = int(model.optimizer.iterations.numpy())
     digest = checkpoints.weights_digest(model)
     if startup_seconds is not None:
-        print(f"start-up: {startup_seconds:.1f} s from launch to the end of the first step",
-              flush=True)
-    print(f"step {steps}: weights sha256 {digest}", flush=True)
+        log.info("start-up: %.1f s from launch to the end of the first step", startup_seconds)
+    log.info("step %d: weights sha256 %s", steps, digest)
     start = state.start_step
     results = {"run": settings.run_name(state.dataset), "steps": steps,
                "resumed_from_step": start, "train_seconds": round(train_seconds, 2),
@@ -224,7 +226,7 @@ def finish(state, timing):
         return results
     results.update(state.task.evaluate(model, state.dataset, model.binarized, settings))
     results["wall_seconds"] = round(time.time() - state.started, 2)
-    print(evaluate.format_table(results), flush=True)
+    log.info("%s", evaluate.format_table(results))
     if settings.export:
         export.export(model, os.path.join(state.folder, "savedmodel"), data=state.identity)
     files.write_bytes_atomic(os.path.join(state.folder, "evaluation.json"),
@@ -239,7 +241,7 @@ def finish(state, timing):
     if settings.export:
         lines.append(f"  savedmodel/   bin/sample --model_dir={os.path.join(where, 'savedmodel')}")
     lines.append(f"  logs/         tensorboard --logdir {os.path.join(where, 'logs')}")
-    print("\n".join(lines), flush=True)
+    log.info("%s", "\n".join(lines))
     return results
 
 

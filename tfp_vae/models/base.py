@@ -40,6 +40,19 @@ def as_seed(seed):
     return seed
 
 
+def whole(name, value, low=1):
+    """``value`` as an int when it is a whole number >= ``low`` (2.0 passes, 2.5 and True do
+    not); ValueError naming ``name`` otherwise."""
+    try:
+        number = int(value)
+        exact = not isinstance(value, bool) and number == value
+    except (TypeError, ValueError, OverflowError):
+        exact = False
+    if not exact or number < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}.")
+    return number
+
+
 def _deserialized(net):
     """A network given to a constructor: a Keras layer, or its config from ``get_config``."""
     if isinstance(net, dict):
@@ -48,6 +61,9 @@ def _deserialized(net):
         raise TypeError(f"encoder and decoder must be Keras layers or models, got "
                         f"{type(net).__name__}.")
     return net
+
+
+BOUND_SALT = 0xB0D  # binarises uint8 images given to a bound, apart from its other draws
 
 
 def binarize_seed(seed, salt=0x5EED):
@@ -118,28 +134,26 @@ class BaseVAE(keras.Model):
         if objective != "elbo" and self.conditional:
             raise ValueError(f"the {type(self).__name__} trains on its ELBO only; "
                              f"objective='iwae' is for the unsupervised models.")
-        if int(train_samples) < 1:
-            raise ValueError(f"train_samples must be a positive integer, got {train_samples}.")
-        self.objective, self.train_samples = objective, int(train_samples)
+        self.objective, self.train_samples = objective, whole("train_samples", train_samples)
         if objective == "iwae":
             self.metric_names = ("niwae", "kl", "rec")
-        if int(z_dim) <= 0:
-            raise ValueError(f"z_dim must be a positive integer, got {z_dim}.")
+        z_dim = whole("z_dim", z_dim)
         if image_shape is None:
-            image_shape = (28, 28, 1) if x_dim in (None, 784) else (1, int(x_dim), 1)
-        self.image_shape = tuple(int(d) for d in image_shape)
-        if len(self.image_shape) != 3 or min(self.image_shape) <= 0:
+            image_shape = (28, 28, 1) if x_dim in (None, 784) else (1, whole("x_dim", x_dim), 1)
+        if len(image_shape) != 3:
             raise ValueError(f"image_shape must be (height, width, channels), got {image_shape}.")
-        if x_dim is not None and int(x_dim) != math.prod(self.image_shape):
+        self.image_shape = tuple(whole("image_shape", d) for d in image_shape)
+        if x_dim is not None and whole("x_dim", x_dim) != math.prod(self.image_shape):
             raise ValueError(f"x_dim={x_dim} is not the size of image_shape {self.image_shape}.")
         check_choice("likelihood", likelihood, LIKELIHOODS)
         check_choice("arch", arch, ARCHS)
         if not float(variance) > 0:
             raise ValueError(f"variance must be positive, got {variance}.")
-        self.z_dim, self.x_dim, self.seed = int(z_dim), math.prod(self.image_shape), int(seed)
+        self.z_dim, self.x_dim = z_dim, math.prod(self.image_shape)
+        self.seed = whole("seed", seed, low=0)
         self.likelihood, self.arch, self.variance = likelihood, arch, float(variance)
-        self.iwae_max_rows = int(iwae_max_rows if iwae_max_rows is not None
-                                 else self.default_iwae_max_rows())
+        self.iwae_max_rows = whole("iwae_max_rows", iwae_max_rows if iwae_max_rows is not None
+                                   else self.default_iwae_max_rows())
         self.encoder = self.make_encoder()
         self.decoder = self.make_decoder()
         self.prior_layer = self.make_prior()
@@ -357,19 +371,22 @@ class BaseVAE(keras.Model):
     # --------------------------------------------------------------------------------- bounds
     def negative_elbo(self, x, y=None, seed=None):
         """Per-example single-sample negative ELBO, :func:`tfp_vae.bounds.negative_elbo` (of
-        -log p(x | y) for a model of x given its label y)."""
+        -log p(x | y) for a model of x given its label y). ``x`` in any layout of
+        :meth:`check_inputs` (uint8 images of a Bernoulli model binarised from ``seed``)."""
+        seed = self.fresh_seed(seed)
+        x = self.check_inputs(x, binarize_seed(seed, BOUND_SALT))
         return bounds.negative_elbo(x, self.encode(x, y), lambda z: self.decode(z, y),
-                                    self.prior(), self.fresh_seed(seed),
-                                    analytic_kl=self.analytic_kl)
+                                    self.prior(), seed, analytic_kl=self.analytic_kl)
 
     def negative_iwae(self, x, num_samples, y=None, seed=None, max_rows="model"):
         """Per-example negative IWAE-m bound, :func:`tfp_vae.bounds.negative_iwae`, in chunks of
         the model's ``iwae_max_rows`` (``max_rows=None``: all m samples at once, for
-        training)."""
+        training). ``x`` as for :meth:`negative_elbo`."""
         rows = self.iwae_max_rows if max_rows == "model" else max_rows
+        seed = self.fresh_seed(seed)
+        x = self.check_inputs(x, binarize_seed(seed, BOUND_SALT))
         return bounds.negative_iwae(x, self.encode(x, y), lambda z: self.decode(z, y),
-                                    self.prior(), num_samples, self.fresh_seed(seed),
-                                    max_rows=rows)
+                                    self.prior(), num_samples, seed, max_rows=rows)
 
     # -------------------------------------------------------------------------------- training
     def check_inputs(self, x, binarize_seed=None):

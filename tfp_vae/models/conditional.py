@@ -28,9 +28,7 @@ class ConditionalVAE(base.BaseVAE):
         if kwargs.get("objective", "elbo") != "elbo":
             raise ValueError(f"the {type(self).__name__} trains on its ELBO only; "
                              f"objective='iwae' is for the unsupervised models.")
-        if int(num_classes) < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes}.")
-        self.num_classes = int(num_classes)
+        self.num_classes = base.whole("num_classes", num_classes)
         super().__init__(*args, **kwargs)
 
     def get_config(self):

@@ -25,9 +25,7 @@ class GMVAE(base.BaseVAE):
     analytic_kl = False
 
     def __init__(self, z_dim=10, k=500, iwae_max_rows=None, **kwargs):
-        if int(k) <= 0:
-            raise ValueError(f"k must be a positive integer, got {k}.")
-        self.k = int(k)
+        self.k = base.whole("k", k)
         super().__init__(z_dim=z_dim, iwae_max_rows=iwae_max_rows, **kwargs)
 
     def default_iwae_max_rows(self):

@@ -76,20 +76,23 @@ class SSVAE(conditional.ConditionalVAE):
         the caller has it already) when ``y`` is None, the bound on -log p(x), the reference's;
         given labels ``y``, the bound on -log p(x, y) of the labelled examples (Kingma et al.,
         2014, eq. 6: the VAE's with z's prior and the label's log-prior)."""
+        seed = self.fresh_seed(seed)
+        x = self.check_inputs(x, base.binarize_seed(seed, base.BOUND_SALT))
         if y is not None:
             bound = super().negative_elbo(x, y, seed)
             kl_y = -self.label_prior().log_prob(tf.cast(y, tf.int32))
             return bounds.SemiSupervisedBound(bound.value + kl_y, bound.kl, kl_y, bound.rec)
         return bounds.negative_elbo_marginal_label(
             x, self.classify(x) if q_y is None else q_y, lambda y: self.encode(x, y),
-            self.decode, self.prior(), self.label_prior(), self.fresh_seed(seed))
+            self.decode, self.prior(), self.label_prior(), seed)
 
     def negative_iwae(self, x, num_samples, y=None, seed=None):
         """Per-example negative IWAE-m with the joint proposal q(y | x) q(z | x, y):
 
             -log (1/m) sum_i p(y_i) p(z_i) p(x | z_i, y_i) / (q(y_i | x) q(z_i | x, y_i)).
         """
-        x = tf.convert_to_tensor(x)
+        seed = self.fresh_seed(seed)
+        x = self.check_inputs(x, base.binarize_seed(seed, base.BOUND_SALT))
         if y is not None:  # the bound on -log p(x, y), with the proposal q(z | x, y)
             iwae = super().negative_iwae(x, num_samples, y, seed)
             return bounds.Bound(iwae.value - self.label_prior().log_prob(tf.cast(y, tf.int32)),
@@ -104,8 +107,8 @@ class SSVAE(conditional.ConditionalVAE):
             rec = -self.decode(z, y).log_prob(x)
             kl = q_z.log_prob(z) - p_z.log_prob(z) + q_y.log_prob(y) - p_y.log_prob(y)
             return bounds.Bound(kl + rec, kl, rec)
-        return bounds.importance_weighted(log_weights, num_samples, tf.shape(x)[0],
-                                          self.fresh_seed(seed), self.iwae_max_rows, x.dtype)
+        return bounds.importance_weighted(log_weights, num_samples, tf.shape(x)[0], seed,
+                                          self.iwae_max_rows, x.dtype)
 
     # -------------------------------------------------------------------------------- training
     def loss_and_terms(self, data, seed):

@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 
 from tfp_vae import distributions
-from tfp_vae.models import gmvae
+from tfp_vae.models import base, gmvae
 
 
 @keras.saving.register_keras_serializable(package="tfp_vae")
@@ -26,11 +26,10 @@ class VampPrior(gmvae.GMVAE):
     """
 
     def __init__(self, z_dim=10, pseudo_inputs=500, **kwargs):
-        if int(pseudo_inputs) <= 0:
-            raise ValueError(f"pseudo_inputs must be a positive integer, got {pseudo_inputs}.")
+        pseudo_inputs = base.whole("pseudo_inputs", pseudo_inputs)
         kwargs.pop("k", None)
         kwargs.setdefault("name", "vampprior")
-        super().__init__(z_dim=z_dim, k=int(pseudo_inputs), **kwargs)
+        super().__init__(z_dim=z_dim, k=pseudo_inputs, **kwargs)
 
     @property
     def pseudo_inputs(self):

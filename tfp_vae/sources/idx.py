@@ -17,10 +17,10 @@ canonical MNIST are verified against its SHA-256 digests; every file is digested
 
 import gzip
 import hashlib
+import logging
 import os
 import pathlib
 import re
-import sys
 import zlib
 
 import numpy as np
@@ -28,6 +28,8 @@ import numpy as np
 from tfp_vae.sources.common import (DiskArray, ImageSet, MemoryBudget, DataError, _CHUNK_BYTES,
                                     _shape, check_labels, combine_digests, image_layout,
                                     row_blocks, safe_name)
+
+log = logging.getLogger(__name__)
 
 BUNDLED_DIR = pathlib.Path(__file__).resolve().parent.parent / "mnist"
 
@@ -227,8 +229,8 @@ def load_folder(folder, verify_checksums=True, budget=None):
         have = "train" if "train_labels" in files else "test"
         raise DataError(f"{folder} has IDX labels for the {have} split only; give both splits "
                         f"labels (…-labels-idx1-ubyte.gz) or neither.")
-    print(f"note: {folder} is not a known dataset (not the canonical MNIST files): checked its "
-          f"IDX structure, sizes and labels only.", file=sys.stderr, flush=True)
+    log.info("note: %s is not a known dataset (not the canonical MNIST files): checked its IDX "
+             "structure, sizes and labels only.", folder)
     return _load(files, budget, safe_name(folder.resolve().name), str(folder.resolve()), {})
 
 

@@ -1,6 +1,7 @@
-"""A user's own data, end to end: bin/train for every model the data allows, bin/evaluate,
-bin/sample and the SavedModel, on an IDX dataset of 32x32 images with 3 unequal classes, a Keras
-.npz of colour images, a folder of PNGs and TFDS (mock data); and the bad inputs of a run."""
+"""tfp_vae.train (bin/train) on a user's own data, end to end: every model the data allows,
+bin/evaluate, bin/sample and the SavedModel, on an IDX dataset of 32x32 images with 3 unequal
+classes, a Keras .npz of colour images, a folder of PNGs and TFDS (mock data); and the bad
+inputs of a run."""
 
 import json
 import pathlib
@@ -16,8 +17,11 @@ from conftest import ROOT, run_tool
 from tfp_vae import export, train
 from tfp_vae.errors import ConfigError
 
+
 FAST = ["--iter_max=4", "--iter_save=2", "--log_every=2", "--eval_repeats=2",
         "--iwae_samples=1,3", "--batch_size=8"]
+
+
 CHECK = ["--check_steps=3"]  # the FSVAE's own setting
 
 
