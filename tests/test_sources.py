@@ -341,3 +341,27 @@ def test_tfds_datasets_without_the_extra_say_how_to_install_it(monkeypatch):
     with pytest.raises(sources.DataError, match=r"needs TensorFlow Datasets, an optional part of "
                                                 r"tfp_vae: pip install 'tfp_vae\[tfds\]'"):
         sources.load("tfds:mnist")
+
+
+# ------------------------------------------------------------------------------ labels, classes
+@pytest.mark.parametrize("labels", [np.array([0, 2**63], np.uint64), np.array([0, 2**64 - 1],
+                                    np.uint64), np.array([0.0, 1e19]), np.array([0, 2**31])])
+def test_labels_too_large_to_be_class_numbers_are_refused_not_wrapped(labels):
+    from tfp_vae.sources import common
+    with pytest.raises(DataError, match="labels must be class numbers 0..K-1 with K at most "
+                                        "2,147,483,647"):
+        common.check_labels(labels, 2, "data.npz")
+    assert list(common.check_labels(np.array([0, 2**31 - 2], np.uint64), 2, "x")) == [0, 2**31 - 2]
+
+
+def test_a_huge_class_number_costs_nothing_unconditionally_and_is_refused_conditionally():
+    from tfp_vae import tasks
+    from tfp_vae.errors import ConfigError
+    labels = np.array([0, 1, 10**9, 1])
+    dataset = sources.ImageSet(np.zeros((4, 2, 2, 1), np.uint8), labels,
+                               np.zeros((4, 2, 2, 1), np.uint8), labels, image_shape=(2, 2, 1))
+    assert dataset.num_classes == 10**9 + 1
+    assert list(data.subset_rule(labels, dataset.num_classes)) == [0, 1, 2]  # at once
+    for kind in ("ssvae", "fsvae"):
+        with pytest.raises(ConfigError, match="takes at most 10,000 classes"):
+            tasks.get("supervised" if kind == "fsvae" else "semisupervised").check(kind, dataset)

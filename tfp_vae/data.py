@@ -112,7 +112,8 @@ def subset_rule(labels, num_classes, size=SUBSET_SIZE):
     if labels is None or not num_classes:
         return np.arange(min(size, len(labels) if labels is not None else size))
     per_class = math.ceil(size / num_classes)
-    return np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(num_classes)])
+    return np.concatenate([np.flatnonzero(labels == c)[:per_class]  # classes present, in order
+                           for c in np.unique(labels)] or [np.zeros(0, np.int64)])
 
 
 def test_subset(dataset, binarized=True):

@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from tfp_vae import images
+from tfp_vae import files, images
 
 SIZE = (6.4, 4.0)  # inches; at 100 dpi every plot is 640 x 400 pixels
 DPI = 100
@@ -35,6 +35,7 @@ def _figure():
 
 
 def _save(plt, fig, path):
+    path = files.regular_target(path, "the picture")
     tmp = f"{path}.tmp-{os.getpid()}.png"
     fig.savefig(tmp, dpi=DPI)
     plt.close(fig)
@@ -91,17 +92,26 @@ def iwae_against_m(subset, path):
 
 
 def latent_view(means, labels, path, num_classes=10):
-    """A scatter of latent means coloured by label (first two principal components if needed);
-    one colour when there are no labels."""
-    means = np.asarray(means, np.float64)
-    projected = means.shape[1] > 2
-    if projected:
+    """A scatter of latent means coloured by label: E[z_1 | x] and E[z_2 | x], their first two
+    principal components when z has more dimensions, or, for z of one dimension, E[z | x]
+    against the label (jittered); one colour when there are no labels."""
+    means = np.asarray(means, np.float64).reshape(len(means), -1)
+    labelled = labels is not None and num_classes >= 2
+    dims = means.shape[1]
+    if dims > 2:
         centred = means - means.mean(0)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        means = centred @ vt[:2].T
+        means = centred @ vt[:2].T  # fewer than two columns when the points span less
+    xlabel, ylabel = (("principal component 1 of E[z | x]", "principal component 2 of E[z | x]")
+                      if dims > 2 else ("E[z_1 | x]", "E[z_2 | x]"))
+    if dims == 1:
+        jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(means))
+        second = (np.asarray(labels, np.float64) if labelled else 0.0) + jitter
+        means, ylabel = np.stack([means[:, 0], second], 1), "class" if labelled else "(spread)"
+    means = np.pad(means, [(0, 0), (0, max(0, 2 - means.shape[1]))])
     plt, fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
-    if labels is None or num_classes < 2:
+    if not labelled:
         ax.scatter(means[:, 0], means[:, 1], s=4)
     else:
         cmap = "tab10" if num_classes <= 10 else "tab20" if num_classes <= 20 else "viridis"
@@ -109,8 +119,8 @@ def latent_view(means, labels, path, num_classes=10):
                             vmax=num_classes - 0.5)
         fig.colorbar(points, ticks=range(0, num_classes, max(1, num_classes // 10)),
                      label="digit" if num_classes == 10 else "class")
-    ax.set_xlabel("principal component 1 of E[z | x]" if projected else "E[z_1 | x]")
-    ax.set_ylabel("principal component 2 of E[z | x]" if projected else "E[z_2 | x]")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     fig.tight_layout()
     return _save(plt, fig, path)
 

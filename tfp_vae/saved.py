@@ -77,11 +77,18 @@ class SavedVAE:
         z = self.loaded.encode(x=x, **labels)["mean"]
         return self.loaded.decode(z=z, **labels)[self.picture_keys[1]]
 
-    def sample_grid(self, seed, n=200, means=False):
+    def sample_grid(self, seed, n=None, means=False):
         """``(pictures, rows, cols)``: for the conditional models one row per class and
-        ``n // classes`` columns, each column one shared z; else ``n`` draws in the grid of
-        :func:`tfp_vae.images.grid_shape`. ``means``: the mean pictures instead of draws."""
+        ``n // classes`` columns, each column one shared z (``n`` None: 20 columns of at most 20
+        classes, :func:`tfp_vae.images.shown_classes`, the model's own picture); else ``n``
+        (200) draws in the grid of :func:`tfp_vae.images.grid_shape`. ``means``: the mean
+        pictures instead of draws."""
         seed = tf.constant([seed, 0], tf.int32)
+        key = self.picture_keys[1] if means else self.picture_keys[0]
+        if self.conditional and n is None:
+            out = self.loaded.class_grid(columns=tf.constant(20), seed=seed)
+            return images.class_rows(out[key].numpy(), self.num_classes, 20)
+        n = n or 200
         if self.conditional:
             if n % self.num_classes:
                 raise ValueError(f"must be a multiple of {self.num_classes} for the {self.kind} "
@@ -91,7 +98,7 @@ class SavedVAE:
         else:
             out = self.loaded.sample(n=tf.constant(n, tf.int32), seed=seed)
             rows, cols = images.grid_shape(n)
-        return out[self.picture_keys[1] if means else self.picture_keys[0]], rows, cols
+        return out[key], rows, cols
 
     def component_grid(self, components, n, seed, means=False):
         """``(pictures, rows, cols)``: ``n`` draws from each of the prior's ``components`` (a

@@ -19,6 +19,12 @@ from tfp_vae import data, evaluate
 from tfp_vae.errors import ConfigError
 
 
+# The most classes of a labelled model: the label is one-hot in both networks, the SSVAE's bound
+# sums over every class, and the evaluation draws 100 samples of each class and a K x K
+# confusion matrix.
+MAX_CLASSES = 10_000
+
+
 class Task:
     """The unsupervised task; the others override what differs."""
     name = "unsupervised"
@@ -35,6 +41,11 @@ class Task:
         if dataset.num_classes < 2:
             raise ConfigError(f"the {kind} needs at least 2 classes; {dataset.name} has "
                               f"{dataset.num_classes}.")
+        if dataset.num_classes > MAX_CLASSES:
+            raise ConfigError(f"the {kind} takes at most {MAX_CLASSES:,} classes; "
+                              f"{dataset.name}'s labels number {dataset.num_classes:,} (one more "
+                              f"than the largest). Number the classes 0..K-1 without gaps, or "
+                              f"train an unsupervised model.")
 
     def stream(self, dataset, batch_size, seed, binarized, start_step=0, **hypers):
         """The training stream from ``start_step`` on: images (b, D) in [0, 1]."""

@@ -271,7 +271,9 @@ def check_memory(settings, strategy, dataset):
     kind, kwargs = settings.kind, settings.model_kwargs(dataset)
     components = kwargs.get(kind.components, 1) if kind.components else 1
     samples = kwargs.get("train_samples", 1)
-    if kwargs["z_dim"] * components <= 4096 and settings.batch_size * samples <= 10_000:
+    classes = kwargs.get("num_classes", 0)
+    if kwargs["z_dim"] * components <= 4096 and settings.batch_size * samples <= 10_000 \
+            and classes <= 10:
         return
     need = strategy.num_replicas_in_sync * memory.training_bytes(kind, settings.batch_size,
                                                                  **kwargs)
@@ -279,7 +281,8 @@ def check_memory(settings, strategy, dataset):
         (("train_samples",) if "train_samples" in kwargs else ())
     memory.require(need, f"--model={settings.model} "
                    + " ".join(f"--{flag}={getattr(settings, flag)}" for flag in sizes)
-                   + f" (batch {settings.batch_size})",
+                   + f" (batch {settings.batch_size}" + (f", {classes:,} classes)" if classes
+                                                         else ")"),
                    "choose a smaller " + " or ".join(f"--{flag}" for flag in sizes))
 
 

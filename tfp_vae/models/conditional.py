@@ -8,6 +8,7 @@ digits.
 import keras
 import tensorflow as tf
 
+from tfp_vae import images
 from tfp_vae.models import base
 
 
@@ -104,9 +105,11 @@ class ConditionalVAE(base.BaseVAE):
 
     def sample_grid(self, seed):
         """The reference's picture of a conditional model: :meth:`class_grid` with 20 columns
-        (row = class, column = one shared z), as (images, rows=num_classes, cols=20); Gaussian
-        models picture clip(mean, 0, 1), Bernoulli ones binary draws (``picture_keys[0]``)."""
-        return self.class_grid(20, seed)[self.picture_keys[0]], self.num_classes, 20
+        (row = class, column = one shared z) of at most 20 classes
+        (:func:`tfp_vae.images.shown_classes`), as (images, rows, cols=20); Gaussian models
+        picture clip(mean, 0, 1), Bernoulli ones binary draws (``picture_keys[0]``)."""
+        grid = self.class_grid(20, seed)[self.picture_keys[0]]
+        return images.class_rows(grid, self.num_classes, 20)
 
     def export_endpoints(self):
         x = tf.TensorSpec([None, self.x_dim], tf.float32, name="x")

@@ -277,6 +277,10 @@ def row_blocks(f, shape, dtype, where):
         yield np.frombuffer(raw, dtype).reshape(n, *shape[1:])
 
 
+# The largest class number: labels become int32 in TensorFlow (one-hots, gathers).
+MAX_LABEL = 2**31 - 2
+
+
 def check_labels(labels, count, where):
     """Integer labels (N,) as int64, checked: one per image, integers (integral floats pass),
     finite and non-negative. Raises DataError naming ``where`` otherwise."""
@@ -301,6 +305,9 @@ def check_labels(labels, count, where):
                         f"class numbers 0..K-1 as integers.")
     if len(y) and y.min() < 0:
         raise DataError(f"{where}: labels must be class numbers 0..K-1; found {int(y.min())}.")
+    if len(y) and y.max() > MAX_LABEL:  # before the cast: 2^63 and more would wrap
+        raise DataError(f"{where}: labels must be class numbers 0..K-1 with K at most "
+                        f"{MAX_LABEL + 1:,}; found {y.max():.0f}. Number the classes from 0.")
     return y.astype(np.int64)
 
 
