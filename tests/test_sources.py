@@ -365,3 +365,82 @@ def test_a_huge_class_number_costs_nothing_unconditionally_and_is_refused_condit
     for kind in ("ssvae", "fsvae"):
         with pytest.raises(ConfigError, match="takes at most 10,000 classes"):
             tasks.get("supervised" if kind == "fsvae" else "semisupervised").check(kind, dataset)
+
+
+# ------------------------------------------------------------------------------ hostile files
+def test_npz_labels_are_bounded_by_the_images_before_they_are_read(tmp_path):
+    huge = np.zeros(50_000_000, np.int64)  # 400 MB of labels, 0.4 MB compressed
+    path, _ = makedata.npz_file(tmp_path / "labels.npz", y_train=huge)
+    with pytest.raises(DataError, match=r"y_train: labels must be one integer per image, shape "
+                                        r"\(48,\); got shape \(50000000,\)"):
+        sources.load(data_dir=path, memory_budget="64MiB")
+
+
+def test_fortran_order_images_above_the_budget_are_refused(tmp_path):
+    x = np.asfortranarray(makedata.images((16, 16, 16), (16, 16, 3), seed=3)[0])
+    path, _ = makedata.npz_file(tmp_path / "f.npz", x_train=x)
+    with pytest.raises(DataError, match="stored in Fortran order.*memory_budget"):
+        sources.load(data_dir=path, memory_budget="1KiB")
+    assert len(sources.load(data_dir=path).train_images) == 48  # within the budget: read
+
+
+@pytest.mark.parametrize("source", ["npz", "folder"])
+def test_a_full_temporary_folder_is_named_and_leaves_no_spill_file(tmp_path, monkeypatch,
+                                                                   source):
+    import errno
+    from tfp_vae.sources import common
+
+    class Full:
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(common.os, "fdopen", lambda fd, mode: os.close(fd) or Full())
+    path = makedata.npz_file(tmp_path / "d.npz")[0] if source == "npz" else \
+        makedata.png_folder(tmp_path / "pngs")[0]
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    with pytest.raises(sources.common.WriteError, match=f"cannot hold the images above the "
+                                                        f"memory budget in {spill} \\(No space"):
+        sources.load(data_dir=path, memory_budget="1KiB", spill_dir=str(spill))
+    assert list(spill.iterdir()) == []
+
+
+def test_a_device_or_a_fifo_as_data_is_named_and_never_read(tmp_path):
+    import signal
+    with pytest.raises(DataError, match="--data_dir=/dev/zero is a character device, not a "
+                                        "folder or a file"):
+        sources.load(data_dir="/dev/zero")
+    os.mkfifo(tmp_path / "data.npz")
+    signal.alarm(60)  # a FIFO opened for reading would wait for a writer forever
+    try:
+        with pytest.raises(DataError, match="holds no data that tfp_vae recognises"):
+            sources.load(data_dir=tmp_path)
+        with pytest.raises(DataError, match="is a FIFO, not a folder or a file"):
+            sources.load(data_dir=tmp_path / "data.npz")
+    finally:
+        signal.alarm(0)
+
+
+def test_image_modes_are_read_for_what_they_are(tmp_path):
+    from PIL import Image
+    for label, (name, picture) in enumerate([
+            ("wide.png", Image.fromarray(np.full((6, 6), 32896, np.uint16))),  # 16-bit grey
+            ("grey.gif", Image.fromarray(np.full((6, 6), 77, np.uint8)).convert("P"))]):
+        for i in range(10):
+            (tmp_path / "d" / f"c{label}").mkdir(parents=True, exist_ok=True)
+            picture.save(tmp_path / "d" / f"c{label}" / f"{i}{name[-4:]}")
+    dataset = sources.load(data_dir=tmp_path / "d")
+    assert dataset.image_shape == (6, 6, 1)  # the grey GIF stays grey
+    values = {int(v) for v in np.unique(np.concatenate([dataset.train_images[:],
+                                                          dataset.test_images[:]]))}
+    assert values == {128, 77}  # 32896 / 257 = 128: scaled, not clipped to 255
+
+
+def test_a_decompression_bomb_is_one_error(tmp_path, monkeypatch):
+    from PIL import Image
+    folder, _ = makedata.png_folder(tmp_path / "pngs")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 20x20 images are bombs now
+    with pytest.raises(DataError, match="is too large to decode safely"):
+        sources.load(data_dir=folder)

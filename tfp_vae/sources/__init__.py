@@ -71,6 +71,17 @@ def load(dataset=None, data_dir=None, memory_budget=DEFAULT_BUDGET, verify_check
     return detect(data_dir, budget, verify_checksums, svhn_split)
 
 
+def _kind(path):
+    """What a path that is neither a file nor a folder is, in words."""
+    import stat
+    mode = path.stat().st_mode
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def detect(path, budget=None, verify_checksums=True, svhn_split="extra"):
     """Reads what ``path`` holds: an ``.npz`` file, or a folder of IDX files, of one ``.npz``
     file, of SVHN's ``.mat`` files, or of images in class folders."""
@@ -78,6 +89,9 @@ def detect(path, budget=None, verify_checksums=True, svhn_split="extra"):
     if not path.exists():
         raise DataError(f"--data_dir={path} does not exist. Pass a folder of IDX files, of SVHN's "
                         f".mat files or of images in class folders, or an .npz file.")
+    if not path.is_file() and not path.is_dir():
+        raise DataError(f"--data_dir={path} is {_kind(path)}, not a folder or a file; pass a "
+                        f"folder of data or an .npz file.")
     if path.is_file():
         if path.suffix.lower() == ".npz":
             return npz.load(path, budget)
@@ -85,7 +99,7 @@ def detect(path, budget=None, verify_checksums=True, svhn_split="extra"):
                         f"holds it (IDX or .mat files), or an .npz file.")
     if idx.find_files(path) or idx.canonical_mnist(path):
         return idx.load_folder(path, verify_checksums, budget)
-    archives = sorted(path.glob("*.npz"))
+    archives = sorted(p for p in path.glob("*.npz") if p.is_file())  # no FIFO: it would hang
     if len(archives) > 1:
         raise DataError(f"{path} holds several .npz files ({', '.join(a.name for a in archives)}); "
                         f"pass the one to use as --data_dir=FILE.npz.")

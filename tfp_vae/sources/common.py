@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 
-from tfp_vae.errors import DataError
+from tfp_vae.errors import DataError, WriteError
 
 # The default of --memory_budget: MNIST (55 MB) and SVHN's train split (225 MB) and its extra
 # split (1.6 GB) are held in memory; larger data is read from disk batch by batch.
@@ -221,9 +221,23 @@ class Sink:
         if count is not None and budget.take(count * self.row_bytes):
             self.array = np.empty((count, *row_shape), dtype)
         else:
-            fd, self.path = tempfile.mkstemp(prefix="tfp_vae-", suffix=".rows",
-                                             dir=budget.spill_dir)
-            self.file = os.fdopen(fd, "wb")
+            with self._spilling():
+                fd, self.path = tempfile.mkstemp(prefix="tfp_vae-", suffix=".rows",
+                                                 dir=budget.spill_dir)
+                self.file = os.fdopen(fd, "wb")
+
+    @contextlib.contextmanager
+    def _spilling(self):
+        """File-system faults of the spill file (a full or unwritable temporary folder) as one
+        WriteError that names the folder and the fixes; the spill file is removed."""
+        try:
+            yield
+        except OSError as e:
+            self.abandon()
+            where = self.budget.spill_dir or tempfile.gettempdir()
+            raise WriteError(f"cannot hold the images above the memory budget in {where} "
+                             f"({e.strerror or e}); free space there, point TMPDIR at a folder "
+                             f"with room, or raise --memory_budget.") from None
 
     def write(self, rows):
         rows = np.ascontiguousarray(rows, self.dtype).reshape(-1, *self.row_shape)
@@ -232,14 +246,16 @@ class Sink:
         if self.array is not None:
             self.array[self.written:self.written + len(rows)] = rows
         else:
-            self.file.write(rows.data)
+            with self._spilling():
+                self.file.write(rows.data)
         self.written += len(rows)
 
     def finish(self):
         """The rows written: in memory if they fit the budget, else read from the spill file."""
         if self.array is not None:
             return self.array[:self.written] if self.written < self.count else self.array
-        self.file.close()
+        with self._spilling():
+            self.file.close()
         shape = (self.written, *self.row_shape)
         if self.budget.take(self.written * self.row_bytes):
             array = np.fromfile(self.path, self.dtype).reshape(shape)
@@ -250,9 +266,11 @@ class Sink:
     def abandon(self):
         """Removes the spill file of a sink whose source turned out to be bad."""
         if self.file is not None:
-            self.file.close()
+            with contextlib.suppress(OSError):  # closing flushes, which fails on a full disk
+                self.file.close()
             with contextlib.suppress(OSError):
                 os.remove(self.path)
+            self.file = None
 
     def __enter__(self):
         return self

@@ -7,9 +7,9 @@
 
 Classes are numbered in the sorted order of their folder names, as Keras does. Files ending in
 .png, .jpg, .jpeg, .bmp or .gif are images (decoded with Pillow); other files and hidden
-entries are ignored. Every image must have the same size and be grey or colour alike (RGBA and
-palette images are converted to RGB, grey-with-alpha to grey); anything else is an error naming
-the file.
+entries are ignored. Every image must have the same size and be grey or colour alike (16-bit
+grey is scaled to 8 bits, palette images such as GIFs are grey when their colours are, alpha is
+dropped); 32-bit, float and oversized images are refused naming the file.
 
 **Held-out test split** (when there is no ``test/`` folder): within each class, the files are
 sorted by name and shuffled with ``numpy.random.default_rng([0, class number])``; the first
@@ -117,19 +117,37 @@ def _hold_out(files):
 
 
 def _open(path):
+    """``(raw bytes, image)``: the file decoded by Pillow as 8-bit grey ("L") or colour ("RGB"),
+    each mode read for what it is: 16-bit grey scaled to 8 bits (not clipped), palette images
+    (GIF) grey when their palette is, alpha dropped; 32-bit and float images refused by name, as
+    are images past Pillow's decompression-bomb limit."""
     from PIL import Image, UnidentifiedImageError  # Here: Pillow is needed for image folders only.
     raw = path.read_bytes()
     try:
         image = Image.open(io.BytesIO(raw))
         image.load()
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path} is too large to decode safely ({e}); shrink it or remove it."
+                        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{path} cannot be read as an image ({type(e).__name__}: {e}); replace or "
                         f"remove it.") from None
-    if image.mode in ("1", "L", "LA", "I;16", "I", "F"):
-        image = image.convert("L")
-    else:
-        image = image.convert("RGB")
-    return raw, image
+    if image.mode.startswith("I;16"):  # 16-bit grey: 0..65535 onto 0..255
+        wide = np.asarray(image).astype(np.float64)
+        return raw, Image.fromarray(np.round(wide / 257).astype(np.uint8))
+    if image.mode in ("I", "F"):
+        raise DataError(f"{path} is a {'32-bit integer' if image.mode == 'I' else 'float'} image; "
+                        f"save it as 8-bit (or 16-bit) grey or colour.")
+    if image.mode == "P" and _grey_palette(image):
+        return raw, image.convert("L")
+    return raw, image.convert("L" if image.mode in ("1", "L", "LA") else "RGB")
+
+
+def _grey_palette(image):
+    """Whether every colour a palette image uses is a grey (red = green = blue)."""
+    rgb = np.asarray(image.convert("RGB"))
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1],
+                                                                             rgb[..., 2]))
 
 
 def _layout(path):

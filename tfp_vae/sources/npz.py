@@ -14,6 +14,7 @@ import zlib
 
 import numpy as np
 
+from tfp_vae.errors import Error
 from tfp_vae.sources.common import (DataError, ImageSet, MemoryBudget, check_labels,
                                     check_pixels, combine_digests, image_layout, row_blocks,
                                     safe_name)
@@ -43,10 +44,11 @@ def load(path, budget=None):
             raise DataError(f"{path} has labels for one split only ({only}); give y_train and "
                             f"y_test, or neither.")
         arrays, digests = {}, {}
-        for key in KEYS:
-            if key in members:
+        for key in ("x_train", "x_test", "y_train", "y_test"):  # images first: their counts
+            if key in members:  # bound the labels' size before those are read
+                expected = len(arrays[f"x_{key[2:]}"]) if key.startswith("y") else None
                 arrays[key], digests[key] = _read_member(archive, members[key], path, key,
-                                                         budget, images=key.startswith("x"))
+                                                         budget, key.startswith("x"), expected)
     layouts = {key: image_layout(arrays[key].shape, f"{path}: {key}")
                for key in ("x_train", "x_test")}
     if layouts["x_train"] != layouts["x_test"]:
@@ -65,10 +67,10 @@ def load(path, budget=None):
                     fingerprint=combine_digests(*sorted(digests.items())))
 
 
-def _read_member(archive, member, path, key, budget, images):
+def _read_member(archive, member, path, key, budget, images, expected=None):
     """One array of the archive: images row block by row block into a budget sink (uint8, or
     float32 checked to lie in [0, 1], with 1-channel images given their channel axis); labels
-    whole (they are small)."""
+    whole, once their shape is checked against the ``expected`` number of images."""
     where = f"{path}: {key}"
     digest = hashlib.sha256()
     try:
@@ -81,6 +83,10 @@ def _read_member(archive, member, path, key, budget, images):
                 raise DataError(f"{where} holds Python objects; store numbers (uint8 images, "
                                 f"integer labels).")
             if not images:
+                if len(shape) not in (1, 2) or (len(shape) == 2 and 1 not in shape) or \
+                        max(shape, default=0) != expected:
+                    raise DataError(f"{where}: labels must be one integer per image, shape "
+                                    f"({expected},); got shape {shape}.")
                 raw = f.read(int(np.prod(shape)) * dtype.itemsize + 1)
                 if len(raw) != int(np.prod(shape)) * dtype.itemsize:
                     raise DataError(f"{where} is truncated or has trailing bytes.")
@@ -92,6 +98,10 @@ def _read_member(archive, member, path, key, budget, images):
                 raise DataError(f"{where}: images must be uint8 (0..255) or float in [0, 1], got "
                                 f"{dtype.name}.")
             if fortran:  # rare (numpy writes C order): read it whole, then row by row
+                if not budget.take(int(np.prod(shape)) * dtype.itemsize):
+                    raise DataError(f"{where} is stored in Fortran order, which is read whole, "
+                                    f"and does not fit --memory_budget; save it in C order "
+                                    f"(numpy.ascontiguousarray) or raise --memory_budget.")
                 whole = np.frombuffer(f.read(int(np.prod(shape)) * dtype.itemsize), dtype)
                 whole = whole.reshape(shape, order="F")
                 return _stream(lambda: _blocks_of(whole), shape[0], layout, dtype, budget, where,
@@ -103,7 +113,7 @@ def _read_member(archive, member, path, key, budget, images):
                     raise DataError(f"{where} holds more data than its header declares.")
             return _stream(blocks, shape[0], layout, dtype, budget, where, digest)
     except (OSError, EOFError, ValueError, zlib.error, zipfile.BadZipFile) as e:
-        if isinstance(e, DataError):
+        if isinstance(e, Error):  # the data's own fault (DataError) or the spill's (WriteError)
             raise
         raise DataError(f"{where} cannot be read ({type(e).__name__}: {e}); the file is "
                         f"truncated or corrupt.") from None
