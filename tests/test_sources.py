@@ -444,3 +444,32 @@ def test_a_decompression_bomb_is_one_error(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 20x20 images are bombs now
     with pytest.raises(DataError, match="is too large to decode safely"):
         sources.load(data_dir=folder)
+
+
+# ------------------------------------------------------------------------------ the pixel scale
+def _digits(path, white=16):
+    """scikit-learn's digits as a user saves them: uint8 values 0..16."""
+    x = np.random.default_rng(0).integers(0, white + 1, (48, 8, 8)).astype(np.uint8)
+    return makedata.npz_file(path, x_train=x, x_test=x[:18], y_test=np.arange(18) % 3)[0]
+
+
+def test_dim_integer_images_get_a_note_and_pixel_max_reads_them_on_their_scale(tmp_path, caplog):
+    path = _digits(tmp_path / "digits.npz")
+    with caplog.at_level("INFO", logger="tfp_vae"):
+        plain = sources.load(data_dir=path)
+    assert "brightest pixel of digits is 16 of 255" in caplog.text
+    assert "pass --pixel_max=16" in caplog.text
+    scaled = sources.load(data_dir=path, pixel_max=16)
+    np.testing.assert_array_equal(scaled.train_images,
+                                  np.round(plain.train_images.astype(float) * 255 / 16))
+    assert scaled.train_images.max() == 255 and scaled.fingerprint != plain.fingerprint
+    on_disk = sources.load(data_dir=path, pixel_max=16, memory_budget="1KiB")
+    np.testing.assert_array_equal(on_disk.train_images[:], scaled.train_images)
+    with pytest.raises(DataError, match="pixels up to 16, above --pixel_max=15"):
+        sources.load(data_dir=path, pixel_max=15)
+
+
+def test_float_images_above_one_are_told_to_divide_by_their_white(tmp_path):
+    path, _ = makedata.npz_file(tmp_path / "f.npz", x_train=np.full((48, 16, 16, 3), 16.0))
+    with pytest.raises(DataError, match="divide them by the value that is white in your data"):
+        sources.load(data_dir=path)

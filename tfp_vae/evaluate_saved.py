@@ -25,10 +25,12 @@ class Options:
     """How to evaluate (the flags of ``bin/evaluate``, with the same defaults).
 
     ``seed`` None: the model's training seed. ``dataset``/``data_dir`` None: its training data.
+    ``pixel_max`` None: the scale the model was trained on (255 unless it recorded another).
     """
     dataset: Optional[str] = None
     data_dir: Optional[str] = None
     memory_budget: str = sources.DEFAULT_BUDGET
+    pixel_max: Optional[int] = None
     verify_checksums: bool = True
     svhn_split: str = "train"
     eval_repeats: int = 100
@@ -75,8 +77,18 @@ def test_data(model, options):
     else:  # exports older than the data record
         spec = "svhn" if model.image_shape == (32, 32, 3) else "mnist"
         data_dir = None
+    pixel_max = options.pixel_max if options.pixel_max is not None else \
+        trained_on.get("data_pixel_max")
     dataset = sources.load(spec, data_dir, options.memory_budget, options.verify_checksums,
-                           options.svhn_split, default=registry.get(model.kind).dataset)
+                           options.svhn_split, default=registry.get(model.kind).dataset,
+                           pixel_max=pixel_max)
+    recorded = trained_on.get("data_sha256")
+    if options.dataset is None and options.data_dir is None and recorded \
+            and recorded != dataset.fingerprint:
+        raise errors.DataError(f"{dataset.source} has changed since {model.path} was trained on "
+                               f"it (its SHA-256 is {dataset.fingerprint[:12]}..., the model "
+                               f"records {recorded[:12]}...); pass the test set to use with "
+                               f"--data_dir (or --dataset) to evaluate on it anyway.")
     if tuple(dataset.image_shape) != model.image_shape:
         raise errors.DataError(f"{model.path} models {'x'.join(map(str, model.image_shape))} "
                                f"images, but {dataset.name} holds "

@@ -91,6 +91,7 @@ class Settings:
     svhn_split: str = "extra"
     verify_checksums: bool = True
     memory_budget: str = sources.DEFAULT_BUDGET
+    pixel_max: int = None  # the white of integer images (None: 255)
     likelihood: str = "auto"  # auto: the kind's, else Bernoulli for grey, Gaussian for colour
     arch: str = "mlp"
     out_dir: str = "runs"

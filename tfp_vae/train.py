@@ -104,7 +104,7 @@ def prepare(settings, held):
     strategy = distribute.make_strategy(settings)
     dataset = sources.load(settings.dataset, settings.data_dir, settings.memory_budget,
                            settings.verify_checksums, settings.svhn_split,
-                           default=settings.kind.dataset)
+                           default=settings.kind.dataset, pixel_max=settings.pixel_max)
     if settings.likelihood == "auto":
         settings.likelihood = settings.default_likelihood(dataset)
     task = tasks.get(settings.kind.task)
@@ -370,6 +370,9 @@ def data_identity(settings, dataset):
     """What names the data of a run, recorded in ``settings.json`` and the SavedModel: resuming
     on other data is refused, and ``bin/evaluate`` finds the test set by it."""
     data_dir = settings.data_dir and os.path.abspath(os.path.expanduser(settings.data_dir))
-    return {"data_name": dataset.name, "data_source": dataset.source,
-            "data_sha256": dataset.fingerprint, "data_spec": settings.dataset,
-            "data_dir_resolved": data_dir}
+    identity = {"data_name": dataset.name, "data_source": dataset.source,
+                "data_sha256": dataset.fingerprint, "data_spec": settings.dataset,
+                "data_dir_resolved": data_dir}
+    if settings.pixel_max is not None:  # read on another scale: bin/evaluate reads it so too
+        identity["data_pixel_max"] = settings.pixel_max
+    return identity

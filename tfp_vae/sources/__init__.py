@@ -20,7 +20,7 @@ import pathlib
 
 from tfp_vae.sources import catalog, folder, idx, npz, svhn
 from tfp_vae.sources.common import (DEFAULT_BUDGET, DataError, DiskArray, ImageSet, MemoryBudget,
-                                    parse_size)
+                                    parse_size, pixel_scale)
 
 __all__ = ["load", "check_spec", "ImageSet", "DiskArray", "MemoryBudget", "DataError",
            "DEFAULT_BUDGET", "parse_size", "catalog", "folder", "idx", "npz", "svhn"]
@@ -40,7 +40,7 @@ def check_spec(dataset):
 
 
 def load(dataset=None, data_dir=None, memory_budget=DEFAULT_BUDGET, verify_checksums=True,
-         svhn_split="extra", default="mnist", spill_dir=None):
+         svhn_split="extra", default="mnist", spill_dir=None, pixel_max=None):
     """The :class:`ImageSet` of a dataset (see the table of the module docstring).
 
     Args:
@@ -54,6 +54,8 @@ def load(dataset=None, data_dir=None, memory_budget=DEFAULT_BUDGET, verify_check
       default: the dataset when neither ``dataset`` nor ``data_dir`` is given.
       spill_dir: where decoded data above the budget is written (default: the system's
         temporary folder).
+      pixel_max: the value that is white in integer images (default 255); see
+        :func:`~tfp_vae.sources.common.pixel_scale`, which also notes images that look dim.
     Raises:
       DataError: naming the file, what is wrong and the fix.
     """
@@ -63,12 +65,14 @@ def load(dataset=None, data_dir=None, memory_budget=DEFAULT_BUDGET, verify_check
     if dataset is None and data_dir is None:
         dataset = default
     if dataset == "mnist":
-        return idx.load_mnist(data_dir, verify_checksums, budget)
-    if dataset == "svhn":
-        return svhn.load_svhn(data_dir, svhn_split, budget)
-    if dataset is not None:
-        return catalog.load(dataset[len("tfds:"):], data_dir, budget)
-    return detect(data_dir, budget, verify_checksums, svhn_split)
+        found = idx.load_mnist(data_dir, verify_checksums, budget)
+    elif dataset == "svhn":
+        found = svhn.load_svhn(data_dir, svhn_split, budget)
+    elif dataset is not None:
+        found = catalog.load(dataset[len("tfds:"):], data_dir, budget)
+    else:
+        found = detect(data_dir, budget, verify_checksums, svhn_split)
+    return pixel_scale(found, pixel_max, budget)
 
 
 def _kind(path):

@@ -12,6 +12,7 @@ as they stream, into a temporary file that lives as long as the array.
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -20,6 +21,8 @@ import weakref
 import numpy as np
 
 from tfp_vae.errors import DataError, WriteError
+
+log = logging.getLogger(__name__)
 
 # The default of --memory_budget: MNIST (55 MB) and SVHN's train split (225 MB) and its extra
 # split (1.6 GB) are held in memory; larger data is read from disk batch by batch.
@@ -352,7 +355,9 @@ def check_pixels(images, where):
             raise DataError(f"{where}: images contain NaN or infinite values.")
         if x.size and (x.min() < 0 or x.max() > 1):
             raise DataError(f"{where}: float images must lie in [0, 1], found values in "
-                            f"[{x.min():g}, {x.max():g}]; store uint8 0..255 or divide by 255.")
+                            f"[{x.min():g}, {x.max():g}]; divide them by the value that is white "
+                            f"in your data (255 for 8-bit images), or store them as uint8 and "
+                            f"pass --pixel_max=WHITE.")
         return x
     raise DataError(f"{where}: images must be uint8 (0..255) or float in [0, 1], got "
                     f"{images.dtype.name}.")
@@ -376,3 +381,51 @@ def combine_digests(*parts):
     for name, part in parts:
         digest.update(f"{name}={part};".encode())
     return digest.hexdigest()
+
+
+# Integer images whose largest value is below this use less than half of 0..255: most likely a
+# smaller scale (scikit-learn's digits are 0..16), which 255 would make nearly black.
+DIM = 128
+
+
+def pixel_scale(dataset, pixel_max=None, budget=None):
+    """``dataset`` with uint8 images read on the scale 0..``pixel_max`` (white = ``pixel_max``,
+    rescaled to 0..255, recorded in the fingerprint), or as it is when ``pixel_max`` is None,
+    with a logged note when its images look like a smaller scale (largest value below
+    :data:`DIM`) saying how to read them so.
+
+    Raises:
+      DataError: ``pixel_max`` for float images, or pixels above ``pixel_max``.
+    """
+    if dataset.train_images.dtype != np.uint8:
+        if pixel_max is not None:
+            raise DataError(f"--pixel_max is for integer images; {dataset.name}'s are floats in "
+                            f"[0, 1] already.")
+        return dataset
+    if pixel_max is None:
+        brightest = max(int(np.max(split[:10_000])) if len(split) else 0
+                        for split in (dataset.train_images, dataset.test_images))
+        if brightest < DIM:
+            log.info("note: the brightest pixel of %s is %d of 255, so its images are nearly "
+                     "black as read; if %d is white in this data, pass --pixel_max=%d.",
+                     dataset.name, brightest, brightest, brightest)
+        return dataset
+    if not 1 <= pixel_max <= 255:
+        raise DataError(f"--pixel_max must be in 1..255 (the value that is white in uint8 "
+                        f"images), got {pixel_max}.")
+    budget = MemoryBudget.of(budget)
+    splits = {name: _rescaled(getattr(dataset, name), pixel_max, budget, dataset.name)
+              for name in ("train_images", "test_images")}
+    return dataclasses.replace(dataset, **splits, fingerprint=combine_digests(
+        ("data", dataset.fingerprint), ("pixel_max", pixel_max)))
+
+
+def _rescaled(images, pixel_max, budget, name, rows=8192):
+    with budget.sink(images.shape[1:], np.uint8, len(images)) as sink:
+        for start in range(0, len(images), rows):
+            block = np.asarray(images[start:start + rows])
+            if block.size and block.max() > pixel_max:
+                raise DataError(f"{name} has pixels up to {int(block.max())}, above "
+                                f"--pixel_max={pixel_max}; pass its white value.")
+            sink.write(np.round(block * (255.0 / pixel_max)).astype(np.uint8))
+    return sink.finish()
