@@ -10,6 +10,8 @@ the two cannot be read together.
 import csv
 import io
 import os
+import sys
+import time
 
 import keras
 import numpy as np
@@ -38,9 +40,9 @@ def write_grid(model, path, seed):
 
 class SampleGrids(keras.callbacks.Callback):
     """Writes the model's sample grid to ``<folder>/step=NNNNNNN.png`` every ``every`` steps and
-    at the last step, so that a long run can be watched (the reference checks the FSVAE's grid
-    every 10k steps), and to TensorBoard (tag ``samples/grid``, at the step) when ``log_dir`` is
-    given."""
+    at the last step (:meth:`close`), so that a long run can be watched (the reference checks
+    the FSVAE's grid every 10k steps), and to TensorBoard (tag ``samples/grid``, at the step)
+    when ``log_dir`` is given."""
 
     def __init__(self, folder, every, seed, log_dir=None):
         super().__init__()
@@ -66,7 +68,9 @@ class SampleGrids(keras.callbacks.Callback):
         if step % self.every == 0:
             self._write(step)
 
-    def on_train_end(self, logs=None):
+    def close(self):
+        """At the end of the run (not of each ``fit`` call): the last step's grid, if not yet
+        written, and the board closed."""
         step = int(self.model.optimizer.iterations.numpy())
         if self.last_written is not None and step != self.last_written:
             self._write(step)
@@ -112,41 +116,106 @@ class Validation(keras.callbacks.Callback):
             logs[f"val_{name}"] = float(tf.reduce_mean(tf.concat([p[1][name] for p in parts], 0)))
 
 
-class HistoryCSV(keras.callbacks.CSVLogger):
-    """Keras' CSVLogger with a ``step`` column: the training step each row was logged at, by
-    which a resumed run trims the file (:func:`tfp_vae.guard.trim_history`) and curves are
-    drawn.
+class HistoryCSV(keras.callbacks.Callback):
+    """``history.csv``: one row per log interval, keyed by the training ``step`` it was logged at
+    (first column), then every term of the logs, sorted; a resumed run appends (after
+    :func:`tfp_vae.rundir.trim_history`). Written by hand because Keras' ``CSVLogger`` keys rows
+    by the epoch index, which repeats or shifts when a run is interrupted and resumed.
 
-    A resumed run whose columns differ from the file's (a version that wrote no ``val_``
-    columns) rewrites the file once with the union of both, ``NA`` where a row has no value, so
-    that every row matches the header (Keras would append rows of another width)."""
+    A resumed run whose columns differ from the file's (an older version's, without ``val_``
+    columns or with Keras' ``epoch``) rewrites the file once with the union of both, ``NA``
+    where a row has no value, so that every row matches the header."""
+
+    def __init__(self, filename, log_every):
+        super().__init__()
+        self.filename, self.log_every = filename, log_every
+        self.keys = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {**(logs or {}), "step": int(self.model.optimizer.iterations.numpy())}
         if self.keys is None:
-            self.keys = self._columns(sorted(logs))
-        super().on_epoch_end(epoch, logs)
+            self.keys = self._columns(["step"] + sorted(k for k in logs if k != "step"))
+        row = [str(logs.get(key, "NA")) for key in self.keys]
+        with open(self.filename, "a", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerow(row)
 
     def _columns(self, keys):
-        if not (self.append and os.path.isfile(self.filename)):
+        """The header to write under: ``keys``, or the union with an existing file's."""
+        rows = []
+        if os.path.isfile(self.filename):
+            with open(self.filename, newline="") as f:
+                rows = list(csv.reader(f))
+        if rows and rows[0] == keys:
             return keys
-        with open(self.filename, newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows or rows[0][1:] == keys:
+        if not rows:
+            files.write_bytes_atomic(self.filename, (",".join(keys) + "\n").encode())
             return keys
         header = rows[0]
-        union = sorted(set(header[1:]) | set(keys))
-        lines = [["epoch"] + union]
+        union = ["step"] + sorted((set(header) | set(keys)) - {"step", "epoch"})
+        lines = [union]
         for row in rows[1:]:
             values = dict(zip(header, row))
-            lines.append([values.get(name, "NA") for name in lines[0]])
+            if "step" not in values:  # Keras' CSVLogger rows: epoch e ended at step (e+1) x n
+                values["step"] = str((int(values["epoch"]) + 1) * self.log_every)
+            lines.append([values.get(name, "NA") for name in union])
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows(lines)
-        self.csv_file.close()  # opened by Keras for appending; reopened on the new file
         files.write_bytes_atomic(self.filename, out.getvalue().encode())
-        self.csv_file = open(self.filename, "a")
-        self.writer, self.append_header = None, False
         return union
+
+
+class Progress(keras.callbacks.Callback):
+    """The progress a user reads, on the real training step: one line per log interval (``step
+    2000/20000: loss ..., nelbo ..., val_nelbo ... (4.8 ms/step)``) and, on a terminal, a live
+    line between them (``step 2350/20000 [====>    ] 4.8 ms/step, ETA 1:25``).
+
+    Written by hand because Keras' progress bar counts the steps of an epoch: a run shorter
+    than one log interval shows the whole interval as done, an interrupted epoch jumps to its
+    end, and after a resume its rate and ETA count the steps of the earlier run."""
+
+    def __init__(self, last, live, stream=None, every_seconds=0.5):
+        super().__init__()
+        self.last, self.live, self.every_seconds = last, live, every_seconds
+        self.stream = stream or sys.stdout
+        self._mark = self._shown = None  # (time, step) of the last line; time of the live one
+
+    def _step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def _rate(self, step):
+        """Seconds per step since the last line (None before two points)."""
+        now = time.perf_counter()
+        if self._mark is None or step <= self._mark[1]:
+            return None
+        return (now - self._mark[0]) / (step - self._mark[1])
+
+    def on_train_begin(self, logs=None):
+        self._mark = (time.perf_counter(), self._step())
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.live or time.perf_counter() - (self._shown or 0) < self.every_seconds:
+            return
+        step, rate = self._step(), self._rate(self._step())
+        done = int(20 * step / self.last)
+        text = f"step {step}/{self.last} [{'=' * done}{'>' if done < 20 else ''}" \
+               f"{' ' * (19 - done)}]"
+        if rate:
+            eta = int(rate * (self.last - step))
+            text += f" {1e3 * rate:.1f} ms/step, ETA {eta // 60}:{eta % 60:02d}"
+        self.stream.write("\r" + text.ljust(78))
+        self.stream.flush()
+        self._shown = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = self._step()
+        rate = self._rate(step)
+        terms = ", ".join(f"{k} {float(v):.4g}" for k, v in (logs or {}).items()
+                          if np.ndim(v) == 0)
+        pace = f" ({1e3 * rate:.1f} ms/step)" if rate else ""
+        clear = "\r" + " " * 78 + "\r" if self.live and self._shown else ""
+        self.stream.write(f"{clear}step {step}/{self.last}: {terms}{pace}\n")
+        self.stream.flush()
+        self._mark, self._shown = (time.perf_counter(), step), None
 
 
 class StepBoard(keras.callbacks.Callback):
@@ -176,6 +245,7 @@ class StepBoard(keras.callbacks.Callback):
         for writer in self.writers.values():
             writer.flush()
 
-    def on_train_end(self, logs=None):
+    def close(self):
+        """At the end of the run (not of each ``fit`` call)."""
         for writer in self.writers.values():
             writer.close()

@@ -60,11 +60,13 @@ def training_curves(history_csv, path, steps_per_row):
     plt, fig = _figure()
     steps = [int(float(r["step"])) if "step" in r else (int(r["epoch"]) + 1) * steps_per_row
              for r in rows]
+    marker = "o" if len(rows) < 20 else None  # a run of a few points is drawn at all
     for i, name in enumerate(names):
         ax = fig.add_subplot(1, len(names), i + 1)
-        ax.plot(steps, [float(r[name]) for r in rows], label="train")
+        ax.plot(steps, [float(r[name]) for r in rows], label="train", marker=marker)
         if numeric(f"val_{name}"):
-            ax.plot(steps, [float(r[f"val_{name}"]) for r in rows], label="validation")
+            ax.plot(steps, [float(r[f"val_{name}"]) for r in rows], label="validation",
+                    marker=marker)
             ax.legend(fontsize=7)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)

@@ -108,7 +108,8 @@ class Settings:
     nll_samples: int = 0  # the papers' test NLL, -IWAE-N of every test image (0: off)
     export: bool = True
     deterministic: bool = False
-    verbose: int = None  # Keras fit verbosity; None: a live bar on a terminal, else a line an epoch
+    verbose: int = None  # progress: a line per log interval (2), with a live line between (1);
+    # None: 1 on a terminal, else 2; 0: none
     hypers: dict = None   # the kind's hyperparameters, by name
 
     def __init__(self, **values):

@@ -169,12 +169,20 @@ def fit(state):
     with stops as stop_requested:
         saver = checkpoints.StepCheckpoint(state.manager, settings.iter_save, settings.iter_max,
                                            stop_requested)
+        others = watchers(state)
         t0 = time.time()
-        model.fit(stream, epochs=math.ceil(settings.iter_max / settings.log_every),
-                  initial_epoch=state.start_step // settings.log_every,
-                  steps_per_epoch=settings.log_every, callbacks=[saver] + watchers(state),
-                  shuffle=False, verbose=settings.verbose if settings.verbose is not None else
-                  (1 if sys.stdout.isatty() else 2))
+        for first, steps, epochs in log_intervals(state.start_step, settings.iter_max,
+                                                  settings.log_every):
+            if first != state.start_step:  # the stream of the steps from ``first`` on
+                stream = state.task.stream(state.dataset, settings.batch_size, settings.seed,
+                                           model.binarized, first, **settings.hypers)
+            model.fit(stream, epochs=epochs, steps_per_epoch=steps, callbacks=[saver] + others,
+                      shuffle=False, verbose=0)
+            if saver.failure or saver.interrupted_at is not None:
+                break
+        for callback in others:
+            if hasattr(callback, "close"):
+                callback.close()
         train_seconds = time.time() - t0
     age = process_age()
     startup = None
@@ -189,6 +197,19 @@ def fit(state):
     return train_seconds, startup
 
 
+def log_intervals(start, last, every):
+    """The ``fit`` calls that train from step ``start`` to ``last`` with the logs on the steps
+    that are multiples of ``every`` (and on ``last``): ``(first step, steps per epoch,
+    epochs)``. A run resumed between two multiples first trains up to the next one, so that its
+    points stay on the grid of the run it continues."""
+    head = min(-start % every, last - start)
+    calls = [(start, head, 1)] if head else []
+    rest = last - start - head
+    if rest:  # whole intervals; the last one cut short at ``last`` by the checkpoint callback
+        calls.append((start + head, min(every, rest), math.ceil(rest / every)))
+    return calls
+
+
 def watchers(state):
     """The chief's callbacks besides the checkpoints: sample grids, the validation curve, the
     board and the history (the other workers write none)."""
@@ -200,7 +221,10 @@ def watchers(state):
             callbacks.Validation(state.task.validation(state.dataset, state.model.binarized),
                                  settings.seed),
             callbacks.StepBoard(logs),
-            callbacks.HistoryCSV(state.history, append=True)]
+            callbacks.HistoryCSV(state.history, settings.log_every),
+            *([] if settings.verbose == 0 else [callbacks.Progress(
+                settings.iter_max, live=settings.verbose == 1 or (settings.verbose is None
+                                                                  and sys.stdout.isatty()))])]
 
 
 def finish(state, timing):

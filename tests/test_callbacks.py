@@ -1,0 +1,64 @@
+"""tfp_vae.callbacks and the training loop's log intervals: progress and history on the real
+training step, for short, interrupted and resumed runs."""
+
+import csv
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import FAST_EVAL, QUIET, run_tool
+from tfp_vae import callbacks, train
+
+
+@pytest.mark.parametrize("start, last, every, calls", [
+    (0, 20000, 1000, [(0, 1000, 20)]),
+    (0, 100, 1000, [(0, 100, 1)]),
+    (350, 1000, 100, [(350, 50, 1), (400, 100, 6)]),
+    (950, 1000, 100, [(950, 50, 1)]),
+    (300, 1050, 100, [(300, 100, 8)]),
+])
+def test_log_intervals_keep_the_points_on_the_grid_of_the_run(start, last, every, calls):
+    assert train.log_intervals(start, last, every) == calls
+
+
+def test_a_run_shorter_than_its_log_interval_shows_its_real_steps(tmp_path):
+    proc = run_tool("train", "--model=vae", "--iter_max=10", "--iter_save=10",
+                    "--log_every=1000", f"--out_dir={tmp_path}", *FAST_EVAL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("step 10/10: ")]
+    assert len(lines) == 1 and "loss " in lines[0] and "val_loss " in lines[0], proc.stdout
+    assert "1000/1000" not in proc.stdout
+    run = tmp_path / "model=vae_z=10_run=0000"
+    assert [r["step"] for r in csv.DictReader(open(run / "history.csv"))] == ["10"]
+    curves = tf.io.decode_png(tf.io.read_file(str(run / "curves.png"))).numpy()
+    assert (curves < 128).mean() > 0.005  # more than axes and labels: the point is drawn
+
+
+def test_a_resumed_run_logs_on_the_same_grid_and_each_step_once(tmp_path):
+    settings = dict(model="vae", out_dir=str(tmp_path), log_every=5, **QUIET)
+    train.run(train.Settings(iter_max=7, iter_save=7, **settings))  # stopped between points
+    result = train.run(train.Settings(iter_max=20, iter_save=10, **settings))
+    assert result["resumed_from_step"] == 7
+    rows = list(csv.reader(open(tmp_path / result["run"] / "history.csv")))
+    assert rows[0][0] == "step" and "epoch" not in rows[0]
+    assert [int(r[0]) for r in rows[1:]] == [5, 7, 10, 15, 20]
+
+
+class _Model:  # what Progress reads of a model: the optimiser's step
+    def __init__(self):
+        self.optimizer = type("Adam", (), {"iterations": tf.Variable(0)})()
+
+
+def test_progress_lines_name_the_step_of_the_run_and_its_pace():
+    out = io.StringIO()
+    progress = callbacks.Progress(last=20, live=False, stream=out)
+    progress.set_model(_Model())
+    progress.model.optimizer.iterations.assign(10)  # resumed at 10
+    progress.on_train_begin()
+    progress.model.optimizer.iterations.assign(15)
+    progress.on_train_batch_end(0)
+    progress.on_epoch_end(0, {"loss": np.float32(1.5), "val_loss": 2.0})
+    line = out.getvalue()
+    assert line.startswith("step 15/20: loss 1.5, val_loss 2 (") and line.endswith(" ms/step)\n")
