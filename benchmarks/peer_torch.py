@@ -34,8 +34,9 @@ means nothing on a busy machine; ``--max_seconds`` bounds the timed part of each
 cores) and reported. The loss is recorded every step to check that the timed step is real work:
 the VAE's NELBO must fall below 200 within 500 steps, every model's loss must fall.
 
-The models are written from the description of the reference in ``REFERENCE.md`` (sections 1, 2,
-4, 5: networks, priors, objectives, training loop), not copied from the reference code:
+The models are written from the description of the reference in ``docs/reference.md``
+(sections 1, 2, 4, 5: networks, priors, objectives, training loop), not copied from the
+reference code:
 
 * encoder 784(+10)-300-300-2z with ELU, mean = first half, variance = softplus(second half) + 1e-8;
   decoder z(+10)-300-300-784 with ELU, Bernoulli logits; ``nn.Linear``'s default initialisation;

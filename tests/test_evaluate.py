@@ -1,4 +1,4 @@
-"""The reference evaluation protocol (REFERENCE.md section 7), on stand-in bounds that record
+"""The reference evaluation protocol (docs/reference.md section 7), on stand-in bounds that record
 how they are called."""
 
 import collections

@@ -117,7 +117,7 @@ def negative_iwae(x, posterior, likelihood, prior, num_samples, seed, max_rows=1
         -IWAE_m(x) = -log (1/m) sum_{i=1..m} p(x, z_i) / q(z_i | x),   z_i ~ q(z | x) iid,
 
     computed **per example**: the log-mean-exp runs over the m samples of the same x, never across
-    examples (mixing them is the grouping bug of REFERENCE.md section 11). ``-IWAE_1`` is the
+    examples (mixing them is the grouping bug of docs/reference.md section 11). ``-IWAE_1`` is the
     single-sample negative ELBO with Monte-Carlo KL; ``-IWAE_m`` does not increase with m in
     expectation and tends to ``-log p(x)``.
 

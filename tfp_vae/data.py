@@ -1,7 +1,7 @@
 """Images for the models: the evaluation subsets, the test batches and the ``tf.data`` training
 streams, for any :class:`~tfp_vae.sources.ImageSet` (:func:`tfp_vae.sources.load` reads them).
 
-Pipelines (see ``REFERENCE.md`` sections 5-7):
+Pipelines (see ``docs/reference.md`` sections 5-7):
 
 * :func:`train_dataset` -- shuffled training images, reshuffled every epoch, the last partial batch
   kept (``drop_last=False`` as the reference), and for Bernoulli models **re-binarised with a
@@ -42,8 +42,8 @@ def load_mnist(data_dir=None, verify_checksums=True, budget=None):
                         f"tfp_vae.sources.load('tfds:mnist').")
     return idx.load_mnist(data_dir, verify_checksums, budget)
 
-# Positions within each digit's examples, in file order (REFERENCE.md section 6). Row d lists the
-# picks for digit d; duplicates (test 5: 128, train 4: 2176) are kept as in the reference.
+# Positions within each digit's examples, in file order (docs/reference.md section 6). Row d
+# lists the picks for digit d; duplicates (test 5: 128, train 4: 2176) are kept as in the reference.
 TEST_SUBSET_POSITIONS = (
     (684, 559, 629, 192, 835, 763, 707, 359, 9, 723),
     (277, 599, 1094, 600, 314, 705, 551, 87, 174, 849),
@@ -73,11 +73,6 @@ TRAIN_SUBSET_POSITIONS = (
 _BINARIZE_SALT = 0x5EED
 # Training arrays up to this size are copied into the tf.data graph as a constant (fastest).
 _MAX_CONSTANT_BYTES = 256 << 20
-
-
-
-
-
 
 
 def to_unit_interval(images):
@@ -134,8 +129,8 @@ def test_subset(dataset, binarized=True):
 def labelled_subset(dataset, per_class=10):
     """The SSVAE's labelled training images (continuous, [0, 1]) and their labels.
 
-    On MNIST with 10 per class: the reference's 100 (REFERENCE.md section 6). Otherwise, for each
-    class c in order, ``per_class`` of its training images drawn without replacement with
+    On MNIST with 10 per class: the reference's 100 (docs/reference.md section 6). Otherwise,
+    for each class c in order, ``per_class`` of its training images drawn without replacement with
     ``numpy.random.default_rng([0, c])`` (the same for every run on the same data).
 
     Raises:
@@ -284,11 +279,10 @@ def check_images(x, dim=784, name="images"):
     return x
 
 
-
 def semisupervised_dataset(images, labels, labelled_x, labelled_y, batch_size, seed, start_step=0,
                            binarized=True):
     """The SSVAE stream: every step one unlabelled batch and *all* labelled examples, both
-    re-binarised afresh for Bernoulli models (REFERENCE.md section 5).
+    re-binarised afresh for Bernoulli models (docs/reference.md section 5).
 
     Yields dicts ``{"x", "y", "x_labelled", "y_labelled"}``; ``y`` holds the true labels of the
     unlabelled batch, used only to report training accuracy (never in the loss).

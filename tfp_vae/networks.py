@@ -1,6 +1,6 @@
 """The networks of the models as Keras layers returning distributions.
 
-``arch="mlp"`` (the default) is the reference's (REFERENCE.md section 1): v1 (MNIST):
+``arch="mlp"`` (the default) is the reference's (docs/reference.md section 1): v1 (MNIST):
 x_dim(+y) -> 300 -> 300 -> out, ELU; v2 (SVHN): x_dim(+y) -> 500 -> 500 -> out, ELU. Weights and
 biases use PyTorch's ``nn.Linear`` default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), so that training
 matches the reference (Keras' glorot-uniform kernels and zero biases train measurably differently

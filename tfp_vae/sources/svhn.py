@@ -2,7 +2,7 @@
 
 The official files (http://ufldl.stanford.edu/housenumbers/) are MATLAB files with ``X``, a
 (32, 32, 3, N) uint8 array, and ``y``, an (N, 1) array of labels 1..10 where 10 means digit 0
-(REFERENCE.md section 9). They are read streaming (:mod:`tfp_vae.sources.mat5`): MATLAB stores
+(docs/reference.md section 9). They are read streaming (:mod:`tfp_vae.sources.mat5`): MATLAB stores
 arrays column-major, so each image is a contiguous 3072 bytes, transposed to (32, 32, 3) block by
 block as it is inflated, into memory or, above the memory budget, a file read batch by batch:
 ``extra_32x32.mat`` (531,131 images) takes its 1.63 GB of uint8 once, never twice. Training
