@@ -384,7 +384,7 @@ def test_fortran_order_images_above_the_budget_are_refused(tmp_path):
     assert len(sources.load(data_dir=path).train_images) == 48  # within the budget: read
 
 
-@pytest.mark.parametrize("source", ["npz", "folder"])
+@pytest.mark.parametrize("source", ["npz", "folder", "idx"])
 def test_a_full_temporary_folder_is_named_and_leaves_no_spill_file(tmp_path, monkeypatch,
                                                                    source):
     import errno
@@ -397,8 +397,9 @@ def test_a_full_temporary_folder_is_named_and_leaves_no_spill_file(tmp_path, mon
         def close(self):
             raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(common.os, "fdopen", lambda fd, mode: os.close(fd) or Full())
-    path = makedata.npz_file(tmp_path / "d.npz")[0] if source == "npz" else \
-        makedata.png_folder(tmp_path / "pngs")[0]
+    path = {"npz": lambda: makedata.npz_file(tmp_path / "d.npz")[0],
+            "folder": lambda: makedata.png_folder(tmp_path / "pngs")[0],
+            "idx": lambda: makedata.idx_folder(tmp_path / "idx")[0]}[source]()
     spill = tmp_path / "spill"
     spill.mkdir()
     with pytest.raises(sources.common.WriteError, match=f"cannot hold the images above the "

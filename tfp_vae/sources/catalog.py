@@ -13,6 +13,7 @@ import hashlib
 
 import numpy as np
 
+from tfp_vae.errors import Error
 from tfp_vae.sources.common import DataError, ImageSet, MemoryBudget, combine_digests, safe_name
 
 SPLITS = ("train", "test")
@@ -47,7 +48,7 @@ def load(name, data_dir=None, budget=None, train_split="train"):
         builder.download_and_prepare()
         splits = {s: _read(builder, split, image_key, label_key, shape, budget)
                   for s, split in (("train", train_split), ("test", "test"))}
-    except DataError:
+    except Error:  # the data's fault (DataError) or the spill's (WriteError): as they are
         raise
     except Exception as e:  # noqa: BLE001  TFDS raises many types for "cannot download".
         raise DataError(f"tfds:{name} could not be prepared ({type(e).__name__}: "

@@ -25,6 +25,7 @@ import zlib
 
 import numpy as np
 
+from tfp_vae.errors import Error
 from tfp_vae.sources.common import (DiskArray, ImageSet, MemoryBudget, DataError, _CHUNK_BYTES,
                                     _shape, check_labels, combine_digests, image_layout,
                                     row_blocks, safe_name)
@@ -54,6 +55,22 @@ _MAX_GZIP_RATIO = 1032
 _IDX_NAME = re.compile(r".*-idx(\d)-ubyte(\.gz)?$")
 
 
+def _read_header(f, path, ndims, what, digest):
+    """``(shape, header bytes)`` of the IDX stream ``f``, checked: unsigned bytes, one of
+    ``ndims`` dimensions. The header goes into ``digest``."""
+    magic = _read_exact(f, 4, path, "its magic number")
+    if magic[0] or magic[1] or magic[2] != _UNSIGNED_BYTE:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes (its magic number is "
+                        f"{magic.hex()}; expected 0000080N).")
+    if magic[3] not in ndims:
+        raise DataError(f"{path} declares {magic[3]} dimensions; {what}s have "
+                        f"{' or '.join(map(str, ndims))}.")
+    sizes = _read_exact(f, 4 * magic[3], path, "its header")
+    digest.update(magic + sizes)
+    return tuple(int.from_bytes(sizes[i:i + 4], "big") for i in range(0, len(sizes), 4)), \
+        4 + len(sizes)
+
+
 def read_idx(path, budget=None, ndims=(3, 4), sha256=None, what="IDX file"):
     """Reads one IDX file (gzip-compressed if its name ends in ``.gz``), checking it on the way.
 
@@ -81,16 +98,7 @@ def read_idx(path, budget=None, ndims=(3, 4), sha256=None, what="IDX file"):
     digest = hashlib.sha256()
     try:
         with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
-            magic = _read_exact(f, 4, path, "its magic number")
-            if magic[0] or magic[1] or magic[2] != _UNSIGNED_BYTE:
-                raise DataError(f"{path} is not an IDX file of unsigned bytes (its magic number is "
-                                f"{magic.hex()}; expected 0000080N).")
-            if magic[3] not in ndims:
-                raise DataError(f"{path} declares {magic[3]} dimensions; {what}s have "
-                                f"{' or '.join(map(str, ndims))}.")
-            sizes = _read_exact(f, 4 * magic[3], path, "its header")
-            shape = tuple(int.from_bytes(sizes[i:i + 4], "big") for i in range(0, len(sizes), 4))
-            header = 4 + len(sizes)
+            shape, header = _read_header(f, path, ndims, what, digest)
             count = int(np.prod(shape, dtype=object))
             if compressed and count > _MAX_GZIP_RATIO * file_size + (1 << 16):
                 raise DataError(f"{path}: its header declares shape {_shape(shape)} "
@@ -99,7 +107,6 @@ def read_idx(path, budget=None, ndims=(3, 4), sha256=None, what="IDX file"):
             if not compressed and file_size != header + count:
                 raise DataError(f"{path} is truncated or has trailing bytes: {file_size - header:,}"
                                 f" data bytes for the shape {_shape(shape)} its header declares.")
-            digest.update(magic + sizes)
             held = (*shape, 1) if len(shape) == 3 else shape  # grey images get a channel axis
             if not compressed and not budget.take(count):
                 array = DiskArray(path, header, held)
@@ -110,6 +117,8 @@ def read_idx(path, budget=None, ndims=(3, 4), sha256=None, what="IDX file"):
                 raise DataError(f"{path} holds more data than the shape {_shape(shape)} its header "
                                 f"declares; the file is corrupt (reading stopped there).")
     except (OSError, EOFError, zlib.error) as e:
+        if isinstance(e, Error):  # a DataError, or the spill's WriteError (a full TMPDIR)
+            raise
         raise DataError(f"{what} {path} is truncated or corrupt ({e}). Replace it with a fresh "
                         f"copy.") from None
     hexdigest = digest.hexdigest()
