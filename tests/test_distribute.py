@@ -137,7 +137,7 @@ def test_sigterm_on_one_worker_checkpoints_every_worker_at_the_same_step(tmp_pat
             *FAST_EVAL]
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
     procs = [_worker(workers, i, logs[i], *args) for i in range(2)]
-    _wait_for(logs[0], "Epoch 3/", procs[0])
+    _wait_for(logs[0], "step 20/5000: ", procs[0])
     procs[1].send_signal(signal.SIGTERM)
     assert [proc.wait(timeout=300) for proc in procs] == [130, 130]
     stopped = [re.findall(r"stopped at step (\d+) of 5000", log.read_text()) for log in logs]
