@@ -371,8 +371,7 @@ def test_a_huge_class_number_costs_nothing_unconditionally_and_is_refused_condit
 def test_npz_labels_are_bounded_by_the_images_before_they_are_read(tmp_path):
     huge = np.zeros(50_000_000, np.int64)  # 400 MB of labels, 0.4 MB compressed
     path, _ = makedata.npz_file(tmp_path / "labels.npz", y_train=huge)
-    with pytest.raises(DataError, match=r"y_train: labels must be one integer per image, shape "
-                                        r"\(48,\); got shape \(50000000,\)"):
+    with pytest.raises(DataError, match=r"y_train: 48 images but 50000000 labels"):
         sources.load(data_dir=path, memory_budget="64MiB")
 
 

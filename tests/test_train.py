@@ -102,7 +102,8 @@ def test_colour_npz_gets_the_gaussian_likelihood(folders, tmp_path):
     assert config["likelihood"] == "gaussian"
     result = json.loads((run_dir / "evaluation.json").read_text())
     assert result["binarized"] is False and result["subset"]["images"] == 18
-    assert _png(run_dir / "samples.png").shape == (160, 320, 3)
+    # 10 x 20 images of 16x16, each drawn 32x32 with a 2-pixel line between (images.tile)
+    assert _png(run_dir / "samples.png").shape == (10 * 34 - 2, 20 * 34 - 2, 3)
     loaded = tf.saved_model.load(str(run_dir / "savedmodel"))
     drawn = loaded.sample(n=tf.constant(4), seed=tf.constant([0, 1]))
     assert drawn["image"].shape == (4, 768) and float(tf.reduce_max(drawn["image"])) <= 1.0

@@ -10,9 +10,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("bounds", "callbacks", "checkpoints", "cli", "compat", "data", "distribute",
-               "distributions", "errors", "evaluate", "export", "files", "images", "memory",
-               "models", "networks", "pictures", "pretrained", "registry", "rundir", "saved",
-               "settings", "sources", "tasks", "train")
+               "distributions", "errors", "evaluate", "evaluate_saved", "export", "files",
+               "images", "memory", "models", "networks", "pictures", "pretrained", "registry",
+               "rundir", "saved", "settings", "sources", "tasks", "train")
 
 
 def __getattr__(name):

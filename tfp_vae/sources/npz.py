@@ -82,11 +82,13 @@ def _read_member(archive, member, path, key, budget, images, expected=None):
             if dtype.hasobject:
                 raise DataError(f"{where} holds Python objects; store numbers (uint8 images, "
                                 f"integer labels).")
-            if not images:
-                if len(shape) not in (1, 2) or (len(shape) == 2 and 1 not in shape) or \
-                        max(shape, default=0) != expected:
+            if not images:  # their shape checked before they are read: a few bytes of a
+                if len(shape) not in (1, 2) or (len(shape) == 2 and 1 not in shape):  # zip can
                     raise DataError(f"{where}: labels must be one integer per image, shape "
-                                    f"({expected},); got shape {shape}.")
+                                    f"({expected},); got shape {shape}.")  # declare gigabytes
+                if int(np.prod(shape)) != expected:
+                    raise DataError(f"{where}: {expected} images but {int(np.prod(shape))} "
+                                    f"labels; give one label per image.")
                 raw = f.read(int(np.prod(shape)) * dtype.itemsize + 1)
                 if len(raw) != int(np.prod(shape)) * dtype.itemsize:
                     raise DataError(f"{where} is truncated or has trailing bytes.")
