@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import FAST_EVAL, run_tool
 from tfp_vae import images, models, pictures
 
 
@@ -45,10 +44,3 @@ def test_a_conditional_model_of_many_classes_pictures_twenty_rows(tmp_path):
     assert (rows, cols) == (20, 20) and np.asarray(drawn).shape == (400, 16)
     path = images.write_png(tmp_path / "s.png", images.tile(np.asarray(drawn), rows, cols, 4, 4))
     assert _shape(path) == (20 * 30 - 2, 20 * 30 - 2, 1)
-
-
-def test_bin_train_with_z_of_one_draws_every_picture(tmp_path):
-    proc = run_tool("train", "--model=vae", "--z=1", "--iter_max=20", "--iter_save=20",
-                    f"--out_dir={tmp_path}", *FAST_EVAL)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _shape(tmp_path / "model=vae_z=1_run=0000" / "latent.png")[:2] == (400, 640)

@@ -209,21 +209,17 @@ def test_evaluating_on_data_changed_since_training_is_refused_unless_named(tmp_p
     assert evaluate_saved.run(str(model), named)["data"]["source"] == str(path)
 
 
-def test_dim_data_is_noted_on_stdout_and_pixel_max_is_kept_for_the_evaluation(tmp_path):
+def test_pixel_max_names_the_data_and_is_kept_for_the_evaluation(tmp_path):
+    """(The note on dim data is the loader's: tests/test_sources.py.)"""
     from tfp_vae import evaluate_saved
     x = np.random.default_rng(0).integers(0, 17, (48, 8, 8)).astype(np.uint8)  # digits: 0..16
     path, _ = makedata.npz_file(tmp_path / "digits.npz", x_train=x, x_test=x[:18],
                                 y_test=np.arange(18) % 3)
-    proc = run_tool("train", "--model=vae", f"--data_dir={path}", f"--out_dir={tmp_path}",
-                    "--noexport", *FAST)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "note: the brightest pixel of digits is 16 of 255" in proc.stdout
-    assert "pass --pixel_max=16" in proc.stdout
-    result = train.run(train.Settings(model="vae", data_dir=str(path), pixel_max=16, run=1,
+    result = train.run(train.Settings(model="vae", data_dir=str(path), pixel_max=16,
                                       out_dir=str(tmp_path), iter_max=2, iter_save=2,
                                       log_every=2, eval_repeats=1, iwae_samples=(1,),
                                       full_test=False, verbose=0))
-    assert "pixel_max=16" not in result["run"]  # the scale names the data, not the run
+    assert "pixel_max" not in result["run"]  # the scale names the data, not the run
     options = evaluate_saved.Options(eval_repeats=1, iwae_samples=(1,), full_test=False)
     evaluated = evaluate_saved.run(str(tmp_path / result["run"] / "savedmodel"), options)
     config = json.loads((tmp_path / result["run"] / "config.json").read_text())
