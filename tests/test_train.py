@@ -112,7 +112,7 @@ def test_colour_npz_gets_the_gaussian_likelihood(folders, tmp_path):
     png = tmp_path / "grid.png"
     proc = run_tool("sample", f"--model_dir={run_dir / 'savedmodel'}", f"--out={png}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _png(png).shape == (3 * 16, 20 * 16, 3)  # 20 per class by default
+    assert _png(png).shape == (3 * 34 - 2, 20 * 34 - 2, 3)  # 20 per class by default
 
 
 def test_png_folder_for_the_vae_and_ssvae(folders):
