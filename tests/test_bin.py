@@ -52,6 +52,9 @@ def test_train_writes_the_whole_run(trained):
     run_dir, proc = trained
     assert "Reference protocol" in proc.stdout and "-IWAE-10" in proc.stdout
     assert f"run folder: {run_dir}" in proc.stdout  # where it writes, first
+    progress = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
+    assert [line.split(":")[0] for line in progress[:2]] == ["step 10/20", "step 20/20"]
+    assert "val_loss " in progress[0] and progress[0].endswith(" ms/step)")
     assert f"results in {run_dir}:\n  evaluation.json, samples.png, curves.png" in proc.stdout
     assert f"bin/sample --model_dir={run_dir / 'savedmodel'}" in proc.stdout
     assert f"tensorboard --logdir {run_dir / 'logs'}" in proc.stdout
