@@ -21,6 +21,12 @@ _KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")
           (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
 
 
+def kind_of(mode):
+    """What a file of ``st_mode`` ``mode`` is, in words ("a FIFO", "a folder", ...), or None for
+    a regular file."""
+    return next((kind for test, kind in _KINDS if test(mode)), None)
+
+
 def regular_target(path, what):
     """The real path a file written to ``path`` lands on (``~`` expanded, links followed).
 
@@ -36,11 +42,11 @@ def regular_target(path, what):
         return real
     except OSError as e:
         raise WriteError(f"{named} cannot be checked ({e.strerror or e}).") from None
-    for test, kind in _KINDS:
-        if test(mode):
-            via = f" (a link to {real})" if real != os.path.abspath(path) else ""
-            raise WriteError(f"{named}{via} is {kind}, not a file; pass the name of a new or "
-                             f"regular file.")
+    kind = kind_of(mode)
+    if kind:
+        via = f" (a link to {real})" if real != os.path.abspath(path) else ""
+        raise WriteError(f"{named}{via} is {kind}, not a file; pass the name of a new or "
+                         f"regular file.")
     return real
 
 

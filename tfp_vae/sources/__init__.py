@@ -18,6 +18,7 @@ fit is read from disk batch by batch (:class:`~tfp_vae.sources.common.DiskArray`
 
 import pathlib
 
+from tfp_vae import files
 from tfp_vae.sources import catalog, folder, idx, npz, svhn
 from tfp_vae.sources.common import (DEFAULT_BUDGET, DataError, DiskArray, ImageSet, MemoryBudget,
                                     parse_size, pixel_scale)
@@ -75,17 +76,6 @@ def load(dataset=None, data_dir=None, memory_budget=DEFAULT_BUDGET, verify_check
     return pixel_scale(found, pixel_max, budget)
 
 
-def _kind(path):
-    """What a path that is neither a file nor a folder is, in words."""
-    import stat
-    mode = path.stat().st_mode
-    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
 def detect(path, budget=None, verify_checksums=True, svhn_split="extra"):
     """Reads what ``path`` holds: an ``.npz`` file, or a folder of IDX files, of one ``.npz``
     file, of SVHN's ``.mat`` files, or of images in class folders."""
@@ -94,8 +84,9 @@ def detect(path, budget=None, verify_checksums=True, svhn_split="extra"):
         raise DataError(f"--data_dir={path} does not exist. Pass a folder of IDX files, of SVHN's "
                         f".mat files or of images in class folders, or an .npz file.")
     if not path.is_file() and not path.is_dir():
-        raise DataError(f"--data_dir={path} is {_kind(path)}, not a folder or a file; pass a "
-                        f"folder of data or an .npz file.")
+        kind = files.kind_of(path.stat().st_mode)
+        raise DataError(f"--data_dir={path} is {kind}, not a folder or a file; pass a folder "
+                        f"of data or an .npz file.")
     if path.is_file():
         if path.suffix.lower() == ".npz":
             return npz.load(path, budget)

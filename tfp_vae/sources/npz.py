@@ -19,9 +19,6 @@ from tfp_vae.sources.common import (DataError, ImageSet, MemoryBudget, check_lab
                                     check_pixels, combine_digests, image_layout, row_blocks,
                                     safe_name)
 
-KEYS = ("x_train", "y_train", "x_test", "y_test")
-
-
 def load(path, budget=None):
     """The :class:`~tfp_vae.sources.common.ImageSet` of a Keras-convention ``.npz`` file."""
     path = pathlib.Path(path)
