@@ -171,18 +171,21 @@ def fit(state):
                                            stop_requested)
         others = watchers(state)
         t0 = time.time()
-        for first, steps, epochs in log_intervals(state.start_step, settings.iter_max,
-                                                  settings.log_every):
-            if first != state.start_step:  # the stream of the steps from ``first`` on
-                stream = state.task.stream(state.dataset, settings.batch_size, settings.seed,
-                                           model.binarized, first, **settings.hypers)
-            model.fit(stream, epochs=epochs, steps_per_epoch=steps, callbacks=[saver] + others,
-                      shuffle=False, verbose=0)
-            if saver.failure or saver.interrupted_at is not None:
-                break
-        for callback in others:
-            if hasattr(callback, "close"):
-                callback.close()
+        try:
+            for first, steps, epochs in log_intervals(state.start_step, settings.iter_max,
+                                                      settings.log_every):
+                if first != state.start_step:  # the stream of the steps from ``first`` on
+                    stream = state.task.stream(state.dataset, settings.batch_size,
+                                               settings.seed, model.binarized, first,
+                                               **settings.hypers)
+                model.fit(stream, epochs=epochs, steps_per_epoch=steps,
+                          callbacks=[saver] + others, shuffle=False, verbose=0)
+                if saver.failure or saver.interrupted_at is not None:
+                    break
+        finally:  # the last grid and the boards, also when a second Ctrl-C ends the run
+            for callback in others:
+                if hasattr(callback, "close"):
+                    callback.close()
         train_seconds = time.time() - t0
     age = process_age()
     startup = None
