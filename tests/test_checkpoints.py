@@ -66,12 +66,33 @@ def test_ctrl_c_and_sigkill_then_resume_end_with_the_uninterrupted_weights(tmp_p
     saves the current step and exits 130), started again and killed with SIGKILL at a random
     moment, then started again: it ends at exactly --iter_max steps with the bit-identical weights
     of an uninterrupted run."""
-    args = ["--model=vae", "--iter_max=1000", "--iter_save=100", "--log_every=100",
+    args = ["--model=vae", "--iter_max=600", "--iter_save=100", "--log_every=100",
             "--deterministic", *FAST_EVAL]
-    reference = run_tool("train", *args, f"--out_dir={tmp_path / 'straight'}")
-    assert reference.returncode == 0, reference.stderr[-3000:]
+    # The uninterrupted run goes on beside the interrupted ones (the two cores share the work).
+    reference = _start(*args, f"--out_dir={tmp_path / 'straight'}")
+    try:
+        resumed, stopped = _interrupt_three_ways_then_resume(args, tmp_path / "interrupted")
+        reference_out, reference_err = reference.communicate(timeout=600)
+    finally:
+        if reference.poll() is None:  # a failure above: do not leave it running
+            reference.kill()
+            reference.communicate()
+    assert reference.returncode == 0, reference_err[-3000:]
+    checkpoints = tmp_path / "interrupted" / "model=vae_z=10_run=0000" / "checkpoints"
+    assert "resumed from" in resumed.stdout
+    result = json.loads((checkpoints.parent / "evaluation.json").read_text())
+    assert result["steps"] == 600 and result["resumed_from_step"] > stopped
+    assert (printed_digest(resumed.stdout) == printed_digest(reference_out)
+            == result["weights_sha256"])
+    straight = json.loads((tmp_path / "straight" / checkpoints.parent.name /
+                           "evaluation.json").read_text())
+    assert result["subset"] == straight["subset"]  # the same evaluation, number for number
 
-    out = tmp_path / "interrupted"
+
+def _interrupt_three_ways_then_resume(args, out):
+    """Stops a bin/train of ``args`` with SIGINT, then SIGTERM, then SIGKILL, each after a newer
+    checkpoint, and runs it to the end; returns the last process and the step of the last
+    signalled stop."""
     checkpoints = out / "model=vae_z=10_run=0000" / "checkpoints"
     stopped = 0
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, then a preemption
@@ -81,8 +102,8 @@ def test_ctrl_c_and_sigkill_then_resume_end_with_the_uninterrupted_weights(tmp_p
         stdout, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 130, stderr[-3000:]
         assert f"{sig.name}: saving a checkpoint after this step" in stderr
-        step = int(re.search(r"stopped at step (\d+) of 1000", stderr).group(1))
-        assert stopped < step < 1000
+        step = int(re.search(r"stopped at step (\d+) of 600", stderr).group(1))
+        assert stopped < step < 600
         assert tf.train.latest_checkpoint(checkpoints).endswith(f"ckpt-{step}")
         assert "Traceback" not in stderr
         stopped = step
@@ -94,14 +115,7 @@ def test_ctrl_c_and_sigkill_then_resume_end_with_the_uninterrupted_weights(tmp_p
 
     resumed = run_tool("train", *args, f"--out_dir={out}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed from" in resumed.stdout
-    result = json.loads((checkpoints.parent / "evaluation.json").read_text())
-    assert result["steps"] == 1000 and result["resumed_from_step"] > stopped
-    assert (printed_digest(resumed.stdout) == printed_digest(reference.stdout)
-            == result["weights_sha256"])
-    straight = json.loads((tmp_path / "straight" / checkpoints.parent.name /
-                           "evaluation.json").read_text())
-    assert result["subset"] == straight["subset"]  # the same evaluation, number for number
+    return resumed, stopped
 
 
 def _kill_at_a_random_moment(folder, proc, before_step, max_delay=1.0):
