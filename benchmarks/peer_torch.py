@@ -322,6 +322,23 @@ def run(kind, mnist, variant, warmup, windows, steps, max_seconds=math.inf, seed
     return out
 
 
+def train_only(kind, mnist, steps, variant="eager", seed=0):
+    """Trains a fresh model for ``steps`` steps and nothing else, as a user's training script
+    does (``--train_steps``): the whole process is what benchmarks/speed.py times."""
+    compile_model, fused, compile_opt = VARIANTS[variant]
+    torch.manual_seed(seed)
+    model, stream = make(kind, mnist)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR, **({"fused": True} if fused else {}))
+    loss_fn = torch.compile(model, dynamic=False) if compile_model else model
+    opt_step = torch.compile(optimizer.step) if compile_opt else optimizer.step
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss, _ = loss_fn(*next(stream))
+        loss.backward()
+        opt_step()
+    return float(loss)
+
+
 def loss_summary(kind, history):
     """First and last optimised loss (means of 20 steps), the VAE's NELBO around step 500."""
     names = METRICS[kind]
@@ -412,6 +429,10 @@ def main():
                         help="use Inductor's usual cache folder (compile times then depend on "
                         "earlier runs); by default a fresh one, so they are cold")
     parser.add_argument("--json", default="", help="write the results here")
+    parser.add_argument("--train_steps", type=int, default=0,
+                        help="only train the first of --models for this many steps with the "
+                        "first of --variants, then exit (a whole process, as "
+                        "benchmarks/speed.py times it)")
     args = parser.parse_args()
     kinds = [k.strip().lower() for k in args.models.split(",") if k.strip()]
     if not kinds or any(k not in MODELS for k in kinds):
@@ -430,6 +451,10 @@ def main():
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     mnist = load_data()
+    if args.train_steps:
+        loss = train_only(kinds[0], mnist, args.train_steps, variants[0])
+        print(f"{kinds[0]} {variants[0]}: {args.train_steps} steps, last loss {loss:.2f}")
+        return 0
     print(f"PyTorch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}, "
           f"Python {platform.python_version()}, {os.cpu_count()} cores; batch {BATCH} (SSVAE: "
           f"{BATCH} unlabelled + {LABELLED} labelled), Adam lr {LR}", flush=True)
