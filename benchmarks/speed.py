@@ -40,7 +40,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(ROOT, "benchmarks")
 CHEAP = ["--eval_repeats=1", "--iwae_samples=1", "--nofull_test", "--noexport",
-         "--jit_compile=true", "--verbose=0"]
+         "--jit_compile=true"]
 EPOCH = 619  # steps in one epoch of MNIST's 60,000 training images in batches of 97
 LENGTHS = {"vae": (EPOCH, 5 * EPOCH), "gmvae": (EPOCH, 5 * EPOCH), "ssvae": (100, 600)}
 BEGIN, END = "<!-- speed.py begin -->", "<!-- speed.py end -->"
