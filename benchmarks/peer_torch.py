@@ -268,16 +268,23 @@ VARIANTS = {"eager": (False, False, False), "compile": (True, False, False),
 DEFAULT_VARIANTS = "eager,compile,eager_fused,compile_opt"
 
 
-def run(kind, mnist, variant, warmup, windows, steps, max_seconds=math.inf, seed=0):
-    """Trains a fresh model for 2 + warmup + windows * steps steps; returns timings and losses.
-    After ``max_seconds`` (compilation not counted) the windows left are skipped: on a busy
-    machine a step can take 100 times as long."""
+def setup(kind, mnist, variant, seed):
+    """A fresh model of ``kind`` set up as ``variant`` says: ``(optimizer, loss function,
+    optimiser step, stream)``."""
     compile_model, fused, compile_opt = VARIANTS[variant]
     torch.manual_seed(seed)
     model, stream = make(kind, mnist)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR, **({"fused": True} if fused else {}))
     loss_fn = torch.compile(model, dynamic=False) if compile_model else model
     opt_step = torch.compile(optimizer.step) if compile_opt else optimizer.step
+    return optimizer, loss_fn, opt_step, stream
+
+
+def run(kind, mnist, variant, warmup, windows, steps, max_seconds=math.inf, seed=0):
+    """Trains a fresh model for 2 + warmup + windows * steps steps; returns timings and losses.
+    After ``max_seconds`` (compilation not counted) the windows left are skipped: on a busy
+    machine a step can take 100 times as long."""
+    optimizer, loss_fn, opt_step, stream = setup(kind, mnist, variant, seed)
     history = []
 
     def step(batch):
@@ -325,12 +332,7 @@ def run(kind, mnist, variant, warmup, windows, steps, max_seconds=math.inf, seed
 def train_only(kind, mnist, steps, variant="eager", seed=0):
     """Trains a fresh model for ``steps`` steps and nothing else, as a user's training script
     does (``--train_steps``): the whole process is what benchmarks/speed.py times."""
-    compile_model, fused, compile_opt = VARIANTS[variant]
-    torch.manual_seed(seed)
-    model, stream = make(kind, mnist)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR, **({"fused": True} if fused else {}))
-    loss_fn = torch.compile(model, dynamic=False) if compile_model else model
-    opt_step = torch.compile(optimizer.step) if compile_opt else optimizer.step
+    optimizer, loss_fn, opt_step, stream = setup(kind, mnist, variant, seed)
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
         loss, _ = loss_fn(*next(stream))
