@@ -252,7 +252,16 @@ def train_dataset(images, batch_size, seed, start_step=0, binarized=True, labels
 
     ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_batches)
     ds = ds.skip(offset).enumerate(start=int(start_step))
-    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(_STREAM_OPTIONS)
+
+
+# tf.data's autotuning thread off for the training streams: with it, destroying the stream's
+# iterator after a `fit` sometimes waited 2-16 s inside Python's garbage collection (5 of 15
+# bin/train runs of the SSVAE; 0 of 6 without it, at the same speed per step), which landed at
+# the end of runs and at random points of the test suite. The batches are the same either way.
+_STREAM_OPTIONS = tf.data.Options()
+_STREAM_OPTIONS.autotune.enabled = False
 
 
 def eval_dataset(x, batch_size=1000):
@@ -295,4 +304,5 @@ def semisupervised_dataset(images, labels, labelled_x, labelled_y, batch_size, s
         lambda step: binarize(xl, tf.stack([tf.cast(seed, tf.int64) + 2 * _BINARIZE_SALT, step]))
         if binarized else xl))
     return tf.data.Dataset.zip(unlabelled, labelled).map(no_autograph(
-        lambda u, xl_step: {"x": u[0], "y": u[1], "x_labelled": xl_step, "y_labelled": yl}))
+        lambda u, xl_step: {"x": u[0], "y": u[1], "x_labelled": xl_step, "y_labelled": yl})
+    ).with_options(_STREAM_OPTIONS)
