@@ -148,3 +148,14 @@ def test_labels_out_of_range_are_a_clear_error(mnist_copy):
 def test_the_old_source_argument_of_load_mnist_is_refused():
     with pytest.raises(TypeError, match="takes no source"):
         data.load_mnist(None, "tfds")
+
+
+def test_training_streams_run_without_tf_data_autotuning():
+    """Destroying an autotuned stream's iterator after fit sometimes waited seconds inside the
+    garbage collection (tfp_vae.data._STREAM_OPTIONS); both streams must keep it off."""
+    images = np.zeros((6, 4), np.uint8)
+    plain = data.train_dataset(images, 2, seed=0)
+    labelled = data.semisupervised_dataset(images, np.arange(6) % 2, images[:2].astype(np.float32),
+                                           np.array([0, 1]), 2, seed=0)
+    assert plain.options().autotune.enabled is False
+    assert labelled.options().autotune.enabled is False
