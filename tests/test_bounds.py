@@ -370,3 +370,8 @@ def test_philox_normal_draws_as_tfd_normal_without_xla_and_fast_valid_draws_with
     assert not np.array_equal(first, draw(tf.constant([4, 3])).numpy())
     np.testing.assert_allclose(first.mean(0), loc, atol=4 * 2.0 / np.sqrt(20000))
     np.testing.assert_allclose(first.std(0), scale, rtol=0.03)
+
+
+def test_kl_warmup_weight_rises_linearly_from_zero_to_one_then_stays():
+    weights = [float(bounds.kl_warmup_weight(step, 100)) for step in (0, 1, 50, 99, 100, 5000)]
+    np.testing.assert_allclose(weights, [0.0, 0.01, 0.5, 0.99, 1.0, 1.0], rtol=1e-7)

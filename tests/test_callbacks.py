@@ -12,15 +12,22 @@ from conftest import QUIET
 from tfp_vae import callbacks, train
 
 
-@pytest.mark.parametrize("start, last, every, calls", [
-    (0, 20000, 1000, [(0, 1000, 20)]),
-    (0, 100, 1000, [(0, 100, 1)]),
-    (350, 1000, 100, [(350, 50, 1), (400, 100, 6)]),
-    (950, 1000, 100, [(950, 50, 1)]),
-    (300, 1050, 100, [(300, 100, 8)]),
+@pytest.mark.parametrize("start, last, every, per_call, calls", [
+    (0, 20000, 1000, 50, [(0, 1000, 20, True)]),
+    (0, 100, 1000, 50, [(0, 100, 1, True)]),
+    (350, 1000, 100, 50, [(350, 50, 1, True), (400, 100, 6, True)]),
+    (950, 1000, 100, 50, [(950, 50, 1, True)]),
+    # the tail after the last whole interval: its own call, its last execution shorter
+    (300, 1050, 100, 50, [(300, 100, 7, True), (1000, 50, 1, True)]),
+    (0, 3095, 1000, 50, [(0, 1000, 3, True), (3000, 95, 1, True)]),
+    # resumed off the steps-per-call grid: up to it unlogged, then as the run it continues
+    (1234, 3095, 1000, 50, [(1234, 16, 1, False), (1250, 750, 1, True), (2000, 1000, 1, True),
+                            (3000, 95, 1, True)]),
+    (1234, 1250, 1000, 50, [(1234, 16, 1, True)]),  # ... logged when it ends the run
+    (1234, 1240, 1000, 50, [(1234, 6, 1, True)]),
 ])
-def test_log_intervals_keep_the_points_on_the_grid_of_the_run(start, last, every, calls):
-    assert train.log_intervals(start, last, every) == calls
+def test_fit_calls_keep_the_points_on_the_grid_of_the_run(start, last, every, per_call, calls):
+    assert train.fit_calls(start, last, every, per_call) == calls
 
 
 def test_a_run_shorter_than_its_log_interval_shows_its_real_steps(tmp_path, capsys):

@@ -1,6 +1,8 @@
 """tfp_vae.checkpoints: kills, Ctrl-C and SIGTERM resume to the uninterrupted weights, damaged
 checkpoints and state files, full disks, divergence, determinism."""
 
+import contextlib
+import csv
 import json
 import os
 import random
@@ -18,6 +20,7 @@ from conftest import (FAST_EVAL, QUIET, ROOT, RUN, copy_run, printed_digest, run
                       vae_settings, wait_for_checkpoint)
 from test_fsvae import write_svhn_mat
 from tfp_vae import errors, models, train
+from tfp_vae.checkpoints import StepCheckpoint
 from tfp_vae.errors import WriteError
 from tfp_vae.models import base
 from tfp_vae.sources import svhn
@@ -61,6 +64,24 @@ def _start(*args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@contextlib.contextmanager
+def _uninterrupted(*args):
+    """A bin/train of ``args`` running beside the block (the two cores share the work); yields
+    a function that waits for it and returns its stdout. Killed if the block fails."""
+    reference = _start(*args)
+
+    def finished():
+        out, err = reference.communicate(timeout=600)
+        assert reference.returncode == 0, err[-3000:]
+        return out
+    try:
+        yield finished
+    finally:
+        if reference.poll() is None:
+            reference.kill()
+            reference.communicate()
+
+
 def test_ctrl_c_and_sigkill_then_resume_end_with_the_uninterrupted_weights(tmp_path):
     """A real bin/train is stopped by SIGINT, started again and stopped by SIGTERM (each time it
     saves the current step and exits 130), started again and killed with SIGKILL at a random
@@ -68,16 +89,9 @@ def test_ctrl_c_and_sigkill_then_resume_end_with_the_uninterrupted_weights(tmp_p
     of an uninterrupted run."""
     args = ["--model=vae", "--iter_max=600", "--iter_save=100", "--log_every=100",
             "--deterministic", *FAST_EVAL]
-    # The uninterrupted run goes on beside the interrupted ones (the two cores share the work).
-    reference = _start(*args, f"--out_dir={tmp_path / 'straight'}")
-    try:
+    with _uninterrupted(*args, f"--out_dir={tmp_path / 'straight'}") as reference:
         resumed, stopped = _interrupt_three_ways_then_resume(args, tmp_path / "interrupted")
-        reference_out, reference_err = reference.communicate(timeout=600)
-    finally:
-        if reference.poll() is None:  # a failure above: do not leave it running
-            reference.kill()
-            reference.communicate()
-    assert reference.returncode == 0, reference_err[-3000:]
+        reference_out = reference()
     checkpoints = tmp_path / "interrupted" / "model=vae_z=10_run=0000" / "checkpoints"
     assert "resumed from" in resumed.stdout
     result = json.loads((checkpoints.parent / "evaluation.json").read_text())
@@ -154,9 +168,7 @@ def test_ssvae_and_fsvae_resume_after_sigkill_with_the_uninterrupted_weights(tmp
             write_svhn_mat(folder / name, n, seed)
         args += [f"--data_dir={folder}", "--batch_size=16", "--check_steps=5"]
         run, compared = "model=fsvae_dataset=svhn_run=0000", "sample_check"
-    # The uninterrupted run goes on beside the interrupted one (the two cores share the work).
-    reference = _start(*args, f"--out_dir={tmp_path / 'straight'}")
-    try:
+    with _uninterrupted(*args, f"--out_dir={tmp_path / 'straight'}") as reference:
         out = tmp_path / "interrupted"
         checkpoints = out / run / "checkpoints"
         killed_at = _kill_at_a_random_moment(checkpoints, _start(*args, f"--out_dir={out}"),
@@ -164,12 +176,7 @@ def test_ssvae_and_fsvae_resume_after_sigkill_with_the_uninterrupted_weights(tmp
         resumed = run_tool("train", *args, f"--out_dir={out}")
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert f"resumed from {checkpoints / f'ckpt-{killed_at}'}" in resumed.stdout
-        stdout, stderr = reference.communicate(timeout=600)
-    finally:
-        if reference.poll() is None:  # a failure above: do not leave it running
-            reference.kill()
-            reference.communicate()
-    assert reference.returncode == 0, stderr[-3000:]
+        stdout = reference()
     result = json.loads((out / run / "evaluation.json").read_text())
     assert result["steps"] == 40 and 10 <= result["resumed_from_step"] == killed_at < 40
     assert printed_digest(resumed.stdout) == printed_digest(stdout) == result["weights_sha256"]
@@ -232,6 +239,31 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, capl
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(f"checkpoint {folder / 'ckpt-20'} cannot be restored" in m for m in warned)
     assert result["resumed_from_step"] == 10 and result["steps"] == 30
+
+
+def test_a_run_resumed_off_the_grid_keeps_its_steps_per_call_and_its_weights(tmp_path,
+                                                                             monkeypatch):
+    """Resumed at step 13 and ending at 37 with 10 steps per call (checkpoints every 10, logs
+    every 30): calls end on the checkpoint steps and at 37, and the weights are those of one
+    step per call."""
+    ends = []
+    on_end = StepCheckpoint.on_train_batch_end
+
+    def spy(self, batch, logs=None):
+        ends.append(int(self.model.optimizer.iterations.numpy()))
+        return on_end(self, batch, logs)
+    every = dict(iter_save=10, log_every=30)
+    one = train.run(vae_settings(tmp_path / "one", iter_max=37, steps_per_execution=1, **every))
+    train.run(vae_settings(tmp_path / "cut", iter_max=13, steps_per_execution=1, **every))
+    monkeypatch.setattr(StepCheckpoint, "on_train_batch_end", spy)
+    resumed = train.run(vae_settings(tmp_path / "cut", iter_max=37, **every))
+    assert resumed["resumed_from_step"] == 13 and ends == [20, 30, 37]
+    assert resumed["weights_sha256"] == one["weights_sha256"]
+    run_dir = tmp_path / "cut" / RUN
+    assert {"ckpt-20.index", "ckpt-30.index", "ckpt-37.index"} <= \
+        {p.name for p in (run_dir / "checkpoints").glob("*.index")}
+    with open(run_dir / "history.csv") as f:  # steps 14-20 count in no row (a call of their own)
+        assert [row["step"] for row in csv.DictReader(f)] == ["13", "30", "37"]
 
 
 def test_several_steps_per_call_name_the_range_of_a_divergence(tmp_path, monkeypatch):

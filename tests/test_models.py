@@ -244,3 +244,53 @@ def test_evaluate_under_two_replicas():
     reference = single.evaluate(_mock_images(30), batch_size=15, verbose=0, return_dict=True)
     assert np.isfinite(result["nelbo"])
     np.testing.assert_allclose(result["kl"], reference["kl"], rtol=1e-4)  # analytic: no noise
+
+
+def _compiled_vae(**kwargs):
+    """A small compiled VAE, the same weights whatever ``kwargs``."""
+    keras.utils.set_random_seed(0)
+    model = models.VAE(z_dim=2, image_shape=(4, 4, 1), **kwargs)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def test_kl_warmup_and_free_bits_weigh_the_training_kl_and_report_the_true_bound():
+    """Bowman et al. (2016) / Sønderby et al. (2016): rec + (t / T) KL at step t < T; Kingma et
+    al. (2016): rec + max(lambda, mean KL); the reported terms stay the true bound's."""
+    x = tf.constant(np.random.default_rng(0).integers(0, 2, (6, 16)).astype(np.float32))
+    seed = tf.constant([1, 2])
+    plain = _compiled_vae()
+    loss, terms = plain.loss_and_terms(x, seed)
+    assert float(loss) == float(tf.reduce_mean(terms["nelbo"]))  # no option: the bound, exactly
+    rec, kl = float(np.mean(terms["rec"])), float(np.mean(terms["kl"]))
+    warm = _compiled_vae(kl_warmup=100)
+    for step, weight in ((0, 0.0), (25, 0.25), (100, 1.0), (400, 1.0)):
+        warm.optimizer.iterations.assign(step)
+        loss, warm_terms = warm.loss_and_terms(x, seed)
+        np.testing.assert_allclose(float(loss), rec + weight * kl, rtol=1e-6)
+        np.testing.assert_allclose(warm_terms["nelbo"], terms["nelbo"], rtol=1e-6)
+    for floor in (0.5 * kl, 2 * kl):
+        loss, _ = _compiled_vae(free_bits=floor).loss_and_terms(x, seed)
+        np.testing.assert_allclose(float(loss), rec + max(floor, kl), rtol=1e-6)
+    # Below the floor the KL term gives the encoder's variance no gradient of its own.
+    model = _compiled_vae(free_bits=2 * kl)
+    with tf.GradientTape() as tape:
+        loss, _ = model.loss_and_terms(x, seed)
+    grads = tape.gradient(loss, model.trainable_variables)
+    with tf.GradientTape() as tape:
+        rec_only = tf.reduce_mean(model.loss_and_terms(x, seed)[1]["rec"])
+    expected = tape.gradient(rec_only, model.trainable_variables)
+    for g, e in zip(grads, expected):
+        if e is not None:
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(kl_warmup=-1), "kl_warmup must be a whole number >= 0"),
+    (dict(free_bits=float("nan")), "free_bits must be a finite number >= 0"),
+    (dict(objective="iwae", kl_warmup=10), "objective='iwae' has none"),
+])
+def test_kl_options_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        models.VAE(z_dim=2, image_shape=(4, 4, 1), **kwargs)

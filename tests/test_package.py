@@ -1,6 +1,7 @@
 """The package as installed: a light import, every module reachable, pretrained models after a
 plain `pip install .`."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,8 @@ def test_pretrained_models_are_reachable_after_a_plain_install(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
                    check=True, timeout=300)
     python = venv / "bin" / "python"
+    # The environment a user has: no PYTHONPATH pointing at a checkout (e.g. the clone under test).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     source = tmp_path / "source"  # pip builds in the tree it installs: keep the clone clean
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
         ".git", "build", "*.egg-info", "__pycache__", "runs", ".pytest_cache", ".hypothesis"))
@@ -44,15 +47,15 @@ def test_pretrained_models_are_reachable_after_a_plain_install(tmp_path):
     # [build-system] asks for, whatever this interpreter happens to have installed.
     install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
                               str(source)],
-                             capture_output=True, text=True, timeout=600)
+                             capture_output=True, text=True, timeout=600, env=env)
     assert install.returncode == 0, install.stderr[-3000:]
     where = subprocess.run([str(python), "-c", "import tfp_vae.pretrained as p; "
                             "print(p.__file__); print(p.path('gmvae'))"],
-                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     module, found = where.stdout.split()
     assert module.startswith(str(venv)) and found == str(venv / "share" / "tfp_vae" /
                                                           "savedmodels" / "gmvae")
     proc = subprocess.run([str(venv / "bin" / "sample"), "--model_dir=pretrained:vae",
                            f"--out={tmp_path / 'grid.png'}"], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
+                          timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0 and (tmp_path / "grid.png").is_file(), proc.stderr[-3000:]

@@ -1,5 +1,5 @@
 """tfp_vae.settings: choices checked once, alike by the settings, the models and the networks;
-steps per execution that divide every boundary."""
+steps per execution that divide the checkpoint and log intervals."""
 
 import pytest
 
@@ -23,21 +23,22 @@ def test_an_unknown_arch_or_likelihood_is_refused_alike_by_config_model_and_netw
         builder()
 
 
-@pytest.mark.parametrize("settings, start, expected", [
-    (dict(iter_save=10000, log_every=1000, iter_max=20000), 0, 50),
-    (dict(iter_save=10000, log_every=1000, iter_max=20000), 10150, 50),
-    (dict(iter_save=10000, log_every=1000, iter_max=20000), 10130, 10),
-    (dict(iter_save=10, log_every=10, iter_max=25), 0, 5),
-    (dict(iter_save=7, log_every=7, iter_max=21), 0, 1),
-    (dict(iter_save=100, log_every=100, iter_max=1000, strategy="mirrored"), 0, 1),
+@pytest.mark.parametrize("settings, expected", [
+    (dict(iter_save=10000, log_every=1000, iter_max=20000), 50),
+    (dict(iter_save=10000, log_every=1000, iter_max=3095), 50),  # iter_max need not divide
+    (dict(iter_save=10, log_every=10, iter_max=25), 10),
+    (dict(iter_save=10, log_every=15, iter_max=25), 5),
+    (dict(iter_save=7, log_every=7, iter_max=21), 1),
+    (dict(iter_save=100, log_every=100, iter_max=1000, strategy="mirrored"), 1),
 ])
-def test_steps_per_execution_divides_every_boundary(settings, start, expected):
-    config = train.Settings(**settings).resolve()
-    assert train.resolve_steps_per_execution(config, start) == expected
+def test_steps_per_execution_divide_the_checkpoint_and_log_intervals(settings, expected):
+    assert train.resolve_steps_per_execution(train.Settings(**settings).resolve()) == expected
 
 
-def test_explicit_steps_per_execution_must_fit_the_resumed_step():
-    config = train.Settings(iter_save=100, log_every=100, iter_max=1000,
-                               steps_per_execution=50).resolve()
-    with pytest.raises(train.ConfigError, match="resumes at step 130, which is not a multiple"):
-        train.resolve_steps_per_execution(config, 130)
+def test_training_options_belong_to_the_resume_identity_and_kl_ones_refuse_the_iwae():
+    resolved = train.Settings(kl_warmup=100, free_bits=0.5, lr_schedule="burda").resolve()
+    assert {"kl_warmup", "free_bits", "lr_schedule"} <= set(resolved.identity())
+    with pytest.raises(errors.ConfigError, match="--objective=iwae has none"):
+        train.Settings(objective="iwae", kl_warmup=10).resolve()
+    with pytest.raises(errors.ConfigError, match="--free_bits must be a finite number >= 0"):
+        train.Settings(free_bits=-1.0).resolve()

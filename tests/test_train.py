@@ -3,6 +3,7 @@ bin/evaluate, bin/sample and the SavedModel, on an IDX dataset of 32x32 images w
 classes, a Keras .npz of colour images, a folder of PNGs and TFDS (mock data); and the bad
 inputs of a run."""
 
+import csv
 import json
 import pathlib
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import makedata
-from conftest import ROOT, run_tool
+from conftest import QUIET, ROOT, RUN, run_tool
 from tfp_vae import export, train
 from tfp_vae.errors import ConfigError
 
@@ -261,3 +262,19 @@ def test_every_model_trains_evaluates_and_exports_on_every_source(folders, tmp_p
         assert drawn.shape == (3, np.prod(shape))
     assert _png(run_dir / "samples.png").shape[2] == shape[2]
     assert ("subset" in result) == (model in ("vae", "gmvae"))
+
+
+def test_a_run_with_kl_warmup_trains_on_less_than_its_reported_bound(tmp_path):
+    config = train.Settings(model="vae", iter_max=6, iter_save=6, log_every=3, kl_warmup=1000,
+                            out_dir=str(tmp_path), **QUIET)
+    train.run(config)
+    run_dir = tmp_path / RUN
+    recorded = json.loads((run_dir / "config.json").read_text())
+    assert recorded["kl_warmup"] == 1000 and recorded["free_bits"] == 0
+    with open(run_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    # the KL weight is at most 0.005: the loss is about the reconstruction term alone
+    assert all(float(r["loss"]) < float(r["nelbo"]) - 0.9 * float(r["kl"]) for r in rows)
+    with pytest.raises(ConfigError, match="started with --kl_warmup=1000"):
+        train.run(train.Settings(model="vae", iter_max=9, iter_save=3, log_every=3,
+                                 kl_warmup=500, out_dir=str(tmp_path), **QUIET))

@@ -179,3 +179,13 @@ def importance_weighted(log_weights, num_samples, batch_size, seed, max_rows=10_
         lambda i, *_: i < num_chunks, body, (tf.constant(0), zeros - math.inf, zeros, zeros))
     m_float = tf.cast(m, log_sum.dtype)
     return Bound(tf.math.log(m_float) - log_sum, kl_sum / m_float, rec_sum / m_float)
+
+
+def kl_warmup_weight(step, warmup_steps):
+    """The KL term's weight at training step ``step`` (counted from 0) under a linear KL warm-up
+    over ``warmup_steps`` steps (Bowman et al., 2016; Sønderby et al., 2016): ``step /
+    warmup_steps`` until it reaches 1, then 1. The objective starts as the reconstruction term
+    alone and becomes the negative ELBO at step ``warmup_steps``.
+    """
+    step = tf.cast(step, tf.float32)
+    return tf.minimum(1.0, step / float(warmup_steps))

@@ -46,11 +46,15 @@ class StepCheckpoint(keras.callbacks.Callback):
         self.failure = None
         self.interrupted_at = None
         self.first_step_at = None  # time.time() at the end of the first call
+        self.seen = None  # the step at the end of the previous call
+
+    def on_train_begin(self, logs=None):
+        self.seen = int(self.model.optimizer.iterations.numpy())
 
     def _diverged(self, step, what):
         self.model.stop_training = True
-        if self.model.steps_per_execution > 1:  # the callback sees one call of several steps
-            first = step - self.model.steps_per_execution + 1
+        first = self.seen + 1 if self.seen is not None else step
+        if first < step:  # the callback sees one call of several steps
             step = f"{step} (within steps {first}-{step}, run in one call; " \
                    f"--steps_per_execution=1 names the exact step)"
         last = self.manager.latest_checkpoint
@@ -92,6 +96,7 @@ class StepCheckpoint(keras.callbacks.Callback):
             self.interrupted_at = step
         if step >= self.last or stop:
             self.model.stop_training = True
+        self.seen = step
 
 
 @contextlib.contextmanager

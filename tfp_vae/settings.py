@@ -13,7 +13,7 @@ import dataclasses
 import math
 import os
 
-from tfp_vae import registry, sources
+from tfp_vae import registry, schedules, sources
 from tfp_vae.errors import ConfigError
 from tfp_vae.export import MAX_IWAE_SAMPLES  # memory is bounded by chunks, time is not
 
@@ -63,7 +63,8 @@ def check_data(spec, memory_budget):
 # hyperparameters marked ``identity``): the others (length, checkpoint interval, evaluation) may
 # change between starts. The data is named by where it was read from and a SHA-256 of it.
 IDENTITY = ("model", "dataset", "z", "seed", "batch_size", "lr", "svhn_split", "likelihood",
-            "arch", "objective", "train_samples", "data_source", "data_sha256")
+            "arch", "objective", "train_samples", "kl_warmup", "free_bits", "lr_schedule",
+            "data_source", "data_sha256")
 
 
 @dataclasses.dataclass(init=False)
@@ -81,12 +82,15 @@ class Settings:
     z: int = None         # None: the kind's default (10; 64 for the SSVAE)
     objective: str = "elbo"   # or "iwae": train on -IWAE-train_samples (the unsupervised kinds)
     train_samples: int = 5
+    kl_warmup: int = 0    # steps of the KL weight's linear rise from 0 to 1 (0: none)
+    free_bits: float = 0.0  # train on rec + max(free_bits, mean KL) (0: none)
     iter_max: int = None  # None: the kind's default (20000; 30000 for the SSVAE)
     iter_save: int = 10000
     run: int = 0
     seed: int = 0
     batch_size: int = None  # None: the kind's default (97; 100 for the FSVAE)
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # or "step:EVERY:FACTOR", "burda" (tfp_vae.schedules)
     data_dir: str = None
     svhn_split: str = "extra"
     verify_checksums: bool = True
@@ -167,6 +171,15 @@ class Settings:
         check_choice("--jit_compile", self.jit_compile, JIT_CHOICES, ConfigError)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"--lr must be a finite positive number, got {self.lr}.")
+        schedules.check(self.lr_schedule)
+        if not (isinstance(self.kl_warmup, int) and self.kl_warmup >= 0):
+            raise ConfigError(f"--kl_warmup must be a whole number of steps >= 0, got "
+                              f"{self.kl_warmup!r}.")
+        if not (math.isfinite(self.free_bits) and self.free_bits >= 0):
+            raise ConfigError(f"--free_bits must be a finite number >= 0, got {self.free_bits}.")
+        if self.objective != "elbo" and (self.kl_warmup or self.free_bits):
+            raise ConfigError("--kl_warmup and --free_bits weigh the KL term of the ELBO; "
+                              "--objective=iwae has none.")
         if not 0 < self.train_samples <= MAX_TRAIN_SAMPLES:
             raise ConfigError(f"--train_samples must be in 1..{MAX_TRAIN_SAMPLES}, got "
                               f"{self.train_samples}.")
@@ -184,7 +197,7 @@ class Settings:
             if self.steps_per_execution <= 0:
                 raise ConfigError(f"--steps_per_execution must be a positive integer, got "
                                   f"{self.steps_per_execution}.")
-            for name in ("iter_save", "log_every", "iter_max"):
+            for name in ("iter_save", "log_every"):
                 if getattr(self, name) % self.steps_per_execution:
                     raise ConfigError(f"--{name}={getattr(self, name)} must be a multiple of "
                                       f"--steps_per_execution={self.steps_per_execution} (or "
@@ -255,6 +268,8 @@ class Settings:
             kwargs["num_classes"] = dataset.num_classes
         elif self.objective != "elbo":
             kwargs.update(objective=self.objective, train_samples=self.train_samples)
+        if self.kl_warmup or self.free_bits:
+            kwargs.update(kl_warmup=self.kl_warmup, free_bits=self.free_bits)
         return kwargs
 
 

@@ -33,7 +33,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -42,8 +41,8 @@ import time
 import keras
 import tensorflow as tf
 
-from tfp_vae import (callbacks, checkpoints, distribute, evaluate, export, files, memory,
-                     pictures, rundir, sources, tasks)
+from tfp_vae import (callbacks, checkpoints, data, distribute, evaluate, export, files,
+                     memory, pictures, rundir, schedules, sources, tasks)
 from tfp_vae.errors import ConfigError, Interrupted
 from tfp_vae.settings import Settings  # noqa: F401  (re-exported: train.Settings)
 
@@ -149,7 +148,7 @@ def build(state):
         raise ConfigError(f"{state.folder} has trained {start} steps already, more than "
                           f"--iter_max={settings.iter_max}; pass --iter_max={start} (or more) to "
                           f"evaluate or continue it, or another --run to start afresh.")
-    model.steps_per_execution = resolve_steps_per_execution(settings, start)
+    model.steps_per_execution = resolve_steps_per_execution(settings)
     if state.chief:
         rundir.trim_history(state.history, start, settings.log_every)
 
@@ -160,8 +159,6 @@ def fit(state):
     settings, model = state.settings, state.model
     if state.start_step >= settings.iter_max:
         return 0.0, None
-    stream = state.task.stream(state.dataset, settings.batch_size, settings.seed,
-                               model.binarized, state.start_step, **settings.hypers)
     # Under multiworker every worker must stop at the same step: TensorFlow's preemption handler
     # agrees on it across the cluster.
     stops = (distribute.cluster_stop_requests(state.strategy)
@@ -169,21 +166,24 @@ def fit(state):
     with stops as stop_requested:
         saver = checkpoints.StepCheckpoint(state.manager, settings.iter_save, settings.iter_max,
                                            stop_requested)
-        others = watchers(state)
+        grids, loggers = watchers(state)
         t0 = time.time()
         try:
-            for first, steps, epochs in log_intervals(state.start_step, settings.iter_max,
-                                                      settings.log_every):
-                if first != state.start_step:  # the stream of the steps from ``first`` on
-                    stream = state.task.stream(state.dataset, settings.batch_size,
-                                               settings.seed, model.binarized, first,
-                                               **settings.hypers)
-                model.fit(stream, epochs=epochs, steps_per_epoch=steps,
-                          callbacks=[saver] + others, shuffle=False, verbose=0)
+            for first, steps, epochs, logged in fit_calls(
+                    state.start_step, settings.iter_max, settings.log_every,
+                    model.steps_per_execution):
+                # Each call's stream ends with its last step, so that its last execution may
+                # run fewer steps than the others (Keras stops a multi-step call when the data
+                # ends): boundaries need not be multiples of the steps per call.
+                stream = state.task.stream(state.dataset, settings.batch_size, settings.seed,
+                                           model.binarized, first, **settings.hypers)
+                model.fit(stream.take(steps * epochs), epochs=epochs, steps_per_epoch=steps,
+                          callbacks=[saver] + grids + (loggers if logged else []),
+                          shuffle=False, verbose=0)
                 if saver.failure or saver.interrupted_at is not None:
                     break
         finally:  # the last grid and the boards, also when a second Ctrl-C ends the run
-            for callback in others:
+            for callback in grids + loggers:
                 if hasattr(callback, "close"):
                     callback.close()
         train_seconds = time.time() - t0
@@ -200,34 +200,52 @@ def fit(state):
     return train_seconds, startup
 
 
-def log_intervals(start, last, every):
-    """The ``fit`` calls that train from step ``start`` to ``last`` with the logs on the steps
-    that are multiples of ``every`` (and on ``last``): ``(first step, steps per epoch,
-    epochs)``. A run resumed between two multiples first trains up to the next one, so that its
-    points stay on the grid of the run it continues."""
-    head = min(-start % every, last - start)
-    calls = [(start, head, 1)] if head else []
-    rest = last - start - head
-    if rest:  # whole intervals; the last one cut short at ``last`` by the checkpoint callback
-        calls.append((start + head, min(every, rest), math.ceil(rest / every)))
+def fit_calls(start, last, every, per_call):
+    """The ``fit`` calls that train from step ``start`` to ``last``: ``(first step, steps per
+    epoch, epochs, logged)``.
+
+    An epoch is a log interval: epochs end on the multiples of ``every`` and on ``last``, so that
+    a resumed run's points stay on the grid of the run it continues. Checkpoints and sample
+    grids, on multiples of ``per_call`` (the steps per execution), fall at the ends of
+    executions as long as each call starts on such a multiple; a run resumed between two of them
+    therefore first trains up to the next one in a call of its own (fewer than ``per_call``
+    steps), which is ``logged`` only if it ends on a log step: Keras starts each call's
+    metrics afresh, so its steps count in no other interval's means.
+    """
+    calls, step = [], start
+
+    def add(steps, epochs=1):
+        nonlocal step
+        end = step + steps * epochs
+        calls.append((step, steps, epochs, end % every == 0 or end == last))
+        step = end
+    for boundary in (per_call, every):  # up to the next multiple of each (align, then head)
+        if min(-step % boundary, last - step):
+            add(min(-step % boundary, last - step))
+    if (last - step) // every:  # the whole intervals
+        add(every, (last - step) // every)
+    if last > step:  # the tail
+        add(last - step)
     return calls
 
 
 def watchers(state):
-    """The chief's callbacks besides the checkpoints: sample grids, the validation curve, the
-    board and the history (the other workers write none)."""
+    """The chief's callbacks besides the checkpoints (the other workers have none): the sample
+    grids, which act on steps, and the loggers, which act on log intervals (the validation
+    curve, the board, the history and the progress lines)."""
     if not state.chief:
-        return []
+        return [], []
     settings, logs = state.settings, os.path.join(state.folder, "logs")
-    return [callbacks.SampleGrids(os.path.join(state.folder, "samples"), settings.iter_save,
-                                  settings.seed, os.path.join(logs, "samples")),
-            callbacks.Validation(state.task.validation(state.dataset, state.model.binarized),
-                                 settings.seed),
-            callbacks.StepBoard(logs),
-            callbacks.HistoryCSV(state.history, settings.log_every),
-            *([] if settings.verbose == 0 else [callbacks.Progress(
-                settings.iter_max, live=settings.verbose == 1 or (settings.verbose is None
-                                                                  and sys.stdout.isatty()))])]
+    grids = callbacks.SampleGrids(os.path.join(state.folder, "samples"), settings.iter_save,
+                                  settings.seed, os.path.join(logs, "samples"))
+    return [grids], [
+        callbacks.Validation(state.task.validation(state.dataset, state.model.binarized),
+                             settings.seed),
+        callbacks.StepBoard(logs),
+        callbacks.HistoryCSV(state.history, settings.log_every),
+        *([] if settings.verbose == 0 else [callbacks.Progress(
+            settings.iter_max, live=settings.verbose == 1 or (settings.verbose is None
+                                                              and sys.stdout.isatty()))])]
 
 
 def finish(state, timing):
@@ -273,9 +291,13 @@ def finish(state, timing):
 
 
 # ------------------------------------------------------------------------------ the model
-def make_optimizer(lr):
-    """The optimiser of a run: Keras' Adam (the reference's)."""
-    return keras.optimizers.Adam(lr)
+def make_optimizer(settings, dataset):
+    """The optimiser of a run: Keras' Adam (the reference's), its learning rate following
+    ``--lr_schedule`` (:mod:`tfp_vae.schedules`; epochs are passes over ``dataset``'s training
+    images)."""
+    per_epoch = data.steps_per_epoch(len(dataset.train_images), settings.batch_size)
+    return keras.optimizers.Adam(schedules.learning_rate(settings.lr_schedule, settings.lr,
+                                                         per_epoch))
 
 
 def build_model(settings, strategy, dataset):
@@ -283,8 +305,8 @@ def build_model(settings, strategy, dataset):
     with strategy.scope():
         model = settings.kind.model_class()(seed=settings.seed,
                                             **settings.model_kwargs(dataset))
-        # steps_per_execution is set once the step to resume from is known (build()).
-        model.compile(optimizer=make_optimizer(settings.lr),
+        # steps_per_execution: set in build() (resolve_steps_per_execution).
+        model.compile(optimizer=make_optimizer(settings, dataset),
                       jit_compile=resolve_jit(settings, strategy))
         model.optimizer.build(model.trainable_variables)
     return model
@@ -341,16 +363,16 @@ XLA_MIN_STEPS = 2000
 AUTO_STEPS_PER_EXECUTION = (50, 25, 20, 10, 5, 4, 2, 1)
 
 
-def resolve_steps_per_execution(settings, start_step):
+def resolve_steps_per_execution(settings):
     """Training steps per call into the compiled function.
 
     Several steps per call save the Python and callback overhead of each step (measured: the VAE
-    step from 10.5 to 6.3 ms with 50). Checkpoints, log lines, the stop at ``iter_max`` and the
-    stop on Ctrl-C happen between calls, so the number must divide ``iter_save``, ``log_every``,
-    ``iter_max`` and the step a run resumes from; unset, it is the largest of
-    ``AUTO_STEPS_PER_EXECUTION`` that does.
+    step from 10.5 to 6.3 ms with 50). Checkpoints and sample grids happen between calls, so the
+    number must divide ``iter_save`` and ``log_every``; unset, it is the largest of
+    ``AUTO_STEPS_PER_EXECUTION`` that does. ``iter_max`` and the step a run resumes from need not
+    be multiples of it (see :func:`fit_calls`).
     """
-    needs = (settings.iter_save, settings.log_every, settings.iter_max, start_step)
+    needs = (settings.iter_save, settings.log_every)
     if settings.strategy != "default":
         # Keras 3.15's multi-step loop fails on our distributed streams under Mirrored and
         # MultiWorkerMirrored strategies ("You must feed a value for placeholder tensor
@@ -362,10 +384,6 @@ def resolve_steps_per_execution(settings, start_step):
         return 1
     if settings.steps_per_execution is None:
         return next(d for d in AUTO_STEPS_PER_EXECUTION if all(n % d == 0 for n in needs))
-    if start_step % settings.steps_per_execution:
-        raise ConfigError(f"this run resumes at step {start_step}, which is not a multiple of "
-                          f"--steps_per_execution={settings.steps_per_execution}; leave "
-                          f"--steps_per_execution unset to choose a fitting one.")
     return settings.steps_per_execution
 
 

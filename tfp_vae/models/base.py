@@ -89,6 +89,19 @@ def global_batch_mean(per_example):
     return tf.reduce_sum(per_example) / context.all_reduce("SUM", local)
 
 
+def free_bits(kl_share, floor):
+    """Free bits (Kingma et al., 2016, eq. 15, the whole latent as one group): this replica's
+    share (as :func:`global_batch_mean` gives it) of ``max(floor, mean KL)``, the mean over the
+    global batch. Below ``floor`` nats the KL term is a constant: the optimiser gains nothing by
+    pressing the posterior onto the prior further, which keeps latent units from collapsing."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    context = tf.distribute.get_replica_context()
+    total = tf.stop_gradient(kl_share)
+    if replicas > 1 and context is not None:
+        total = context.all_reduce("SUM", total)
+    return tf.where(total > floor, kl_share, tf.cast(floor / replicas, kl_share.dtype))
+
+
 @keras.saving.register_keras_serializable(package="tfp_vae")
 class BaseVAE(keras.Model):
     """Encoder q(z|x), decoder p(x|z), prior p(z); trained on the negative ELBO.
@@ -106,6 +119,10 @@ class BaseVAE(keras.Model):
       arch: ``"mlp"`` (the reference's networks) or ``"conv"`` (convolutional networks sized
         from ``image_shape``, :mod:`tfp_vae.networks`).
       variance: the fixed variance of the Gaussian likelihood.
+      kl_warmup: train on ``rec + w * KL`` with ``w`` rising linearly from 0 to 1 over this many
+        steps (:func:`tfp_vae.bounds.kl_warmup_weight`; 0: none).
+      free_bits: train on ``rec + max(free_bits, mean KL)`` (:func:`free_bits`; 0: none).
+        Neither changes what is reported or evaluated: the true bound.
 
     Subclasses (each a kind of :mod:`tfp_vae.registry`) may override :meth:`make_prior`,
     ``analytic_kl`` and :meth:`loss_and_terms`.
@@ -123,7 +140,8 @@ class BaseVAE(keras.Model):
 
     def __init__(self, z_dim=10, x_dim=None, seed=0, iwae_max_rows=None, image_shape=None,
                  likelihood="bernoulli", arch="mlp", variance=0.1, objective="elbo",
-                 train_samples=1, encoder=None, decoder=None, **kwargs):
+                 train_samples=1, encoder=None, decoder=None, kl_warmup=0, free_bits=0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         # Your own networks (kept untracked here: the encoder and decoder layers track them).
         object.__setattr__(self, "_nets", {"encoder": _deserialized(encoder),
@@ -135,6 +153,13 @@ class BaseVAE(keras.Model):
             raise ValueError(f"the {type(self).__name__} trains on its ELBO only; "
                              f"objective='iwae' is for the unsupervised models.")
         self.objective, self.train_samples = objective, whole("train_samples", train_samples)
+        self.kl_warmup = whole("kl_warmup", kl_warmup, low=0)
+        if not (math.isfinite(float(free_bits)) and float(free_bits) >= 0):
+            raise ValueError(f"free_bits must be a finite number >= 0, got {free_bits!r}.")
+        self.free_bits = float(free_bits)
+        if objective != "elbo" and (self.kl_warmup or self.free_bits):
+            raise ValueError("kl_warmup and free_bits weigh the KL term of the ELBO; "
+                             "objective='iwae' has none.")
         if objective == "iwae":
             self.metric_names = ("niwae", "kl", "rec")
         z_dim = whole("z_dim", z_dim)
@@ -226,7 +251,8 @@ class BaseVAE(keras.Model):
         config = {"z_dim": self.z_dim, "x_dim": self.x_dim, "seed": self.seed,
                   "iwae_max_rows": self.iwae_max_rows, "image_shape": list(self.image_shape),
                   "likelihood": self.likelihood, "arch": self.arch, "variance": self.variance,
-                  "objective": self.objective, "train_samples": self.train_samples}
+                  "objective": self.objective, "train_samples": self.train_samples,
+                  "kl_warmup": self.kl_warmup, "free_bits": self.free_bits}
         for name, net in self._nets.items():  # your own networks, in Keras' format
             if net is not None:
                 config[name] = keras.saving.serialize_keras_object(net)
@@ -459,7 +485,27 @@ class BaseVAE(keras.Model):
             bound = self.negative_iwae(x, self.train_samples, seed=seed, max_rows=None)
             return global_batch_mean(bound.value), dict(zip(self.metric_names, bound))
         bound = self.negative_elbo(x, seed=seed)
-        return global_batch_mean(bound.value), dict(zip(self.bound_names, bound))
+        return self.elbo_loss(bound), dict(zip(self.bound_names, bound))
+
+    def kl_weight(self):
+        """The KL term's weight in this training step: the warm-up's (``None`` without one)."""
+        if not self.kl_warmup:
+            return None
+        if self.optimizer is None:  # not compiled: no step, the warm-up is over
+            return 1.0
+        return bounds.kl_warmup_weight(self.optimizer.iterations, self.kl_warmup)
+
+    def elbo_loss(self, bound):
+        """This replica's share of the training loss of a negative-ELBO :class:`Bound`: the mean
+        of ``rec + w * KL`` over the global batch, ``w`` the step's :meth:`kl_weight`, the KL
+        raised to the model's free bits. Without either, the mean of the bound itself."""
+        weight = self.kl_weight()
+        if weight is None and not self.free_bits:
+            return global_batch_mean(bound.value)
+        kl = global_batch_mean(bound.kl)
+        if self.free_bits:
+            kl = free_bits(kl, self.free_bits)
+        return global_batch_mean(bound.rec) + (kl if weight is None else weight * kl)
 
     def _update_metrics(self, loss, terms):
         # This replica's share of the global batch mean, times the replicas: their mean is the

@@ -2,7 +2,7 @@
 
 import keras
 
-from tfp_vae.models import base, vae
+from tfp_vae.models import vae
 
 
 @keras.saving.register_keras_serializable(package="tfp_vae")
@@ -36,8 +36,7 @@ class BetaVAE(vae.VAE):
         return rows[:-1] + [("objective", f"rec + {self.beta:g} x KL (analytic); the negative "
                                           f"ELBO reported")]
 
-    def loss_and_terms(self, data, seed):
-        """``mean[rec + beta * KL]``, reporting the negative ELBO and its two parts."""
-        bound = self.negative_elbo(self.unpack(data), seed=seed)
-        loss = base.global_batch_mean(bound.rec + self.beta * bound.kl)
-        return loss, dict(zip(self.bound_names, bound))
+    def kl_weight(self):
+        """``beta``, times the warm-up's weight when there is one."""
+        warmup = super().kl_weight()
+        return self.beta if warmup is None else self.beta * warmup

@@ -59,7 +59,7 @@ class FSVAE(conditional.ConditionalVAE):
         """The batch mean of -ELBO(x | y) (:meth:`negative_elbo`) and its KL and Rec terms."""
         x, y = self.unpack(data, seed)
         bound = self.negative_elbo(x, y, seed=seed)
-        return base.global_batch_mean(bound.value), dict(zip(self.bound_names, bound))
+        return self.elbo_loss(bound), dict(zip(self.bound_names, bound))
 
     # ---------------------------------------------------------------------------------- export
     def export_endpoints(self):

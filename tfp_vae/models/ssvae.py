@@ -133,7 +133,7 @@ class SSVAE(conditional.ConditionalVAE):
             q_y = self.classify(x)
         if self.gw > 0:  # gw = 0 skips the bound entirely, as the reference
             bound = self.negative_elbo(x, seed=seed, q_y=q_y)
-            loss += self.gw * base.global_batch_mean(bound.value)
+            loss += self.gw * self.elbo_loss(bound)
             terms.update(zip(self.bound_names, bound))
         if y is not None:
             y = tf.cast(y, tf.int32)
