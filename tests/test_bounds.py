@@ -325,7 +325,7 @@ def _mixture_layer():
     return distributions.MixturePrior(_Z, _K)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(h=_floats((_B, 2 * _Z), 60.0), w=_floats((_Z, _X), 30.0), b=_floats((_X,), 30.0),
        x=hnp.arrays(np.float32, (_B, _X), elements=st.floats(0, 1, width=32)),
        locs=_floats((_K, _Z), 60.0), raw=_floats((_K, _Z), 1000.0), m=st.sampled_from([1, 3, 40]),

@@ -6,6 +6,7 @@ inputs of a run."""
 import csv
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ import tensorflow as tf
 
 import makedata
 from conftest import QUIET, ROOT, RUN, run_tool
-from tfp_vae import export, train
+from tfp_vae import errors, export, train
 from tfp_vae.errors import ConfigError
 
 
@@ -171,6 +172,11 @@ def test_bad_data_is_one_error_line_and_exit_code_2(folders, tmp_path, layout, m
     else:
         makedata.npz_file(tmp_path / "u.npz", y_train=None, y_test=None)
         model, path = "ssvae", tmp_path / "u.npz"
+    if layout != "empty":  # the library's error, in process
+        with pytest.raises(errors.Error, match=re.escape(message)):
+            train.run(train.Settings(model=model, data_dir=str(path), out_dir=str(tmp_path)))
+        return
+    # and once as bin/train shows every such error: one line, exit code 2
     proc = run_tool("train", f"--model={model}", f"--data_dir={path}", f"--out_dir={tmp_path}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "error: " in proc.stderr and message in proc.stderr and "Traceback" not in proc.stderr
