@@ -6,6 +6,10 @@ biases use PyTorch's ``nn.Linear`` default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), 
 matches the reference (Keras' glorot-uniform kernels and zero biases train measurably differently
 in the first thousand steps).
 
+``arch="gated"`` is the same MLP with gated hidden layers (Dauphin et al., 2017), ``h' = (W h +
+b) * sigmoid(V h + c)``, as the VampPrior paper's networks (Tomczak & Welling, 2018), with the
+same initialisation.
+
 ``arch="conv"`` sizes a convolutional network from the image shape (:class:`ConvBody`,
 :class:`DeconvTail`): stride-2 4x4 convolutions with 32, 64, 128, 256 filters halve the image
 until its sides are at most 7 (28 -> 14 -> 7; 32 -> 16 -> 8 -> 4), then one dense layer of the
@@ -28,6 +32,7 @@ from tfp_vae.settings import ARCHS, LIKELIHOODS, check_choice
 tfd = tfp.distributions
 
 HIDDEN = {"v1": (300, 300), "v2": (500, 500)}
+DENSE_ARCHS = ("mlp", "gated")  # the architectures of MLP (the others: conv)
 
 
 def torch_linear(units, fan_in, activation=None, name=None):
@@ -42,29 +47,42 @@ def torch_linear(units, fan_in, activation=None, name=None):
 
 @keras.saving.register_keras_serializable(package="tfp_vae")
 class MLP(keras.layers.Layer):
-    """input_dim -> hidden... -> output_dim; ``activation`` after every layer but the last.
+    """input_dim -> hidden... -> output_dim; ``activation`` after every layer but the last, or,
+    with ``gated``, every hidden layer gated (Dauphin et al., 2017): ``(W h + b) * sigmoid(V h +
+    c)``, the gate a layer of its own (``gate_i``) with the same initialisation.
 
     A Layer rather than ``keras.Sequential`` because the IWAE feeds it (samples, batch, dim)
     tensors, which a Sequential built for (batch, dim) rejects.
     """
 
-    def __init__(self, input_dim, hidden, output_dim, activation="elu", **kwargs):
+    def __init__(self, input_dim, hidden, output_dim, activation="elu", gated=False, **kwargs):
         super().__init__(**kwargs)
-        self.input_dim = int(input_dim)
+        self.input_dim, self.gated = int(input_dim), bool(gated)
         sizes = [self.input_dim, *hidden, output_dim]
-        self.dense = [torch_linear(units, fan_in, activation if i < len(hidden) else None,
+        inner = None if self.gated else activation
+        self.dense = [torch_linear(units, fan_in, inner if i < len(hidden) else None,
                                    name=f"dense_{i}")
                       for i, (fan_in, units) in enumerate(zip(sizes[:-1], sizes[1:]))]
+        self.gates = [torch_linear(units, fan_in, "sigmoid", name=f"gate_{i}")
+                      for i, (fan_in, units) in enumerate(zip(sizes[:-2], sizes[1:-1]))
+                      ] if self.gated else []
 
     def build(self, input_shape=None):
         fan_in = self.input_dim
-        for layer in self.dense:
+        for i, layer in enumerate(self.dense):
             layer.build((None, fan_in))
+            if i < len(self.gates):
+                self.gates[i].build((None, fan_in))
             fan_in = layer.units
 
+    def _layer(self, i, h):
+        """Layer ``i`` on ``h`` (gated if it has a gate)."""
+        out = self.dense[i](h)
+        return out * self.gates[i](h) if i < len(self.gates) else out
+
     def call(self, h):
-        for layer in self.dense:
-            h = layer(h)
+        for i in range(len(self.dense)):
+            h = self._layer(i, h)
         return h
 
     def call_concatenated(self, parts):
@@ -73,19 +91,26 @@ class MLP(keras.layers.Layer):
         part's own leading shape and broadcast only in the sum. When one part is shared by many
         rows (the SSVAE's x against its ten enumerated labels, (B, 784) against (10, B, 10)),
         its product is computed once instead of once per row (Keras' Dense has no such split)."""
-        first = self.dense[0]
-        h, start = first.bias, 0
-        for part in parts:
-            width = part.shape[-1]
-            rows = first.kernel[start:start + width]
-            flat = tf.reshape(part, [-1, width])
-            h = h + tf.reshape(tf.matmul(flat, rows),
-                               tf.concat([tf.shape(part)[:-1], [first.units]], 0))
-            start += width
-        h = first.activation(h)
-        for layer in self.dense[1:]:
-            h = layer(h)
+        h = _split_product(self.dense[0], parts)
+        if self.gates:
+            h = h * _split_product(self.gates[0], parts)
+        for i in range(1, len(self.dense)):
+            h = self._layer(i, h)
         return h
+
+
+def _split_product(dense, parts):
+    """``dense(concat(parts, -1))``, each part's product with its rows of the kernel taken at
+    the part's own leading shape (see :meth:`MLP.call_concatenated`)."""
+    h, start = dense.bias, 0
+    for part in parts:
+        width = part.shape[-1]
+        rows = dense.kernel[start:start + width]
+        flat = tf.reshape(part, [-1, width])
+        h = h + tf.reshape(tf.matmul(flat, rows),
+                           tf.concat([tf.shape(part)[:-1], [dense.units]], 0))
+        start += width
+    return dense.activation(h)
 
 
 def _lead_flat(x, inner_rank):
@@ -185,14 +210,14 @@ class _Conditional(keras.layers.Layer):
     optional ``tail`` (a :class:`DeconvTail`), and hands the result to a distribution head."""
 
     def __init__(self, input_dim, output_dim, head, y_dim=0, nn="v1", activation="elu", body=None,
-                 tail=None, hidden=None, **kwargs):
+                 tail=None, hidden=None, gated=False, **kwargs):
         super().__init__(**kwargs)
         self.input_dim, self.y_dim = int(input_dim), int(y_dim)
         self.body, self.tail = body, tail
         features = body.output_dim if body is not None else self.input_dim
         out = tail.input_dim if tail is not None else output_dim
         self.net = MLP(features + self.y_dim, HIDDEN[nn] if hidden is None else hidden, out,
-                       activation, name="mlp")
+                       activation, gated, name="mlp")
         self.head = head
         self.build()  # The input size is known: create the variables now.
 
@@ -266,11 +291,13 @@ def _check_arch(arch, image_shape):
 
 
 def encoder(arch, image_shape, z_dim, y_dim=0, nn="v1", name="encoder"):
-    """q(z | x[, y]): the reference MLP (``arch="mlp"``) or a convolutional network."""
+    """q(z | x[, y]): the reference MLP (``arch="mlp"``), gated (``"gated"``) or a
+    convolutional network."""
     _check_arch(arch, image_shape)
     x_dim = math.prod(image_shape)
-    if arch == "mlp":
-        return GaussianEncoder(x_dim, z_dim, y_dim=y_dim, nn=nn, name=name)
+    if arch in DENSE_ARCHS:
+        return GaussianEncoder(x_dim, z_dim, y_dim=y_dim, nn=nn, name=name,
+                               gated=arch == "gated")
     return _Conditional(x_dim, 2 * z_dim, distributions.DiagonalGaussian(), y_dim, nn,
                         body=ConvBody(image_shape, name="conv"), hidden=HIDDEN[nn][:1], name=name)
 
@@ -282,10 +309,12 @@ def decoder(arch, likelihood, image_shape, z_dim, y_dim=0, nn="v1", variance=0.1
     _check_arch(arch, image_shape)
     check_choice("likelihood", likelihood, LIKELIHOODS)
     x_dim = math.prod(image_shape)
-    if arch == "mlp":
+    if arch in DENSE_ARCHS:
+        gated = arch == "gated"
         if likelihood == "bernoulli":
-            return BernoulliDecoder(z_dim, x_dim, y_dim=y_dim, nn=nn, name=name)
-        return GaussianDecoder(z_dim, x_dim, y_dim=y_dim, nn=nn, variance=variance, name=name)
+            return BernoulliDecoder(z_dim, x_dim, y_dim=y_dim, nn=nn, name=name, gated=gated)
+        return GaussianDecoder(z_dim, x_dim, y_dim=y_dim, nn=nn, variance=variance, name=name,
+                               gated=gated)
     head = distributions.BernoulliLogits() if likelihood == "bernoulli" else \
         distributions.FixedVarianceGaussian(variance)
     return _Conditional(z_dim, x_dim, head, y_dim, nn, tail=DeconvTail(image_shape, name="deconv"),
@@ -296,8 +325,8 @@ def classifier(arch, image_shape, num_classes, nn="v1", name="classifier"):
     """q(y | x): the reference's ReLU MLP or a convolutional network with ReLUs."""
     _check_arch(arch, image_shape)
     x_dim = math.prod(image_shape)
-    if arch == "mlp":
-        return Classifier(x_dim, num_classes, nn=nn, name=name)
+    if arch in DENSE_ARCHS:
+        return Classifier(x_dim, num_classes, nn=nn, name=name, gated=arch == "gated")
     return _Conditional(x_dim, num_classes, distributions.CategoricalLogits(), 0, nn, "relu",
                         body=ConvBody(image_shape, "relu", name="conv"), hidden=HIDDEN[nn][:1],
                         name=name)
