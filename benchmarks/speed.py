@@ -23,7 +23,9 @@ Contenders:
   counts epochs: 1 and 5 epochs of batch 97 (619 and 3,095 steps).
 
 Every contender runs the same lengths: 1 and 5 epochs (619 and 3,095 steps; the SSVAE 100 and
-600 steps, its steps being ten times dearer).
+600 steps, its steps being ten times dearer). ``bin/train``'s long run makes one ``fit`` call
+more than its short one (the 95 steps after its last log step), whose set-up, some tens of
+milliseconds, falls on the per-step figure as a user's run of that length pays it.
 
 Prints a table (and writes it into ``--write``'s file, replacing the section between its
 markers). The floor is the step's matrix products (forward and backward) at the machine's

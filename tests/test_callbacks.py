@@ -67,3 +67,42 @@ def test_progress_lines_name_the_step_of_the_run_and_its_pace():
     progress.on_epoch_end(0, {"loss": np.float32(1.5), "val_loss": 2.0})
     line = out.getvalue()
     assert line.startswith("step 15/20: loss 1.5, val_loss 2 (") and line.endswith(" ms/step)\n")
+
+
+# val_nelbo by step, as the Validation callback would report it: best at step 4; with a patience
+# of 4 steps, training stops at step 8.
+SCRIPTED_VAL = {2: 5.0, 4: 4.0, 6: 4.5, 8: 4.2, 10: 3.0, 12: 3.0}
+
+
+@pytest.fixture
+def scripted_validation(monkeypatch):
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_nelbo"] = SCRIPTED_VAL[int(self.model.optimizer.iterations.numpy())]
+    monkeypatch.setattr(callbacks.Validation, "on_epoch_end", on_epoch_end)
+
+
+def _stopping(out, iter_max):
+    return train.Settings(model="vae", iter_max=iter_max, iter_save=2, log_every=2,
+                          validation=100, patience=4, out_dir=str(out), **QUIET)
+
+
+def test_early_stopping_stops_after_its_patience_and_exports_the_best_weights(
+        tmp_path, scripted_validation):
+    result = train.run(_stopping(tmp_path / "a", 12))
+    assert result["early_stopping"] == {"patience": 4, "best_step": 4, "best_val_nelbo": 4.0,
+                                        "stopped_at": 8}
+    best = train.run(train.Settings(model="vae", iter_max=4, iter_save=2, log_every=2,
+                                    validation=100, out_dir=str(tmp_path / "b"), **QUIET))
+    assert result["weights_sha256"] == best["weights_sha256"]  # the weights of step 4
+
+
+def test_early_stopping_resumed_stops_where_the_uninterrupted_run_stops(tmp_path,
+                                                                       scripted_validation):
+    straight = train.run(_stopping(tmp_path / "a", 12))
+    train.run(_stopping(tmp_path / "b", 6))  # interrupted at 6: best 4, not yet stopped
+    resumed = train.run(_stopping(tmp_path / "b", 12))
+    assert resumed["resumed_from_step"] == 6
+    assert resumed["early_stopping"] == straight["early_stopping"]
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    again = train.run(_stopping(tmp_path / "b", 12))  # a stopped run only evaluates again
+    assert again["train_seconds"] == 0 and again["weights_sha256"] == straight["weights_sha256"]

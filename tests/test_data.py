@@ -159,3 +159,43 @@ def test_training_streams_run_without_tf_data_autotuning():
                                            np.array([0, 1]), 2, seed=0)
     assert plain.options().autotune.enabled is False
     assert labelled.options().autotune.enabled is False
+
+
+def test_the_validation_split_is_disjoint_fixed_and_the_curve_is_drawn_on_it(mnist):
+    """The papers' 50,000 / 10,000: held out by one seeded rule, the same on every call, apart
+    from the training images and from the test split; the validation curve uses it."""
+    split = data.hold_out(mnist, 10_000)
+    again = data.hold_out(mnist, 10_000)
+    assert len(split.train_images) == 50_000 and len(split.validation_images) == 10_000
+    np.testing.assert_array_equal(split.validation_images, again.validation_images)
+    flat = mnist.train_images.reshape(60_000, -1)
+    held = {row.tobytes() for row in split.validation_images.reshape(10_000, -1)}
+    kept = {row.tobytes() for row in split.train_images.reshape(50_000, -1)}
+    assert held | kept == {row.tobytes() for row in flat}  # every image on one side...
+    assert len(held & kept) <= 10  # ...but for MNIST's few duplicate images
+    order = np.random.default_rng(0).permutation(60_000)
+    np.testing.assert_array_equal(split.validation_labels,
+                                  mnist.train_labels[np.sort(order[:10_000])])
+    x, labels = data.validation_set(split, binarized=False)
+    assert x.shape == (10_000, 784) and np.array_equal(labels, split.validation_labels)
+    assert split.test_images is mnist.test_images and split.held_out == 10_000
+    # The SSVAE's labelled images come from the kept images (drawn by the general rule).
+    xl, _ = data.labelled_subset(split)
+    assert {row.tobytes() for row in (xl * 255).round().astype(np.uint8)} <= kept
+    with pytest.raises(data.DataError, match="must hold out fewer images than the 60,000"):
+        data.hold_out(mnist, 60_000)
+
+
+def test_a_split_of_images_on_disk_stays_on_disk(tmp_path):
+    images = np.arange(20 * 4, dtype=np.uint8).reshape(20, 2, 2, 1)
+    path = tmp_path / "rows.bin"
+    images.tofile(path)
+    disk = data.DiskArray(str(path), 0, images.shape)
+    dataset = data.ImageSet(disk, None, images[:3], None, image_shape=(2, 2, 1))
+    split = data.hold_out(dataset, 5)
+    assert isinstance(split.train_images, data.Rows) and len(split.train_images) == 15
+    order = np.sort(np.random.default_rng(0).permutation(20)[5:])
+    np.testing.assert_array_equal(split.train_images[np.arange(15)], images[order])
+    batch = next(iter(data.train_dataset(split.train_images, 15, seed=0, binarized=False)))
+    drawn = sorted(map(tuple, (batch.numpy() * 255).round()))
+    assert drawn == sorted(map(tuple, images[order].reshape(15, 4).astype(float)))

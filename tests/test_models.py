@@ -294,3 +294,18 @@ def test_kl_warmup_and_free_bits_weigh_the_training_kl_and_report_the_true_bound
 def test_kl_options_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         models.VAE(z_dim=2, image_shape=(4, 4, 1), **kwargs)
+
+
+def test_the_ssvae_takes_kl_warmup_and_free_bits_on_both_kl_terms():
+    x = tf.constant(np.random.default_rng(0).integers(0, 2, (6, 16)).astype(np.float32))
+    keras.utils.set_random_seed(0)
+    plain = models.SSVAE(z_dim=2, image_shape=(4, 4, 1), num_classes=3)
+    keras.utils.set_random_seed(0)
+    model = models.SSVAE(z_dim=2, image_shape=(4, 4, 1), num_classes=3, kl_warmup=10,
+                         free_bits=1e6)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(5)
+    _, terms = plain.loss_and_terms(x, tf.constant([1, 2]))
+    loss, _ = model.loss_and_terms(x, tf.constant([1, 2]))  # rec + 0.5 * max(1e6, KL)
+    np.testing.assert_allclose(float(loss), np.mean(terms["rec"]) + 0.5 * 1e6, rtol=1e-6)

@@ -115,3 +115,18 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     result = train.run(train.Settings(model="vae", iter_max=10, iter_save=10, log_every=10,
                                          out_dir=str(tmp_path), **QUIET))
     assert result["steps"] == 10 and result["resumed_from_step"] == 5
+
+
+def test_a_run_older_than_a_setting_resumes_only_with_the_behaviour_it_had(tmp_path):
+    """A config.json written before --kl_warmup existed: the run had none, so resuming it with
+    one is refused, and without one goes on."""
+    from tfp_vae import settings
+    (tmp_path / "config.json").write_text(json.dumps({"model": "vae", "lr": 0.001}))
+    identity = ("model", "lr", "kl_warmup")
+    rundir.check_resume_settings(str(tmp_path), {"model": "vae", "lr": 0.001, "kl_warmup": 0},
+                                 identity, assumed=settings.SINCE_ADDED)
+    with pytest.raises(ConfigError, match="started with --kl_warmup=0, but this command asks "
+                                          "for --kl_warmup=100"):
+        rundir.check_resume_settings(str(tmp_path), {"model": "vae", "lr": 0.001,
+                                                     "kl_warmup": 100},
+                                     identity, assumed=settings.SINCE_ADDED)

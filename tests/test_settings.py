@@ -1,6 +1,8 @@
 """tfp_vae.settings: choices checked once, alike by the settings, the models and the networks;
 steps per execution that divide the checkpoint and log intervals."""
 
+import re
+
 import pytest
 
 from tfp_vae import errors, models, train
@@ -42,3 +44,14 @@ def test_training_options_belong_to_the_resume_identity_and_kl_ones_refuse_the_i
         train.Settings(objective="iwae", kl_warmup=10).resolve()
     with pytest.raises(errors.ConfigError, match="--free_bits must be a finite number >= 0"):
         train.Settings(free_bits=-1.0).resolve()
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(patience=100), "hold one out of the training images with --validation=N"),
+    (dict(patience=100, validation=10, strategy="multiworker"), "--patience runs on one machine"),
+    (dict(validation=-1), "--validation must be a whole number >= 0"),
+])
+def test_early_stopping_needs_a_validation_split_and_one_machine(changes, message):
+    with pytest.raises(errors.ConfigError, match=re.escape(message)):
+        train.Settings(**changes).resolve()
+    assert {"validation", "patience"} <= set(train.Settings().resolve().identity())

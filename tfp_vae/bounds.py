@@ -75,6 +75,11 @@ class SemiSupervisedBound(NamedTuple):
     kl_y: tf.Tensor
     rec: tf.Tensor
 
+    @property
+    def kl(self):
+        """Both KL terms, ``kl_z + kl_y``: what a KL warm-up or free bits weigh."""
+        return self.kl_z + self.kl_y
+
 
 def negative_elbo_marginal_label(x, label_posterior, posterior, likelihood, prior, label_prior,
                                  seed):

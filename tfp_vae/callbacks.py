@@ -8,7 +8,9 @@ the two cannot be read together.
 """
 
 import csv
+import glob
 import io
+import json
 import os
 import sys
 import time
@@ -114,6 +116,64 @@ class Validation(keras.callbacks.Callback):
         logs["val_loss"] = float(np.average([float(loss) for loss, _ in parts], weights=sizes))
         for name in parts[0][1]:
             logs[f"val_{name}"] = float(tf.reduce_mean(tf.concat([p[1][name] for p in parts], 0)))
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the lowest ``val_nelbo`` so far (the validation split's bound, from
+    :class:`Validation`) in ``<folder>/best-<step>``, a checkpoint of the model's weights, named
+    with its step and value in ``<folder>/best.json``; with ``patience`` (steps), stops
+    training once ``val_nelbo`` has not improved for that many steps (early stopping).
+
+    Written by hand because Keras' ``EarlyStopping`` holds its best weights and its count in
+    memory: a resumed run would start them afresh. Here the state is on disk, written after the
+    weights (so it never names weights that are not there); a resumed run reads it and, seeing
+    the same values at the same steps, stops where the uninterrupted run stops.
+    """
+
+    def __init__(self, folder, patience=0):
+        super().__init__()
+        self.folder, self.patience = folder, patience
+        self.path = os.path.join(folder, "best.json")
+        self.state = {"step": None, "val_nelbo": None, "stopped_at": None}
+        if os.path.isfile(self.path):
+            with open(self.path) as f:
+                self.state.update(json.load(f))
+
+    @property
+    def stopped_at(self):
+        """The step early stopping ended training at, or None."""
+        return self.state["stopped_at"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_nelbo")
+        if value is None:
+            return
+        step = int(self.model.optimizer.iterations.numpy())
+        best = self.state["val_nelbo"]
+        if best is None or value < best:
+            old = self.state["step"]
+            tf.train.Checkpoint(weights=list(self.model.weights)).write(
+                os.path.join(self.folder, f"best-{step}"))
+            self.state.update(step=step, val_nelbo=float(value))
+            self._save()
+            if old is not None and old != step:
+                for path in glob.glob(os.path.join(glob.escape(self.folder), f"best-{old}.*")):
+                    os.remove(path)
+        elif self.patience and step - self.state["step"] >= self.patience:
+            self.state["stopped_at"] = step
+            self._save()
+            self.model.stop_training = True
+
+    def _save(self):
+        files.write_bytes_atomic(self.path, json.dumps(self.state, indent=1).encode())
+
+    def restore(self, model):
+        """Loads the best weights into ``model``; returns their step (None: none kept)."""
+        if self.state["step"] is None:
+            return None
+        path = os.path.join(self.folder, f"best-{self.state['step']}")
+        tf.train.Checkpoint(weights=list(model.weights)).read(path).assert_consumed()
+        return self.state["step"]
 
 
 class HistoryCSV(keras.callbacks.Callback):

@@ -18,13 +18,14 @@ Pipelines (see ``docs/reference.md`` sections 5-7):
   otherwise N per class by a seeded rule.
 """
 
+import dataclasses
 import functools
 import math
 
 import numpy as np
 import tensorflow as tf
 
-from tfp_vae.sources import DiskArray, ImageSet, idx  # noqa: F401 (re-exported)
+from tfp_vae.sources import DiskArray, ImageSet, Rows, idx  # noqa: F401 (re-exported)
 from tfp_vae.errors import DataError  # re-exported: data.DataError
 
 # MNIST, kept here for scripts written against earlier versions.
@@ -138,7 +139,7 @@ def labelled_subset(dataset, per_class=10):
     """
     if dataset.train_labels is None:
         raise DataError(f"{dataset.name} has no labels; the SSVAE needs labelled training images.")
-    if dataset.reference and per_class == 10:
+    if dataset.reference and per_class == 10 and not dataset.held_out:
         idx_ = subset_indices(dataset.train_labels, TRAIN_SUBSET_POSITIONS)
     else:
         picks = []
@@ -170,10 +171,43 @@ def test_batches(dataset, binarized=True, batch_size=500, seed=0):
 
 
 def validation_set(dataset, binarized=True, size=1000):
-    """The first ``size`` images of the test split and their labels, as the first batch of
-    :func:`test_batches` (binarised with seed 0 for Bernoulli models): the held-out data of
-    the validation curve."""
+    """The data of the validation curve and its labels: the validation split when the dataset
+    has one (:func:`hold_out`), else the first ``size`` images of the test split (the first
+    batch of :func:`test_batches`); binarised once with seed 0 for Bernoulli models."""
+    if dataset.validation_images is not None:
+        x = to_unit_interval(dataset.validation_images)
+        labels = dataset.validation_labels
+        return (static_binarize(x) if binarized else x), \
+            None if labels is None else labels.astype(np.int32)
     return next(test_batches(dataset, binarized, batch_size=size))
+
+
+# The validation split's rule: the same images on every run of the same data, whatever the seed.
+VALIDATION_SEED = 0
+
+
+def hold_out(dataset, count):
+    """``dataset`` with ``count`` of its training images moved to a validation split (the papers'
+    50,000 / 10,000 on MNIST): those at the first ``count`` places of
+    ``numpy.random.default_rng(0).permutation(N)``, in file order; the training split keeps the
+    others, in file order (a :class:`~tfp_vae.sources.Rows` view when the images stay on disk).
+
+    Raises:
+      DataError: ``count`` leaves no training image.
+    """
+    n = len(dataset.train_images)
+    if not 0 < count < n:
+        raise DataError(f"--validation={count} must hold out fewer images than the "
+                        f"{n:,} training images of {dataset.name}.")
+    order = np.random.default_rng(VALIDATION_SEED).permutation(n)
+    held, kept = np.sort(order[:count]), np.sort(order[count:])
+    images = dataset.train_images
+    train = images[kept] if isinstance(images, np.ndarray) else Rows(images, kept)
+    labels = dataset.train_labels
+    return dataclasses.replace(
+        dataset, train_images=train, validation_images=np.asarray(images[held]),
+        train_labels=None if labels is None else labels[kept],
+        validation_labels=None if labels is None else labels[held], held_out=count)
 
 
 def full_test_set(dataset, seed=0, binarized=True):
@@ -213,7 +247,7 @@ def train_dataset(images, batch_size, seed, start_step=0, binarized=True, labels
     Returns:
       A ``tf.data.Dataset`` of float32 batches (b, D) (or pairs with int32 labels).
     """
-    if not isinstance(images, DiskArray):
+    if not isinstance(images, (DiskArray, Rows)):
         images = np.asarray(images)
     if images.ndim < 2:
         raise DataError(f"training images must be an array (N, D) or (N, H, W, C), got shape "

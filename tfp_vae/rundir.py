@@ -16,7 +16,7 @@ from tfp_vae import files
 from tfp_vae.errors import ConfigError
 
 
-def check_resume_settings(run_dir, now, identity):
+def check_resume_settings(run_dir, now, identity, assumed=None):
     """Refuses to continue a run with settings other than those it was started with.
 
     Args:
@@ -24,6 +24,8 @@ def check_resume_settings(run_dir, now, identity):
         identity).
       identity: the names of the settings that must not change
         (:meth:`tfp_vae.settings.Settings.identity`).
+      assumed: the values of settings an older ``config.json`` lacks (added since; such runs
+        were made with them), :data:`tfp_vae.settings.SINCE_ADDED`.
     """
     path = os.path.join(run_dir, "config.json")
     try:
@@ -39,6 +41,7 @@ def check_resume_settings(run_dir, now, identity):
                           f"command cannot be checked against the settings the run was started "
                           f"with. Restore config.json, or move the folder aside (or pass another "
                           f"--run) to start afresh.") from None
+    before = {**(assumed or {}), **before}
     changed = [name for name in identity
                if name in before and name in now and before[name] != now[name]]
     if changed:

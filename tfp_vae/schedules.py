@@ -7,7 +7,8 @@ the rate the uninterrupted one took).
   ``10^(-i/7)`` for i = 0, ..., 7 (3,280 epochs in all; the last rate after them).
 
 The names are checked without TensorFlow (:func:`check`); :func:`learning_rate` builds Keras'
-schedule objects (``keras.optimizers.schedules``), which the optimiser's checkpoint keeps.
+schedule objects (``keras.optimizers.schedules``) from them. A checkpoint holds the step, not
+the schedule: a resumed run rebuilds it from its settings (part of its resume identity).
 """
 
 from tfp_vae.errors import ConfigError
@@ -30,6 +31,13 @@ def check(spec):
         pass
     raise ConfigError(f"--lr_schedule must be 'constant', 'burda' or 'step:EVERY:FACTOR' (EVERY "
                       f"a whole number of steps >= 1, FACTOR in (0, 1]), got {spec!r}.")
+
+
+def canonical(spec):
+    """``spec`` written one way (``step:1000:.5`` and ``step:1000:0.5`` alike), so that the
+    resume identity compares schedules, not spellings."""
+    kind = check(spec)
+    return kind[0] if len(kind) == 1 else f"step:{kind[1]}:{kind[2]!r}"
 
 
 def burda_boundaries(steps_per_epoch):

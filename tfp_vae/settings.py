@@ -64,7 +64,7 @@ def check_data(spec, memory_budget):
 # change between starts. The data is named by where it was read from and a SHA-256 of it.
 IDENTITY = ("model", "dataset", "z", "seed", "batch_size", "lr", "svhn_split", "likelihood",
             "arch", "objective", "train_samples", "kl_warmup", "free_bits", "lr_schedule",
-            "data_source", "data_sha256")
+            "validation", "patience", "data_source", "data_sha256")
 
 
 @dataclasses.dataclass(init=False)
@@ -83,6 +83,8 @@ class Settings:
     objective: str = "elbo"   # or "iwae": train on -IWAE-train_samples (the unsupervised kinds)
     train_samples: int = 5
     kl_warmup: int = 0    # steps of the KL weight's linear rise from 0 to 1 (0: none)
+    validation: int = 0   # training images held out as the validation split (data.hold_out)
+    patience: int = 0     # early stopping: steps without a better val_nelbo (0: off)
     free_bits: float = 0.0  # train on rec + max(free_bits, mean KL) (0: none)
     iter_max: int = None  # None: the kind's default (20000; 30000 for the SSVAE)
     iter_save: int = 10000
@@ -171,12 +173,13 @@ class Settings:
         check_choice("--jit_compile", self.jit_compile, JIT_CHOICES, ConfigError)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"--lr must be a finite positive number, got {self.lr}.")
-        schedules.check(self.lr_schedule)
-        if not (isinstance(self.kl_warmup, int) and self.kl_warmup >= 0):
-            raise ConfigError(f"--kl_warmup must be a whole number of steps >= 0, got "
-                              f"{self.kl_warmup!r}.")
-        if not (math.isfinite(self.free_bits) and self.free_bits >= 0):
-            raise ConfigError(f"--free_bits must be a finite number >= 0, got {self.free_bits}.")
+        self.lr_schedule = schedules.canonical(self.lr_schedule)
+        self._check_early_stopping()
+        self.kl_warmup = whole_setting("kl_warmup", self.kl_warmup)
+        if not (_is_number(self.free_bits) and math.isfinite(self.free_bits)
+                and self.free_bits >= 0):
+            raise ConfigError(f"--free_bits must be a finite number >= 0, got "
+                              f"{self.free_bits!r}.")
         if self.objective != "elbo" and (self.kl_warmup or self.free_bits):
             raise ConfigError("--kl_warmup and --free_bits weigh the KL term of the ELBO; "
                               "--objective=iwae has none.")
@@ -246,6 +249,17 @@ class Settings:
                         for name, value in self.named(dataset).items())
         return f"model={self.model}{shown}_run={self.run:04d}"
 
+    def _check_early_stopping(self):
+        self.validation = whole_setting("validation", self.validation)
+        self.patience = whole_setting("patience", self.patience)
+        if self.patience and not self.validation:
+            raise ConfigError("--patience stops on the validation split's bound: hold one out "
+                              "of the training images with --validation=N (the papers: 10000 "
+                              "on MNIST), never the test images.")
+        if self.patience and self.strategy == "multiworker":
+            raise ConfigError("--patience runs on one machine (--strategy=default or mirrored): "
+                              "under multiworker only the chief validates.")
+
     def recorded(self, data_identity):
         """What ``config.json`` records: every common setting, the kind's hyperparameters and
         the data's identity (:func:`tfp_vae.train.data_identity`)."""
@@ -271,6 +285,25 @@ class Settings:
         if self.kl_warmup or self.free_bits:
             kwargs.update(kl_warmup=self.kl_warmup, free_bits=self.free_bits)
         return kwargs
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def whole_setting(name, value):
+    """``value`` as an int when it is a whole number >= 0 (100.0 passes; True and 2.5 do not);
+    ConfigError naming the flag otherwise."""
+    if not (_is_number(value) and math.isfinite(value) and float(value).is_integer()
+            and value >= 0):
+        raise ConfigError(f"--{name} must be a whole number >= 0, got {value!r}.")
+    return int(value)
+
+
+# Settings added after runs had been made with their default behaviour: a config.json without
+# them was made with these values (what its resume is checked against).
+SINCE_ADDED = {"kl_warmup": 0, "free_bits": 0.0, "lr_schedule": "constant", "validation": 0,
+               "patience": 0}
 
 
 def number_text(value):

@@ -44,7 +44,7 @@ import tensorflow as tf
 from tfp_vae import (callbacks, checkpoints, data, distribute, evaluate, export, files,
                      memory, pictures, rundir, schedules, sources, tasks)
 from tfp_vae.errors import ConfigError, Interrupted
-from tfp_vae.settings import Settings  # noqa: F401  (re-exported: train.Settings)
+from tfp_vae.settings import SINCE_ADDED, Settings  # noqa: F401  (train.Settings)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class Run:
     model: object = None
     manager: object = None
     start_step: int = 0
+    best: object = None  # callbacks.BestWeights of a run with early stopping
 
     @property
     def checkpoint_dir(self):
@@ -104,6 +105,8 @@ def prepare(settings, held):
     dataset = sources.load(settings.dataset, settings.data_dir, settings.memory_budget,
                            settings.verify_checksums, settings.svhn_split,
                            default=settings.kind.dataset, pixel_max=settings.pixel_max)
+    if settings.validation:
+        dataset = data.hold_out(dataset, settings.validation)
     if settings.likelihood == "auto":
         settings.likelihood = settings.default_likelihood(dataset)
     task = tasks.get(settings.kind.task)
@@ -125,7 +128,8 @@ def prepare(settings, held):
         if os.path.isdir(state.checkpoint_dir):
             checkpoints.set_aside_damaged_state(state.checkpoint_dir)
     if checkpoints.checkpoint_paths(state.checkpoint_dir):
-        rundir.check_resume_settings(state.folder, recorded, settings.identity())
+        rundir.check_resume_settings(state.folder, recorded, settings.identity(),
+                                     assumed=SINCE_ADDED)
     if state.chief:
         files.write_bytes_atomic(os.path.join(state.folder, "config.json"),
                                  json.dumps(recorded, indent=1).encode())
@@ -157,7 +161,9 @@ def fit(state):
     """Trains from the restored step to ``iter_max``; returns ``(train_seconds, startup_seconds)``.
     Raises what stopped it early (a divergence, a failed save, a stop request)."""
     settings, model = state.settings, state.model
-    if state.start_step >= settings.iter_max:
+    if settings.patience and state.chief:
+        state.best = callbacks.BestWeights(os.path.join(state.folder, "best"), settings.patience)
+    if state.start_step >= settings.iter_max or (state.best and state.best.stopped_at):
         return 0.0, None
     # Under multiworker every worker must stop at the same step: TensorFlow's preemption handler
     # agrees on it across the cluster.
@@ -180,7 +186,8 @@ def fit(state):
                 model.fit(stream.take(steps * epochs), epochs=epochs, steps_per_epoch=steps,
                           callbacks=[saver] + grids + (loggers if logged else []),
                           shuffle=False, verbose=0)
-                if saver.failure or saver.interrupted_at is not None:
+                if saver.failure or saver.interrupted_at is not None or \
+                        (state.best and state.best.stopped_at):
                     break
         finally:  # the last grid and the boards, also when a second Ctrl-C ends the run
             for callback in grids + loggers:
@@ -241,6 +248,7 @@ def watchers(state):
     return [grids], [
         callbacks.Validation(state.task.validation(state.dataset, state.model.binarized),
                              settings.seed),
+        *([state.best] if state.best else []),  # after Validation: it reads val_nelbo
         callbacks.StepBoard(logs),
         callbacks.HistoryCSV(state.history, settings.log_every),
         *([] if settings.verbose == 0 else [callbacks.Progress(
@@ -253,17 +261,19 @@ def finish(state, timing):
     settings, model = state.settings, state.model
     train_seconds, startup_seconds = timing
     steps = int(model.optimizer.iterations.numpy())
+    stopping = early_stopping(state)
     digest = checkpoints.weights_digest(model)
     if startup_seconds is not None:
         log.info("start-up: %.1f s from launch to the end of the first step", startup_seconds)
-    log.info("step %d: weights sha256 %s", steps, digest)
+    log.info("%s: weights sha256 %s", f"step {steps}" if not stopping else
+             f"the best weights (step {stopping['early_stopping']['best_step']})", digest)
     start = state.start_step
     results = {"run": settings.run_name(state.dataset), "steps": steps,
                "resumed_from_step": start, "train_seconds": round(train_seconds, 2),
                "train_steps_per_second":
                    round((steps - start) / train_seconds, 2) if steps > start else None,
                "startup_seconds": startup_seconds, "weights_sha256": digest,
-               "commit": source_commit()}
+               "commit": source_commit(), **stopping}
     if not state.chief:
         shutil.rmtree(state.scratch, ignore_errors=True)
         with contextlib.suppress(OSError):  # Empty once every worker has finished.
@@ -288,6 +298,21 @@ def finish(state, timing):
     lines.append(f"  logs/         tensorboard --logdir {os.path.join(where, 'logs')}")
     log.info("%s", "\n".join(lines))
     return results
+
+
+def early_stopping(state):
+    """With ``--patience``: the best weights restored into the model (what is evaluated and
+    exported), and ``{"early_stopping": {...}}`` for the results; ``{}`` without."""
+    if state.best is None:
+        return {}
+    best = state.best.restore(state.model)
+    if best is not None:
+        log.info("early stopping: the weights of step %d (val_nelbo %.4f) restored%s", best,
+                 state.best.state["val_nelbo"], f"; stopped at step {state.best.stopped_at}"
+                 if state.best.stopped_at else "")
+    return {"early_stopping": {"patience": state.settings.patience, "best_step": best,
+                               "best_val_nelbo": state.best.state["val_nelbo"],
+                               "stopped_at": state.best.stopped_at}}
 
 
 # ------------------------------------------------------------------------------ the model

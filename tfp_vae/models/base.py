@@ -96,10 +96,10 @@ def free_bits(kl_share, floor):
     pressing the posterior onto the prior further, which keeps latent units from collapsing."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     context = tf.distribute.get_replica_context()
-    total = tf.stop_gradient(kl_share)
-    if replicas > 1 and context is not None:
-        total = context.all_reduce("SUM", total)
-    return tf.where(total > floor, kl_share, tf.cast(floor / replicas, kl_share.dtype))
+    total, share = tf.stop_gradient(kl_share), floor
+    if replicas > 1 and context is not None:  # as global_batch_mean: shares of one mean
+        total, share = context.all_reduce("SUM", total), floor / replicas
+    return tf.where(total > floor, kl_share, tf.cast(share, kl_share.dtype))
 
 
 @keras.saving.register_keras_serializable(package="tfp_vae")
@@ -272,7 +272,9 @@ class BaseVAE(keras.Model):
                 ("p(z)", self.prior_layer.describe()),
                 ("objective", f"negative IWAE-{self.train_samples} (the importance-weighted "
                               f"bound of Burda et al., 2016)" if self.objective == "iwae" else
-                 "negative ELBO, " + ("analytic" if self.analytic_kl else "Monte-Carlo") + " KL")]
+                 "negative ELBO, " + ("analytic" if self.analytic_kl else "Monte-Carlo") + " KL"
+                 + (f"; KL warm-up over {self.kl_warmup} steps" if self.kl_warmup else "")
+                 + (f"; free bits {self.free_bits:g}" if self.free_bits else ""))]
 
     def _network_name(self, layer):
         if isinstance(layer, networks.UserNetwork):
@@ -492,20 +494,20 @@ class BaseVAE(keras.Model):
         """The KL term's weight in this training step: the warm-up's (``None`` without one)."""
         if not self.kl_warmup:
             return None
-        if self.optimizer is None:  # not compiled: no step, the warm-up is over
+        optimizer = getattr(self, "optimizer", None)  # Keras sets it in compile()
+        if optimizer is None:  # not compiled: no step, the warm-up is over
             return 1.0
-        return bounds.kl_warmup_weight(self.optimizer.iterations, self.kl_warmup)
+        return bounds.kl_warmup_weight(optimizer.iterations, self.kl_warmup)
 
     def elbo_loss(self, bound):
         """This replica's share of the training loss of a negative-ELBO :class:`Bound`: the mean
         of ``rec + w * KL`` over the global batch, ``w`` the step's :meth:`kl_weight`, the KL
         raised to the model's free bits. Without either, the mean of the bound itself."""
         weight = self.kl_weight()
-        if weight is None and not self.free_bits:
-            return global_batch_mean(bound.value)
-        kl = global_batch_mean(bound.kl)
-        if self.free_bits:
-            kl = free_bits(kl, self.free_bits)
+        if not self.free_bits:  # one mean (and one all-reduce)
+            return global_batch_mean(bound.value if weight is None else
+                                     bound.rec + weight * bound.kl)
+        kl = free_bits(global_batch_mean(bound.kl), self.free_bits)
         return global_batch_mean(bound.rec) + (kl if weight is None else weight * kl)
 
     def _update_metrics(self, loss, terms):

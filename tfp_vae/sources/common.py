@@ -61,6 +61,9 @@ class ImageSet:
         reference protocol and subsets apply.
       source: where the data came from (a resolved path or ``tfds:NAME``).
       fingerprint: SHA-256 of the content read; resuming a run on other data is refused with it.
+      validation_images, validation_labels: training images held out as a validation split
+        (:func:`tfp_vae.data.hold_out`), or None.
+      held_out: how many (0: none; the training split is then the file's).
     """
     train_images: object
     train_labels: object
@@ -73,6 +76,9 @@ class ImageSet:
     reference: bool = False
     source: str = ""
     fingerprint: str = ""
+    validation_images: object = None
+    validation_labels: object = None
+    held_out: int = 0
 
     def __post_init__(self):
         if self.num_classes is None:
@@ -101,9 +107,31 @@ class ImageSet:
             return "memory" if isinstance(x, np.ndarray) else "disk"
         h, w, c = self.image_shape
         classes = f"{self.num_classes} classes" if self.labelled else "no labels"
-        return (f"{self.name}: {len(self.train_images):,} training and {len(self.test_images):,} "
-                f"test images of {h}x{w}x{c}, {classes} (train in {held(self.train_images)}, test "
-                f"in {held(self.test_images)}; from {self.source})")
+        split = f" and {self.held_out:,} validation" if self.held_out else ""
+        return (f"{self.name}: {len(self.train_images):,} training{split} and "
+                f"{len(self.test_images):,} test images of {h}x{w}x{c}, {classes} (train in "
+                f"{held(self.train_images)}, test in {held(self.test_images)}; from "
+                f"{self.source})")
+
+
+class Rows:
+    """Chosen rows of an array read on demand: ``Rows(a, index)[k]`` is ``a[index[k]]``, so that
+    a split of a :class:`DiskArray` stays on disk."""
+
+    def __init__(self, array, index):
+        self.array, self.index = array, np.asarray(index, np.int64)
+        self.shape = (len(self.index), *array.shape[1:])
+        self.dtype, self.ndim = array.dtype, array.ndim
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, key):
+        return self.array[self.index[key]]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.array[self.index]
+        return out if dtype is None else out.astype(dtype)
 
 
 class DiskArray:
