@@ -106,3 +106,15 @@ def test_early_stopping_resumed_stops_where_the_uninterrupted_run_stops(tmp_path
     assert resumed["weights_sha256"] == straight["weights_sha256"]
     again = train.run(_stopping(tmp_path / "b", 12))  # a stopped run only evaluates again
     assert again["train_seconds"] == 0 and again["weights_sha256"] == straight["weights_sha256"]
+
+
+def test_history_rows_stay_on_the_log_grid_when_an_epoch_is_cut_short(tmp_path):
+    """Keras ends an epoch cut by Ctrl-C or a divergence too: no row for it (the resumed run
+    logs that interval on the grid)."""
+    history = callbacks.HistoryCSV(str(tmp_path / "history.csv"), 1000, last=2500)
+    history.set_model(_Model())
+    for step in (1000, 1350, 2000, 2500):
+        history.model.optimizer.iterations.assign(step)
+        history.on_epoch_end(0, {"loss": float(step)})
+    assert [r["step"] for r in csv.DictReader(open(tmp_path / "history.csv"))] == \
+        ["1000", "2000", "2500"]

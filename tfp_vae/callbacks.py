@@ -184,15 +184,23 @@ class HistoryCSV(keras.callbacks.Callback):
 
     A resumed run whose columns differ from the file's (an older version's, without ``val_``
     columns or with Keras' ``epoch``) rewrites the file once with the union of both, ``NA``
-    where a row has no value, so that every row matches the header."""
+    where a row has no value, so that every row matches the header.
 
-    def __init__(self, filename, log_every):
+    Rows are written on the log grid only, the multiples of ``log_every`` and the ``last`` step:
+    Keras ends an epoch cut short by a stop request or a divergence too, and its row (a partial
+    interval, or NaN) would stand in the file beside the resumed run's rows, which an
+    uninterrupted run does not have."""
+
+    def __init__(self, filename, log_every, last=None):
         super().__init__()
-        self.filename, self.log_every = filename, log_every
+        self.filename, self.log_every, self.last = filename, log_every, last
         self.keys = None
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = {**(logs or {}), "step": int(self.model.optimizer.iterations.numpy())}
+        step = int(self.model.optimizer.iterations.numpy())
+        if step % self.log_every and step != self.last:
+            return
+        logs = {**(logs or {}), "step": step}
         if self.keys is None:
             self.keys = self._columns(["step"] + sorted(k for k in logs if k != "step"))
         row = [str(logs.get(key, "NA")) for key in self.keys]

@@ -250,7 +250,7 @@ def watchers(state):
                              settings.seed),
         *([state.best] if state.best else []),  # after Validation: it reads val_nelbo
         callbacks.StepBoard(logs),
-        callbacks.HistoryCSV(state.history, settings.log_every),
+        callbacks.HistoryCSV(state.history, settings.log_every, settings.iter_max),
         *([] if settings.verbose == 0 else [callbacks.Progress(
             settings.iter_max, live=settings.verbose == 1 or (settings.verbose is None
                                                               and sys.stdout.isatty()))])]
