@@ -87,8 +87,10 @@ def _stopping(out, iter_max):
 
 
 def test_early_stopping_stops_after_its_patience_and_exports_the_best_weights(
-        tmp_path, scripted_validation):
+        tmp_path, scripted_validation, caplog):
+    caplog.set_level("INFO", logger="tfp_vae")
     result = train.run(_stopping(tmp_path / "a", 12))
+    assert "59,900 training and 100 validation" in caplog.text  # the split is held out
     assert result["early_stopping"] == {"patience": 4, "best_step": 4, "best_val_nelbo": 4.0,
                                         "stopped_at": 8}
     best = train.run(train.Settings(model="vae", iter_max=4, iter_save=2, log_every=2,

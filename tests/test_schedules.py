@@ -33,3 +33,20 @@ def test_burda_schedule_is_three_to_the_i_epochs_at_ten_to_the_minus_i_over_seve
 def test_a_bad_schedule_names_the_forms(spec):
     with pytest.raises(errors.ConfigError, match="--lr_schedule must be 'constant', 'burda' or"):
         schedules.check(spec)
+
+
+def test_a_run_optimiser_follows_its_schedule_in_epochs_of_its_data(mnist):
+    """bin/train's Adam takes the schedule, its epochs 619 steps of 97 over MNIST's 60,000."""
+    from tfp_vae import train
+    for spec, step, expected in (("step:2:0.5", 4, 2.5e-4), ("burda", 618, 1e-3),
+                                 ("burda", 619, 1e-3 * 10 ** (-1 / 7)), ("constant", 5000, 1e-3)):
+        optimizer = train.make_optimizer(train.Settings(lr_schedule=spec).resolve(), mnist)
+        optimizer.iterations.assign(step)
+        np.testing.assert_allclose(float(optimizer.learning_rate), expected, rtol=1e-6)
+
+
+def test_one_schedule_is_written_one_way_for_the_resume_identity():
+    assert schedules.canonical("step:1000:.5") == schedules.canonical("step:1000:0.5") == \
+        "step:1000:0.5"
+    from tfp_vae import train
+    assert train.Settings(lr_schedule="step:1000:.50").resolve().lr_schedule == "step:1000:0.5"

@@ -8,7 +8,6 @@ the two cannot be read together.
 """
 
 import csv
-import glob
 import io
 import json
 import os
@@ -134,6 +133,7 @@ class BestWeights(keras.callbacks.Callback):
         super().__init__()
         self.folder, self.patience = folder, patience
         self.path = os.path.join(folder, "best.json")
+        self.manager = None  # over the model's weights, once the model is set
         self.state = {"step": None, "val_nelbo": None, "stopped_at": None}
         if os.path.isfile(self.path):
             with open(self.path) as f:
@@ -151,14 +151,15 @@ class BestWeights(keras.callbacks.Callback):
         step = int(self.model.optimizer.iterations.numpy())
         best = self.state["val_nelbo"]
         if best is None or value < best:
-            old = self.state["step"]
-            tf.train.Checkpoint(weights=list(self.model.weights)).write(
-                os.path.join(self.folder, f"best-{step}"))
+            if self.manager is None:
+                # Two kept: the manager deletes the older one as it saves, before best.json
+                # names the new one, so a kill in between must find the one it still names.
+                self.manager = tf.train.CheckpointManager(
+                    tf.train.Checkpoint(weights=list(self.model.weights)), self.folder,
+                    max_to_keep=2, checkpoint_name="best")
+            self.manager.save(checkpoint_number=step)
             self.state.update(step=step, val_nelbo=float(value))
             self._save()
-            if old is not None and old != step:
-                for path in glob.glob(os.path.join(glob.escape(self.folder), f"best-{old}.*")):
-                    os.remove(path)
         elif self.patience and step - self.state["step"] >= self.patience:
             self.state["stopped_at"] = step
             self._save()
@@ -172,7 +173,9 @@ class BestWeights(keras.callbacks.Callback):
         if self.state["step"] is None:
             return None
         path = os.path.join(self.folder, f"best-{self.state['step']}")
-        tf.train.Checkpoint(weights=list(model.weights)).read(path).assert_consumed()
+        # every weight restored (the manager's save counter in the file is not a weight)
+        restored = tf.train.Checkpoint(weights=list(model.weights)).read(path)
+        restored.assert_existing_objects_matched()
         return self.state["step"]
 
 

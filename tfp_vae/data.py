@@ -207,7 +207,7 @@ def hold_out(dataset, count):
     return dataclasses.replace(
         dataset, train_images=train, validation_images=np.asarray(images[held]),
         train_labels=None if labels is None else labels[kept],
-        validation_labels=None if labels is None else labels[held], held_out=count)
+        validation_labels=None if labels is None else labels[held])
 
 
 def full_test_set(dataset, seed=0, binarized=True):

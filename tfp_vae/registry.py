@@ -43,19 +43,23 @@ class Hyper:
 
     def check(self, value):
         """``value`` of the flag's type within bounds, else a ConfigError naming the flag."""
-        kind = type(self.default)
-        try:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
-                (kind is float or float(value).is_integer()) and math.isfinite(value)
-        except (TypeError, OverflowError):
-            ok = False
-        bound = value > self.minimum if self.strict else value >= self.minimum
-        if not ok or not bound:
-            what = "a whole number" if kind is int else "a finite number"
-            sign = ">" if self.strict else ">="
-            raise ConfigError(f"--{self.name} must be {what} {sign} {self.minimum:g}, got "
-                              f"{value!r}.")
-        return kind(value)
+        return check_number(self.name, value, type(self.default), self.minimum, self.strict)
+
+
+def check_number(name, value, kind, minimum=0, strict=False):
+    """``value`` as ``kind`` (int: a whole number, 2.0 passes and 2.5 or True do not; float: a
+    finite number) above ``minimum`` (or at it, unless ``strict``); else a ConfigError naming
+    the flag ``--name``."""
+    try:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+            (kind is float or float(value).is_integer()) and math.isfinite(value)
+    except (TypeError, OverflowError):
+        ok = False
+    if not ok or not (value > minimum if strict else value >= minimum):
+        what = "a whole number" if kind is int else "a finite number"
+        raise ConfigError(f"--{name} must be {what} {'>' if strict else '>='} {minimum:g}, got "
+                          f"{value!r}.")
+    return kind(value)
 
 
 @dataclasses.dataclass(frozen=True)

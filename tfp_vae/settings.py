@@ -83,9 +83,9 @@ class Settings:
     objective: str = "elbo"   # or "iwae": train on -IWAE-train_samples (the unsupervised kinds)
     train_samples: int = 5
     kl_warmup: int = 0    # steps of the KL weight's linear rise from 0 to 1 (0: none)
+    free_bits: float = 0.0  # train on rec + max(free_bits, mean KL) (0: none)
     validation: int = 0   # training images held out as the validation split (data.hold_out)
     patience: int = 0     # early stopping: steps without a better val_nelbo (0: off)
-    free_bits: float = 0.0  # train on rec + max(free_bits, mean KL) (0: none)
     iter_max: int = None  # None: the kind's default (20000; 30000 for the SSVAE)
     iter_save: int = 10000
     run: int = 0
@@ -175,11 +175,8 @@ class Settings:
             raise ConfigError(f"--lr must be a finite positive number, got {self.lr}.")
         self.lr_schedule = schedules.canonical(self.lr_schedule)
         self._check_early_stopping()
-        self.kl_warmup = whole_setting("kl_warmup", self.kl_warmup)
-        if not (_is_number(self.free_bits) and math.isfinite(self.free_bits)
-                and self.free_bits >= 0):
-            raise ConfigError(f"--free_bits must be a finite number >= 0, got "
-                              f"{self.free_bits!r}.")
+        self.kl_warmup = registry.check_number("kl_warmup", self.kl_warmup, int)
+        self.free_bits = registry.check_number("free_bits", self.free_bits, float)
         if self.objective != "elbo" and (self.kl_warmup or self.free_bits):
             raise ConfigError("--kl_warmup and --free_bits weigh the KL term of the ELBO; "
                               "--objective=iwae has none.")
@@ -250,8 +247,8 @@ class Settings:
         return f"model={self.model}{shown}_run={self.run:04d}"
 
     def _check_early_stopping(self):
-        self.validation = whole_setting("validation", self.validation)
-        self.patience = whole_setting("patience", self.patience)
+        self.validation = registry.check_number("validation", self.validation, int)
+        self.patience = registry.check_number("patience", self.patience, int)
         if self.patience and not self.validation:
             raise ConfigError("--patience stops on the validation split's bound: hold one out "
                               "of the training images with --validation=N (the papers: 10000 "
@@ -285,19 +282,6 @@ class Settings:
         if self.kl_warmup or self.free_bits:
             kwargs.update(kl_warmup=self.kl_warmup, free_bits=self.free_bits)
         return kwargs
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def whole_setting(name, value):
-    """``value`` as an int when it is a whole number >= 0 (100.0 passes; True and 2.5 do not);
-    ConfigError naming the flag otherwise."""
-    if not (_is_number(value) and math.isfinite(value) and float(value).is_integer()
-            and value >= 0):
-        raise ConfigError(f"--{name} must be a whole number >= 0, got {value!r}.")
-    return int(value)
 
 
 # Settings added after runs had been made with their default behaviour: a config.json without

@@ -227,8 +227,9 @@ def fit_calls(start, last, every, per_call):
         calls.append((step, steps, epochs, end % every == 0 or end == last))
         step = end
     for boundary in (per_call, every):  # up to the next multiple of each (align, then head)
-        if min(-step % boundary, last - step):
-            add(min(-step % boundary, last - step))
+        steps = min(-step % boundary, last - step)
+        if steps:
+            add(steps)
     if (last - step) // every:  # the whole intervals
         add(every, (last - step) // every)
     if last > step:  # the tail

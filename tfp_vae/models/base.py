@@ -81,12 +81,20 @@ def global_batch_mean(per_example):
     its own losses, would weigh the two halves about 2 % apart). On one replica it is the plain
     mean, bit for bit as before.
     """
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    context = tf.distribute.get_replica_context()
-    if replicas == 1 or context is None:
+    context = _summing_replicas()
+    if context is None:
         return tf.reduce_mean(per_example)
     local = tf.cast(tf.shape(per_example)[0], per_example.dtype)
     return tf.reduce_sum(per_example) / context.all_reduce("SUM", local)
+
+
+def _summing_replicas():
+    """The replica context when this step runs on several replicas whose gradients are summed;
+    None on one replica or outside a replica context (then a mean is the plain mean)."""
+    context = tf.distribute.get_replica_context()
+    if tf.distribute.get_strategy().num_replicas_in_sync == 1 or context is None:
+        return None
+    return context
 
 
 def free_bits(kl_share, floor):
@@ -94,11 +102,11 @@ def free_bits(kl_share, floor):
     share (as :func:`global_batch_mean` gives it) of ``max(floor, mean KL)``, the mean over the
     global batch. Below ``floor`` nats the KL term is a constant: the optimiser gains nothing by
     pressing the posterior onto the prior further, which keeps latent units from collapsing."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    context = tf.distribute.get_replica_context()
+    context = _summing_replicas()
     total, share = tf.stop_gradient(kl_share), floor
-    if replicas > 1 and context is not None:  # as global_batch_mean: shares of one mean
-        total, share = context.all_reduce("SUM", total), floor / replicas
+    if context is not None:  # as global_batch_mean: shares of one mean
+        total = context.all_reduce("SUM", total)
+        share = floor / context.num_replicas_in_sync
     return tf.where(total > floor, kl_share, tf.cast(share, kl_share.dtype))
 
 

@@ -63,7 +63,6 @@ class ImageSet:
       fingerprint: SHA-256 of the content read; resuming a run on other data is refused with it.
       validation_images, validation_labels: training images held out as a validation split
         (:func:`tfp_vae.data.hold_out`), or None.
-      held_out: how many (0: none; the training split is then the file's).
     """
     train_images: object
     train_labels: object
@@ -78,7 +77,6 @@ class ImageSet:
     fingerprint: str = ""
     validation_images: object = None
     validation_labels: object = None
-    held_out: int = 0
 
     def __post_init__(self):
         if self.num_classes is None:
@@ -86,6 +84,12 @@ class ImageSet:
             count = max((int(np.max(y)) + 1 for y in labels), default=0)
             object.__setattr__(self, "num_classes", count)
         object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
+
+    @property
+    def held_out(self):
+        """How many training images the validation split took (0: none; the training split is
+        then the file's)."""
+        return 0 if self.validation_images is None else len(self.validation_images)
 
     @property
     def labelled(self):
