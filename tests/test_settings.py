@@ -14,7 +14,7 @@ def test_an_unknown_arch_or_likelihood_is_refused_alike_by_config_model_and_netw
     """One rule (config.check_choice): the config names the flag, the model and the network
     builders the argument, each listing the choices."""
     from tfp_vae import networks, train
-    choices = {"arch": "mlp, gated, conv", "likelihood": "bernoulli, gaussian"}[field]
+    choices = {"arch": "mlp, gated, burda, conv", "likelihood": "bernoulli, gaussian"}[field]
     with pytest.raises(errors.ConfigError, match=f"--{field} must be one of .*got '{value}'"):
         train.Settings(**{field: value}).resolve()
     with pytest.raises(ValueError, match=f"^{field} must be one of {choices}, got '{value}'"):

@@ -11,8 +11,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = ("bounds", "callbacks", "checkpoints", "cli", "compat", "data", "distribute",
                "distributions", "errors", "evaluate", "evaluate_saved", "export", "files",
-               "images", "memory", "models", "networks", "pictures", "pretrained", "registry",
-               "rundir", "saved", "schedules", "settings", "sources", "tasks", "train")
+               "images", "memory", "models", "networks", "pictures", "pretrained", "recipes",
+               "registry", "rundir", "saved", "schedules", "settings", "sources", "tasks", "train")
 
 
 def __getattr__(name):

@@ -10,6 +10,9 @@ in the first thousand steps).
 b) * sigmoid(V h + c)``, as the VampPrior paper's networks (Tomczak & Welling, 2018), with the
 same initialisation.
 
+``arch="burda"`` is Burda et al.'s (2016) one-layer networks: x_dim(+y) -> 200 -> 200 -> out,
+tanh (the IWAE paper's, section 5), with the same initialisation (theirs was Glorot & Bengio's).
+
 ``arch="conv"`` sizes a convolutional network from the image shape (:class:`ConvBody`,
 :class:`DeconvTail`): stride-2 4x4 convolutions with 32, 64, 128, 256 filters halve the image
 until its sides are at most 7 (28 -> 14 -> 7; 32 -> 16 -> 8 -> 4), then one dense layer of the
@@ -32,7 +35,9 @@ from tfp_vae.settings import ARCHS, LIKELIHOODS, check_choice
 tfd = tfp.distributions
 
 HIDDEN = {"v1": (300, 300), "v2": (500, 500)}
-DENSE_ARCHS = ("mlp", "gated")  # the architectures of MLP (the others: conv)
+# The architectures of MLP (the other: conv), as MLP's arguments besides the reference's.
+DENSE_ARCHS = {"mlp": {}, "gated": {"gated": True},
+               "burda": {"hidden": (200, 200), "activation": "tanh"}}
 
 
 def torch_linear(units, fan_in, activation=None, name=None):
@@ -281,9 +286,9 @@ class GaussianDecoder(_Conditional):
 class Classifier(_Conditional):
     """q(y | x) = Categorical(softmax(logits)) from a ReLU MLP (784 -> 300 -> 300 -> classes)."""
 
-    def __init__(self, x_dim, num_classes, nn="v1", **kwargs):
+    def __init__(self, x_dim, num_classes, nn="v1", activation="relu", **kwargs):
         super().__init__(x_dim, num_classes, distributions.CategoricalLogits(), 0, nn,
-                         activation="relu", **kwargs)
+                         activation=activation, **kwargs)
 
 
 def _check_arch(arch, image_shape):
@@ -291,13 +296,12 @@ def _check_arch(arch, image_shape):
 
 
 def encoder(arch, image_shape, z_dim, y_dim=0, nn="v1", name="encoder"):
-    """q(z | x[, y]): the reference MLP (``arch="mlp"``), gated (``"gated"``) or a
-    convolutional network."""
+    """q(z | x[, y]): the reference MLP (``arch="mlp"``), gated (``"gated"``), Burda et al.'s
+    (``"burda"``) or a convolutional network."""
     _check_arch(arch, image_shape)
     x_dim = math.prod(image_shape)
     if arch in DENSE_ARCHS:
-        return GaussianEncoder(x_dim, z_dim, y_dim=y_dim, nn=nn, name=name,
-                               gated=arch == "gated")
+        return GaussianEncoder(x_dim, z_dim, y_dim=y_dim, nn=nn, name=name, **DENSE_ARCHS[arch])
     return _Conditional(x_dim, 2 * z_dim, distributions.DiagonalGaussian(), y_dim, nn,
                         body=ConvBody(image_shape, name="conv"), hidden=HIDDEN[nn][:1], name=name)
 
@@ -310,11 +314,11 @@ def decoder(arch, likelihood, image_shape, z_dim, y_dim=0, nn="v1", variance=0.1
     check_choice("likelihood", likelihood, LIKELIHOODS)
     x_dim = math.prod(image_shape)
     if arch in DENSE_ARCHS:
-        gated = arch == "gated"
         if likelihood == "bernoulli":
-            return BernoulliDecoder(z_dim, x_dim, y_dim=y_dim, nn=nn, name=name, gated=gated)
+            return BernoulliDecoder(z_dim, x_dim, y_dim=y_dim, nn=nn, name=name,
+                                    **DENSE_ARCHS[arch])
         return GaussianDecoder(z_dim, x_dim, y_dim=y_dim, nn=nn, variance=variance, name=name,
-                               gated=gated)
+                               **DENSE_ARCHS[arch])
     head = distributions.BernoulliLogits() if likelihood == "bernoulli" else \
         distributions.FixedVarianceGaussian(variance)
     return _Conditional(z_dim, x_dim, head, y_dim, nn, tail=DeconvTail(image_shape, name="deconv"),
@@ -322,11 +326,12 @@ def decoder(arch, likelihood, image_shape, z_dim, y_dim=0, nn="v1", variance=0.1
 
 
 def classifier(arch, image_shape, num_classes, nn="v1", name="classifier"):
-    """q(y | x): the reference's ReLU MLP or a convolutional network with ReLUs."""
+    """q(y | x): the reference's ReLU MLP (gated, or Burda et al.'s tanh MLP, as the other
+    networks) or a convolutional network with ReLUs."""
     _check_arch(arch, image_shape)
     x_dim = math.prod(image_shape)
     if arch in DENSE_ARCHS:
-        return Classifier(x_dim, num_classes, nn=nn, name=name, gated=arch == "gated")
+        return Classifier(x_dim, num_classes, nn=nn, name=name, **DENSE_ARCHS[arch])
     return _Conditional(x_dim, num_classes, distributions.CategoricalLogits(), 0, nn, "relu",
                         body=ConvBody(image_shape, "relu", name="conv"), hidden=HIDDEN[nn][:1],
                         name=name)

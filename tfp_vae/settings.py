@@ -13,12 +13,12 @@ import dataclasses
 import math
 import os
 
-from tfp_vae import registry, schedules, sources
+from tfp_vae import recipes, registry, schedules, sources
 from tfp_vae.errors import ConfigError
 from tfp_vae.export import MAX_IWAE_SAMPLES  # memory is bounded by chunks, time is not
 
 OBJECTIVES = ("elbo", "iwae")  # the negative ELBO, or the negative IWAE-K (Burda et al., 2016)
-ARCHS = ("mlp", "gated", "conv")
+ARCHS = ("mlp", "gated", "burda", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 LIKELIHOOD_CHOICES = ("auto",) + LIKELIHOODS  # auto: see train.default_likelihood
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -64,7 +64,7 @@ def check_data(spec, memory_budget):
 # change between starts. The data is named by where it was read from and a SHA-256 of it.
 IDENTITY = ("model", "dataset", "z", "seed", "batch_size", "lr", "svhn_split", "likelihood",
             "arch", "objective", "train_samples", "kl_warmup", "free_bits", "lr_schedule",
-            "validation", "patience", "data_source", "data_sha256")
+            "adam_epsilon", "validation", "patience", "data_source", "data_sha256")
 
 
 @dataclasses.dataclass(init=False)
@@ -75,9 +75,11 @@ class Settings:
     ``Settings(model="gmvae", k=100, iter_max=5000)``: the common fields by name, the kind's
     hyperparameters (:data:`tfp_vae.registry.KINDS`) by name too (kept in ``hypers`` and read
     as attributes, ``settings.k``). Fields left None take the kind's defaults in
-    :meth:`resolve`.
+    :meth:`resolve`. ``Settings(recipe="vampprior-paper/vae", iter_max=50000)``: a paper's
+    protocol (:mod:`tfp_vae.recipes`), the settings given beside it overriding its own.
     """
     model: str = "vae"
+    recipe: str = None    # a paper's protocol (tfp_vae.recipes): its settings, then the given
     dataset: str = None   # mnist, svhn or tfds:NAME; None: what data_dir holds, else the kind's
     z: int = None         # None: the kind's default (10; 64 for the SSVAE)
     objective: str = "elbo"   # or "iwae": train on -IWAE-train_samples (the unsupervised kinds)
@@ -93,6 +95,7 @@ class Settings:
     batch_size: int = None  # None: the kind's default (97; 100 for the FSVAE)
     lr: float = 1e-3
     lr_schedule: str = "constant"  # or "step:EVERY:FACTOR", "burda" (tfp_vae.schedules)
+    adam_epsilon: float = 1e-7  # Adam's epsilon (Keras' default; the IWAE paper's 1e-4)
     data_dir: str = None
     svhn_split: str = "extra"
     verify_checksums: bool = True
@@ -119,6 +122,8 @@ class Settings:
     hypers: dict = None   # the kind's hyperparameters, by name
 
     def __init__(self, **values):
+        if values.get("recipe") is not None:
+            values = recipes.apply(values["recipe"], values)
         hypers = dict(values.pop("hypers", None) or {})
         for field in dataclasses.fields(self):
             if field.name != "hypers":
@@ -173,6 +178,8 @@ class Settings:
         check_choice("--jit_compile", self.jit_compile, JIT_CHOICES, ConfigError)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"--lr must be a finite positive number, got {self.lr}.")
+        self.adam_epsilon = registry.check_number("adam_epsilon", self.adam_epsilon, float,
+                                                  strict=True)
         self.lr_schedule = schedules.canonical(self.lr_schedule)
         self._check_early_stopping()
         self.kl_warmup = registry.check_number("kl_warmup", self.kl_warmup, int)
@@ -287,7 +294,7 @@ class Settings:
 # Settings added after runs had been made with their default behaviour: a config.json without
 # them was made with these values (what its resume is checked against).
 SINCE_ADDED = {"kl_warmup": 0, "free_bits": 0.0, "lr_schedule": "constant", "validation": 0,
-               "patience": 0}
+               "patience": 0, "adam_epsilon": 1e-7}
 
 
 def number_text(value):

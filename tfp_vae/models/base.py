@@ -125,8 +125,8 @@ class BaseVAE(keras.Model):
       likelihood: p(x | z): ``"bernoulli"`` (logits; binary or [0, 1] pixels, the reference's)
         or ``"gaussian"`` (a learned mean with a fixed ``variance`` on every pixel, the FSVAE's).
       arch: ``"mlp"`` (the reference's networks), ``"gated"`` (the same with gated layers,
-        :class:`tfp_vae.networks.MLP`) or ``"conv"`` (convolutional networks sized
-        from ``image_shape``, :mod:`tfp_vae.networks`).
+        :class:`tfp_vae.networks.MLP`), ``"burda"`` (the IWAE paper's tanh MLPs 200-200) or
+        ``"conv"`` (convolutional networks sized from ``image_shape``, :mod:`tfp_vae.networks`).
       variance: the fixed variance of the Gaussian likelihood.
       kl_warmup: train on ``rec + w * KL`` with ``w`` rising linearly from 0 to 1 over this many
         steps (:func:`tfp_vae.bounds.kl_warmup_weight`; 0: none).

@@ -1,0 +1,95 @@
+"""tfp_vae.recipes: each recipe resolves to the settings its paper states (the paper's numbers
+written here, with the citation), given settings override it, and a recipe run trains."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import QUIET, run_tool
+from tfp_vae import errors, models, recipes, train
+
+
+def _settings(name, **given):
+    return train.Settings(recipe=name, **given).resolve()
+
+
+@pytest.mark.parametrize("name,model,pseudo_inputs,nll", [
+    ("vampprior-paper/vae", "vae", None, 88.56),
+    ("vampprior-paper/vampprior", "vampprior", 500, 85.57)])
+def test_vampprior_paper_recipes_state_the_papers_protocol(name, model, pseudo_inputs, nll):
+    """Tomczak & Welling (2018), "VAE with a VampPrior", section 5: MLPs of two gated layers of
+    300 units, z = 40, K = 500 pseudo-inputs, batch 100, Adam with learning rate 5e-4, KL
+    warm-up over 100 epochs, early stopping after 50 epochs without improvement, at most 2,000
+    epochs, 50,000 training and 10,000 validation images of MNIST's 60,000; the test NLL by
+    importance sampling with 5,000 samples. Table 2 (MNIST): 88.56 (standard prior), 85.57
+    (VampPrior)."""
+    s = _settings(name)
+    epoch = 50_000 // 100
+    assert (s.model, s.dataset, s.likelihood, s.arch, s.z, s.batch_size, s.lr) == \
+        (model, "mnist", "bernoulli", "gated", 40, 100, 5e-4)
+    assert (s.validation, s.kl_warmup, s.patience, s.iter_max) == \
+        (10_000, 100 * epoch, 50 * epoch, 2000 * epoch)
+    assert (s.objective, s.lr_schedule, s.adam_epsilon, s.nll_samples) == \
+        ("elbo", "constant", 1e-7, 5000)
+    assert s.hypers.get("pseudo_inputs") == pseudo_inputs
+    assert recipes.get(name).paper_nll == nll and s.recipe == name
+
+
+@pytest.mark.parametrize("name,objective,k,nll", [
+    ("iwae-paper/vae", "elbo", 5, 86.76),  # k unused by the ELBO: the default stays
+    ("iwae-paper/iwae-k5", "iwae", 5, 85.54),
+    ("iwae-paper/iwae-k50", "iwae", 50, 84.78)])
+def test_iwae_paper_recipes_state_the_papers_protocol(name, objective, k, nll):
+    """Burda, Grosse & Salakhutdinov (2016), "Importance Weighted Autoencoders", section 5, one
+    stochastic layer: two deterministic layers of 200 tanh units, 50 latent units, batch 20,
+    Adam with epsilon 1e-4, 3^i passes over the 60,000 training images at 0.001 * 10^(-i/7) for
+    i = 0..7 (3,280 passes); the test NLL with k = 5,000. Table 1 (MNIST, one stochastic
+    layer): VAE 86.76, IWAE k = 5 85.54, IWAE k = 50 84.78."""
+    s = _settings(name)
+    assert (s.model, s.arch, s.z, s.batch_size, s.lr, s.adam_epsilon, s.lr_schedule) == \
+        ("vae", "burda", 50, 20, 1e-3, 1e-4, "burda")
+    assert (s.objective, s.train_samples, s.validation, s.kl_warmup, s.patience) == \
+        (objective, k, 0, 0, 0)
+    assert s.iter_max == 3280 * 60_000 // 20 and s.nll_samples == 5000
+    assert recipes.get(name).paper_nll == nll
+
+
+def test_given_settings_override_a_recipe_but_not_its_model():
+    s = _settings("vampprior-paper/vampprior", iter_max=1000, pseudo_inputs=50, lr=1e-3)
+    assert (s.iter_max, s.pseudo_inputs, s.lr, s.z) == (1000, 50, 1e-3, 40)
+    with pytest.raises(errors.ConfigError, match="trains --model=vampprior; leave --model out"):
+        train.Settings(recipe="vampprior-paper/vampprior", model="vae")
+    with pytest.raises(errors.ConfigError, match="--recipe must be one of vampprior-paper/vae"):
+        train.Settings(recipe="vampprior")
+
+
+def test_bin_train_answers_a_bad_recipe_before_tensorflow():
+    result = run_tool("train", "--recipe=iwae-paper/iwae-k50", "--model=gmvae")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: --recipe=iwae-paper/iwae-k50 trains --model=vae")
+
+
+def test_burda_networks_are_tanh_mlps_of_200_200():
+    """arch="burda": x -> 200 -> 200 -> 2 z (tanh), z -> 200 -> 200 -> x, Burda et al.'s."""
+    model = models.VAE(z_dim=50, arch="burda")
+    mlp = model.encoder.net
+    assert [layer.units for layer in mlp.dense] == [200, 200, 100]
+    assert [layer.units for layer in model.decoder.net.dense] == [200, 200, 784]
+    x = tf.random.stateless_uniform([3, 784], seed=[1, 2])
+    h = x
+    for layer in mlp.dense[:2]:
+        h = tf.tanh(h @ layer.kernel + layer.bias)
+    np.testing.assert_allclose(mlp(x), h @ mlp.dense[2].kernel + mlp.dense[2].bias,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_a_recipe_run_trains_and_records_its_recipe(tmp_path):
+    result = train.run(train.Settings(recipe="iwae-paper/iwae-k5", iter_max=2, iter_save=2,
+                                      log_every=2, nll_samples=0, jit_compile="false",
+                                      out_dir=str(tmp_path), **QUIET))
+    assert result["run"] == "model=vae_z=50_arch=burda_objective=iwae5_run=0000"
+    config = json.loads((tmp_path / result["run"] / "config.json").read_text())
+    assert (config["recipe"], config["adam_epsilon"], config["lr_schedule"], config["iter_max"]) \
+        == ("iwae-paper/iwae-k5", 1e-4, "burda", 2)
