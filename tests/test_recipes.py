@@ -93,3 +93,22 @@ def test_a_recipe_run_trains_and_records_its_recipe(tmp_path):
     config = json.loads((tmp_path / result["run"] / "config.json").read_text())
     assert (config["recipe"], config["adam_epsilon"], config["lr_schedule"], config["iter_max"]) \
         == ("iwae-paper/iwae-k5", 1e-4, "burda", 2)
+    card = (tmp_path / result["run"] / "MODEL_CARD.md").read_text()
+    assert "test NLL **85.54**" in card and "Burda, Grosse & Salakhutdinov (2016)" in card
+    assert "`bin/train --recipe=iwae-paper/iwae-k5 --iter_max=2 --iter_save=2 " \
+        "--jit_compile=false --log_every=2 --eval_repeats=1 --nofull_test --nll_samples=0 " \
+        "--noexport`" in card
+    assert f"`{result['weights_sha256']}`" in card and "2 steps (0.0 epochs of 3,000 steps)" \
+        in card
+
+
+def test_a_recipe_model_is_pretrained_by_its_name(tmp_path, monkeypatch):
+    from tfp_vae import pretrained
+    folder = tmp_path / "vampprior-paper" / "vampprior"
+    folder.mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"")
+    monkeypatch.setattr(pretrained, "folders", lambda: [str(tmp_path)])
+    assert pretrained.names() == ["vampprior-paper/vampprior"]
+    assert pretrained.resolve("pretrained:vampprior-paper/vampprior") == str(folder)
+    with pytest.raises(errors.NotAModelError, match="choose one of vampprior-paper/vampprior"):
+        pretrained.path("iwae-paper/iwae-k50")

@@ -2,7 +2,9 @@
 
 A clone (and an editable install) has them in ``savedmodels/`` beside the package; a plain
 ``pip install .`` copies them to ``<prefix>/share/tfp_vae/savedmodels`` (``data_files`` in
-``setup.py``). :func:`path` finds either; the tools take ``--model_dir=pretrained:vae``.
+``setup.py``). :func:`path` finds either; the tools take ``--model_dir=pretrained:vae``, and
+``pretrained:vampprior-paper/vampprior`` for a recipe's model (``savedmodels/<recipe>/``, with
+its ``MODEL_CARD.md``).
 Imports nothing heavy.
 """
 
@@ -10,7 +12,7 @@ import os
 import site
 import sys
 
-from tfp_vae import registry
+from tfp_vae import recipes, registry
 from tfp_vae.errors import NotAModelError
 
 PREFIX = "pretrained:"
@@ -25,17 +27,26 @@ def folders():
         for base in (sys.prefix, site.getuserbase())]
 
 
+def _present(names):
+    return [name for name in names if any(
+        os.path.isfile(os.path.join(folder, name, "saved_model.pb")) for folder in folders())]
+
+
 def kinds():
     """The registry's kinds that have a pretrained model here."""
-    return [kind for kind in registry.KINDS if any(
-        os.path.isfile(os.path.join(folder, kind, "saved_model.pb")) for folder in folders())]
+    return _present(registry.KINDS)
+
+
+def names():
+    """Every pretrained model here: the kinds', then the recipes' (:mod:`tfp_vae.recipes`)."""
+    return kinds() + _present(recipes.RECIPES)
 
 
 def path(kind):
-    """The folder of the pretrained ``kind`` (one of :func:`kinds`)."""
-    if kind not in kinds():
+    """The folder of the pretrained ``kind`` (one of :func:`names`)."""
+    if kind not in names():
         raise NotAModelError(f"there is no pretrained {kind!r}; choose one of "
-                             f"{', '.join(kinds())}.")
+                             f"{', '.join(names())}.")
     for folder in folders():
         candidate = os.path.join(folder, kind)
         if os.path.isfile(os.path.join(candidate, "saved_model.pb")):

@@ -11,6 +11,7 @@ lives in ``<out_dir>/<run name>/`` (the reference's names, e.g.
                        pictures below and the evaluation's numbers, at the end)
     config.json        the configuration of the run
     evaluation.json    the evaluation at the end (also printed as a table)
+    MODEL_CARD.md      with --recipe: the paper's number beside the run's (tfp_vae.cards)
     samples.png        200 samples, 10 x 20 (the FSVAE's: row = class, column = shared z)
     history.csv        the training metrics every log_every steps (Keras CSVLogger, with the step)
     curves.png, iwae.png, latent.png, reconstructions.png   see tfp_vae.pictures
@@ -41,7 +42,7 @@ import time
 import keras
 import tensorflow as tf
 
-from tfp_vae import (callbacks, checkpoints, data, distribute, evaluate, export, files,
+from tfp_vae import (callbacks, cards, checkpoints, data, distribute, evaluate, export, files,
                      memory, pictures, rundir, schedules, sources, tasks)
 from tfp_vae.errors import ConfigError, Interrupted
 from tfp_vae.settings import SINCE_ADDED, Settings  # noqa: F401  (train.Settings)
@@ -291,6 +292,8 @@ def finish(state, timing):
                                  history=state.history, log_every=settings.log_every)
     pictures.to_tensorboard(os.path.join(state.folder, "logs", "evaluation"), written, results,
                             steps)
+    if settings.recipe:  # the paper's number beside the run's
+        written.append(cards.write(state.folder))
     where = os.path.abspath(state.folder)
     lines = [f"results in {where}:",
              "  " + ", ".join(["evaluation.json"] + [os.path.basename(p) for p in written])]
