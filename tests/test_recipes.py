@@ -112,3 +112,16 @@ def test_a_recipe_model_is_pretrained_by_its_name(tmp_path, monkeypatch):
     assert pretrained.resolve("pretrained:vampprior-paper/vampprior") == str(folder)
     with pytest.raises(errors.NotAModelError, match="choose one of vampprior-paper/vampprior"):
         pretrained.path("iwae-paper/iwae-k50")
+
+
+def test_epochs_set_the_length_in_passes_over_the_training_images_left(tmp_path):
+    """--epochs: 2 passes over the 1,000 images left after holding 59,000 out, in batches of
+    100, are 20 steps; --epochs replaces a recipe's length and excludes --iter_max."""
+    settings = train.Settings(model="vae", epochs=2, validation=59_000, batch_size=100,
+                              iter_save=10, log_every=10, out_dir=str(tmp_path), **QUIET)
+    result = train.run(settings)
+    assert result["steps"] == settings.iter_max == 20
+    settings.resolve()  # again (iter_max came from the epochs)
+    assert _settings("iwae-paper/vae", epochs=5).iter_max is None
+    with pytest.raises(errors.ConfigError, match="--epochs=3 and --iter_max=10 both set"):
+        train.Settings(epochs=3, iter_max=10).resolve()

@@ -108,11 +108,15 @@ def get(name):
 
 
 def apply(name, given):
-    """The settings of recipe ``name`` overridden by ``given`` (the settings set explicitly);
-    a ConfigError if ``given`` names another model than the recipe's."""
+    """The settings of recipe ``name`` overridden by ``given`` (the settings set explicitly;
+    ``epochs`` replaces the recipe's length); a ConfigError if ``given`` names another model
+    than the recipe's."""
     recipe = get(name)
     model = given.get("model", recipe.settings["model"])
     if model != recipe.settings["model"]:
         raise ConfigError(f"--recipe={name} trains --model={recipe.settings['model']}; leave "
                           f"--model out (or choose another recipe), got --model={model}.")
-    return {**recipe.resolved(), **given}
+    resolved = recipe.resolved()
+    if given.get("epochs") is not None:  # the length given in epochs replaces the recipe's
+        del resolved["iter_max"]
+    return {**resolved, **given}

@@ -89,6 +89,7 @@ class Settings:
     validation: int = 0   # training images held out as the validation split (data.hold_out)
     patience: int = 0     # early stopping: steps without a better val_nelbo (0: off)
     iter_max: int = None  # None: the kind's default (20000; 30000 for the SSVAE)
+    epochs: int = None    # instead of iter_max: passes over the training images (train.prepare)
     iter_save: int = 10000
     run: int = 0
     seed: int = 0
@@ -151,8 +152,13 @@ class Settings:
         """Fills in the kind's defaults, then raises ConfigError for the first impossible
         setting; returns self. Needs neither TensorFlow nor the data."""
         kind = self.kind
+        if self.epochs is not None:
+            self.epochs = registry.check_number("epochs", self.epochs, int, strict=True)
+            if self.iter_max is not None and not self.__dict__.get("_steps_from_epochs"):
+                raise ConfigError(f"--epochs={self.epochs} and --iter_max={self.iter_max} both "
+                                  f"set the training length: give one of them.")
         for name in ("z", "iter_max", "batch_size"):
-            if getattr(self, name) is None:
+            if getattr(self, name) is None and not (name == "iter_max" and self.epochs):
                 setattr(self, name, getattr(kind, name))
         for name in self.hypers:
             if kind.hyper(name) is None:
@@ -191,7 +197,7 @@ class Settings:
             raise ConfigError(f"--train_samples must be in 1..{MAX_TRAIN_SAMPLES}, got "
                               f"{self.train_samples}.")
         for name in ("z", "iter_max", "iter_save", "batch_size", "log_every", "eval_repeats"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be a positive integer, got "
                                   f"{getattr(self, name)}.")
         if self.run < 0 or not 0 <= self.seed <= MAX_SEED:
@@ -222,6 +228,15 @@ class Settings:
         if self.kind.likelihood:
             return self.kind.likelihood
         return "bernoulli" if dataset.image_shape[2] == 1 else "gaussian"
+
+    def epochs_to_steps(self, dataset):
+        """With ``epochs``: sets ``iter_max`` to that many passes over ``dataset``'s training
+        images (after the validation split; the last partial batch of each kept, as the
+        stream), and returns it; else returns ``iter_max``."""
+        if self.epochs:
+            per_epoch = -(-len(dataset.train_images) // self.batch_size)
+            self.iter_max, self._steps_from_epochs = self.epochs * per_epoch, True
+        return self.iter_max
 
     def named(self, dataset):
         """The settings that name the run, in order: the data when it is not the kind's default

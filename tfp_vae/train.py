@@ -108,6 +108,8 @@ def prepare(settings, held):
                            default=settings.kind.dataset, pixel_max=settings.pixel_max)
     if settings.validation:
         dataset = data.hold_out(dataset, settings.validation)
+    if settings.epochs:
+        log.info("%d epochs: %d steps", settings.epochs, settings.epochs_to_steps(dataset))
     if settings.likelihood == "auto":
         settings.likelihood = settings.default_likelihood(dataset)
     task = tasks.get(settings.kind.task)
