@@ -2,6 +2,7 @@
 training step, for short, interrupted and resumed runs."""
 
 import csv
+import dataclasses
 import io
 
 import numpy as np
@@ -108,6 +109,15 @@ def test_early_stopping_resumed_stops_where_the_uninterrupted_run_stops(tmp_path
     assert resumed["weights_sha256"] == straight["weights_sha256"]
     again = train.run(_stopping(tmp_path / "b", 12))  # a stopped run only evaluates again
     assert again["train_seconds"] == 0 and again["weights_sha256"] == straight["weights_sha256"]
+
+
+def test_early_stopping_counts_its_patience_from_the_end_of_the_kl_warmup(tmp_path,
+                                                                         scripted_validation):
+    """The VampPrior paper's code restarts the count during the warm-up: with one of 8 steps,
+    step 8 (4 steps after the best) does not stop; step 10 improves; none stops by 12."""
+    result = train.run(dataclasses.replace(_stopping(tmp_path, 12), kl_warmup=8))
+    assert result["early_stopping"] == {"patience": 4, "best_step": 10, "best_val_nelbo": 3.0,
+                                        "stopped_at": None}
 
 
 def test_history_rows_stay_on_the_log_grid_when_an_epoch_is_cut_short(tmp_path):

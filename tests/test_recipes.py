@@ -11,8 +11,17 @@ from conftest import QUIET, run_tool
 from tfp_vae import errors, models, recipes, train
 
 
+class _Images:
+    """A dataset of ``n`` training images, as to_steps sees one."""
+    def __init__(self, n):
+        self.train_images = range(n)
+
+
 def _settings(name, **given):
-    return train.Settings(recipe=name, **given).resolve()
+    """The recipe's settings on MNIST: resolved, and its epochs made steps over the 60,000
+    training images less the validation split."""
+    s = train.Settings(recipe=name, **given).resolve()
+    return s.to_steps(_Images(60_000 - s.validation))
 
 
 @pytest.mark.parametrize("name,model,pseudo_inputs,nll", [
@@ -27,8 +36,8 @@ def test_vampprior_paper_recipes_state_the_papers_protocol(name, model, pseudo_i
     (VampPrior)."""
     s = _settings(name)
     epoch = 50_000 // 100
-    assert (s.model, s.dataset, s.likelihood, s.arch, s.z, s.batch_size, s.lr) == \
-        (model, "mnist", "bernoulli", "gated", 40, 100, 5e-4)
+    assert (s.model, s.kind.dataset, s.likelihood, s.arch, s.z, s.batch_size, s.lr) == \
+        (model, "mnist", "auto", "gated", 40, 100, 5e-4)  # auto: Bernoulli for grey images
     assert (s.validation, s.kl_warmup, s.patience, s.iter_max) == \
         (10_000, 100 * epoch, 50 * epoch, 2000 * epoch)
     assert (s.objective, s.lr_schedule, s.adam_epsilon, s.nll_samples) == \
@@ -53,12 +62,18 @@ def test_iwae_paper_recipes_state_the_papers_protocol(name, objective, k, nll):
     assert (s.objective, s.train_samples, s.validation, s.kl_warmup, s.patience) == \
         (objective, k, 0, 0, 0)
     assert s.iter_max == 3280 * 60_000 // 20 and s.nll_samples == 5000
-    assert recipes.get(name).paper_nll == nll
+    assert recipes.get(name).paper_nll == nll and s.steps_per_epoch == 3000
 
 
 def test_given_settings_override_a_recipe_but_not_its_model():
     s = _settings("vampprior-paper/vampprior", iter_max=1000, pseudo_inputs=50, lr=1e-3)
     assert (s.iter_max, s.pseudo_inputs, s.lr, s.z) == (1000, 50, 1e-3, 40)
+    s = _settings("vampprior-paper/vampprior", hypers={"pseudo_inputs": 50}, batch_size=None)
+    assert (s.pseudo_inputs, s.batch_size) == (50, 100)  # None: the recipe's
+    # Another batch or split: an epoch is still a pass (55,000 / 50 = 1,100 steps).
+    s = _settings("vampprior-paper/vampprior", batch_size=50, validation=5000)
+    assert (s.steps_per_epoch, s.kl_warmup, s.patience, s.iter_max) == \
+        (1100, 100 * 1100, 50 * 1100, 2000 * 1100)
     with pytest.raises(errors.ConfigError, match="trains --model=vampprior; leave --model out"):
         train.Settings(recipe="vampprior-paper/vampprior", model="vae")
     with pytest.raises(errors.ConfigError, match="--recipe must be one of vampprior-paper/vae"):
@@ -69,6 +84,14 @@ def test_bin_train_answers_a_bad_recipe_before_tensorflow():
     result = run_tool("train", "--recipe=iwae-paper/iwae-k50", "--model=gmvae")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: --recipe=iwae-paper/iwae-k50 trains --model=vae")
+
+
+@pytest.mark.parametrize("given, flag", [(dict(objective="iwae"), "--kl_warmup"),
+                                         (dict(validation=0), "--patience")])
+def test_a_conflict_with_what_the_recipe_set_says_so(given, flag):
+    with pytest.raises(errors.ConfigError, match=f"--recipe=vampprior-paper/vampprior sets "
+                                                 f"{flag}: give it on the command line"):
+        train.Settings(recipe="vampprior-paper/vampprior", **given).resolve()
 
 
 def test_burda_networks_are_tanh_mlps_of_200_200():
@@ -85,21 +108,34 @@ def test_burda_networks_are_tanh_mlps_of_200_200():
                                rtol=1e-5, atol=1e-5)
 
 
-def test_a_recipe_run_trains_and_records_its_recipe(tmp_path):
+def test_a_recipe_run_trains_and_writes_its_card(tmp_path):
     result = train.run(train.Settings(recipe="iwae-paper/iwae-k5", iter_max=2, iter_save=2,
-                                      log_every=2, nll_samples=0, jit_compile="false",
-                                      out_dir=str(tmp_path), **QUIET))
+                                      log_every=2, nll_samples=10, out_dir=str(tmp_path),
+                                      **QUIET))
+    run_dir = tmp_path / result["run"]
     assert result["run"] == "model=vae_z=50_arch=burda_objective=iwae5_run=0000"
-    config = json.loads((tmp_path / result["run"] / "config.json").read_text())
-    assert (config["recipe"], config["adam_epsilon"], config["lr_schedule"], config["iter_max"]) \
-        == ("iwae-paper/iwae-k5", 1e-4, "burda", 2)
-    card = (tmp_path / result["run"] / "MODEL_CARD.md").read_text()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["recipe"], config["adam_epsilon"], config["lr_schedule"], config["iter_max"],
+            config["steps_per_epoch"]) == ("iwae-paper/iwae-k5", 1e-4, "burda", 2, 3000)
+    card = (run_dir / "MODEL_CARD.md").read_text()
     assert "test NLL **85.54**" in card and "Burda, Grosse & Salakhutdinov (2016)" in card
-    assert "`bin/train --recipe=iwae-paper/iwae-k5 --iter_max=2 --iter_save=2 " \
-        "--jit_compile=false --log_every=2 --eval_repeats=1 --nofull_test --nll_samples=0 " \
-        "--noexport`" in card
+    nll = result["nll"]["mean"]
+    assert f"test NLL **{nll:.2f}**" in card and f"{nll - 85.54:+.2f} nats" in card
+    # The command that made it: the recipe and what was given beside it, nothing else.
+    assert "`bin/train --recipe=iwae-paper/iwae-k5 --iter_max=2 --iter_save=2 --log_every=2 " \
+        "--eval_repeats=1 --iwae_samples=1 --nofull_test --nll_samples=10 --noexport`" in card
     assert f"`{result['weights_sha256']}`" in card and "2 steps (0.0 epochs of 3,000 steps)" \
         in card
+
+
+def test_a_card_refuses_a_folder_that_is_not_a_finished_recipe_run(tmp_path):
+    from tfp_vae import cards
+    assert cards.main(["cards", str(tmp_path)]) == 2
+    assert not (tmp_path / "MODEL_CARD.md").exists()
+    (tmp_path / "config.json").write_text(json.dumps({"recipe": None}))
+    (tmp_path / "evaluation.json").write_text("{}")
+    with pytest.raises(errors.ConfigError, match="is not a recipe's run"):
+        cards.card(str(tmp_path))
 
 
 def test_a_recipe_model_is_pretrained_by_its_name(tmp_path, monkeypatch):
@@ -122,6 +158,6 @@ def test_epochs_set_the_length_in_passes_over_the_training_images_left(tmp_path)
     result = train.run(settings)
     assert result["steps"] == settings.iter_max == 20
     settings.resolve()  # again (iter_max came from the epochs)
-    assert _settings("iwae-paper/vae", epochs=5).iter_max is None
+    assert _settings("iwae-paper/vae", epochs=5).iter_max == 5 * 3000
     with pytest.raises(errors.ConfigError, match="--epochs=3 and --iter_max=10 both set"):
         train.Settings(epochs=3, iter_max=10).resolve()

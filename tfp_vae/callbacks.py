@@ -121,7 +121,9 @@ class BestWeights(keras.callbacks.Callback):
     """Keeps the weights of the lowest ``val_nelbo`` so far (the validation split's bound, from
     :class:`Validation`) in ``<folder>/best-<step>``, a checkpoint of the model's weights, named
     with its step and value in ``<folder>/best.json``; with ``patience`` (steps), stops
-    training once ``val_nelbo`` has not improved for that many steps (early stopping).
+    training once ``val_nelbo`` has not improved for that many steps (early stopping), counted
+    from step ``not_before`` at the earliest (the end of the KL warm-up: the VampPrior paper's
+    code restarts the count until then).
 
     Written by hand because Keras' ``EarlyStopping`` holds its best weights and its count in
     memory: a resumed run would start them afresh. Here the state is on disk, written after the
@@ -129,9 +131,9 @@ class BestWeights(keras.callbacks.Callback):
     the same values at the same steps, stops where the uninterrupted run stops.
     """
 
-    def __init__(self, folder, patience=0):
+    def __init__(self, folder, patience=0, not_before=0):
         super().__init__()
-        self.folder, self.patience = folder, patience
+        self.folder, self.patience, self.not_before = folder, patience, not_before
         self.path = os.path.join(folder, "best.json")
         self.manager = None  # over the model's weights, once the model is set
         self.state = {"step": None, "val_nelbo": None, "stopped_at": None}
@@ -160,7 +162,7 @@ class BestWeights(keras.callbacks.Callback):
             self.manager.save(checkpoint_number=step)
             self.state.update(step=step, val_nelbo=float(value))
             self._save()
-        elif self.patience and step - self.state["step"] >= self.patience:
+        elif self.patience and step - max(self.state["step"], self.not_before) >= self.patience:
             self.state["stopped_at"] = step
             self._save()
             self.model.stop_training = True

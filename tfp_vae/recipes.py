@@ -2,19 +2,21 @@
 
 A recipe is the settings a paper states, written in the paper's units: its durations (training
 length, KL warm-up, early stopping's patience, checkpoint and log intervals) in epochs, passes
-over the training images that remain after the validation split, resolved to steps by
-:meth:`Recipe.settings`. Settings given beside a recipe override it (a shorter ``--iter_max``
-for the budget one has, another ``--out_dir``); its model cannot be changed. ``config.json``
-records the recipe's name with the settings it resolved to.
+over the training images that remain after the validation split, made steps once the data is
+known (:meth:`tfp_vae.settings.Settings.to_steps`; with another ``--batch_size`` or
+``--validation``, an epoch is still a pass). Settings given beside a recipe override it (a
+shorter ``--iter_max`` for the budget one has, other data); its model cannot be changed.
+``config.json`` records the recipe's name with the settings it resolved to.
 
-The recipes (dynamically binarised MNIST; the test NLL is -IWAE-5000 on all 10,000 test images,
-as both papers):
+The recipes (on the default data, dynamically binarised MNIST; the test NLL is -IWAE-5000 on
+all 10,000 test images, as both papers):
 
 * ``vampprior-paper/vae`` and ``vampprior-paper/vampprior``: Tomczak & Welling (2018), "VAE with
   a VampPrior", section 5 and its code: gated MLPs 300-300 (``--arch=gated``), z = 40, K = 500
   pseudo-inputs, batch 100, Adam 5e-4, KL warm-up over 100 epochs, 10,000 training images held
-  out for validation, early stopping after 50 epochs without a better validation bound, at most
-  2,000 epochs. Test NLL, Table 2 (MNIST, one stochastic layer): 88.56 and 85.57.
+  out for validation, early stopping after 50 epochs without a better validation bound (counted
+  from the end of the warm-up, as the paper's code), at most 2,000 epochs. Test NLL, Table 2
+  (MNIST, one stochastic layer): 88.56 and 85.57.
 * ``iwae-paper/vae``, ``iwae-paper/iwae-k5``, ``iwae-paper/iwae-k50``: Burda, Grosse &
   Salakhutdinov (2016), "Importance Weighted Autoencoders", section 5, one stochastic layer:
   tanh MLPs 200-200 (``--arch=burda``), z = 50, batch 20, Adam (epsilon 1e-4) at 1e-3 with the
@@ -28,8 +30,6 @@ import dataclasses
 
 from tfp_vae.errors import ConfigError
 
-MNIST_TRAIN = 60_000  # MNIST's training images, of which the validation split is held out
-
 # Settings a recipe states in epochs (everything else in its own unit).
 DURATIONS = ("iter_max", "kl_warmup", "patience", "iter_save", "log_every")
 
@@ -41,44 +41,28 @@ class Recipe:
     Attributes:
       name: the ``--recipe`` value.
       paper: the citation, with the section the settings come from.
-      settings: the settings that are not durations (the model, networks, optimiser, data).
-      epochs: the durations of :data:`DURATIONS`, in epochs.
+      settings: the settings that are not durations (the model, networks, optimiser, split).
+      epochs: the durations of :data:`DURATIONS`, in epochs (passes over the training images
+        left after the validation split; :meth:`tfp_vae.settings.Settings.to_steps` makes them
+        steps once the data is known).
       paper_nll: the paper's test NLL (nats) of this model.
-      train_images: the dataset's training images, the validation split included.
     """
     name: str
     paper: str
     settings: dict
     epochs: dict
     paper_nll: float
-    train_images: int = MNIST_TRAIN
-
-    def steps_per_epoch(self):
-        """Training steps per pass over the images left after the validation split (the last
-        partial batch kept, as the data stream)."""
-        images = self.train_images - self.settings.get("validation", 0)
-        return -(-images // self.settings["batch_size"])
-
-    def resolved(self):
-        """The recipe's settings in the :class:`~tfp_vae.settings.Settings`' units (steps),
-        with ``recipe`` set to its name."""
-        per_epoch = self.steps_per_epoch()
-        return {**self.settings, **{name: round(epochs * per_epoch)
-                                    for name, epochs in self.epochs.items()},
-                "recipe": self.name}
 
 
-_EVALUATION = {"dataset": "mnist", "likelihood": "bernoulli", "nll_samples": 5000}
-
-_VAMPPRIOR_PAPER = {**_EVALUATION, "z": 40, "arch": "gated", "batch_size": 100, "lr": 5e-4,
-                    "validation": 10_000, "jit_compile": "true"}
+_VAMPPRIOR_PAPER = {"nll_samples": 5000, "z": 40, "arch": "gated", "batch_size": 100,
+                    "lr": 5e-4, "validation": 10_000}
 _VAMPPRIOR_EPOCHS = {"iter_max": 2000, "kl_warmup": 100, "patience": 50, "iter_save": 10,
                      "log_every": 1}
 _VAMPPRIOR_CITATION = ("Tomczak & Welling (2018), VAE with a VampPrior, AISTATS; section 5 and "
                        "Table 2 (MNIST)")
 
-_IWAE_PAPER = {**_EVALUATION, "z": 50, "arch": "burda", "batch_size": 20, "lr": 1e-3,
-               "lr_schedule": "burda", "adam_epsilon": 1e-4, "jit_compile": "true"}
+_IWAE_PAPER = {"nll_samples": 5000, "z": 50, "arch": "burda", "batch_size": 20, "lr": 1e-3,
+               "lr_schedule": "burda", "adam_epsilon": 1e-4}
 _IWAE_EPOCHS = {"iter_max": 3280, "iter_save": 10, "log_every": 1}
 _IWAE_CITATION = ("Burda, Grosse & Salakhutdinov (2016), Importance Weighted Autoencoders, "
                   "ICLR; section 5 and Table 1 (MNIST, one stochastic layer)")
@@ -108,15 +92,24 @@ def get(name):
 
 
 def apply(name, given):
-    """The settings of recipe ``name`` overridden by ``given`` (the settings set explicitly;
-    ``epochs`` replaces the recipe's length); a ConfigError if ``given`` names another model
-    than the recipe's."""
+    """The settings of recipe ``name`` under ``given`` (the settings set explicitly; None counts
+    as not given), and the durations still in epochs: ``(values, in_epochs)``. A length given
+    (``iter_max`` or ``epochs``) replaces the recipe's. A ConfigError if ``given`` names another
+    model than the recipe's."""
     recipe = get(name)
+    given = {key: value for key, value in given.items() if value is not None}
     model = given.get("model", recipe.settings["model"])
     if model != recipe.settings["model"]:
         raise ConfigError(f"--recipe={name} trains --model={recipe.settings['model']}; leave "
                           f"--model out (or choose another recipe), got --model={model}.")
-    resolved = recipe.resolved()
-    if given.get("epochs") is not None:  # the length given in epochs replaces the recipe's
-        del resolved["iter_max"]
-    return {**resolved, **given}
+    in_epochs = {key: value for key, value in recipe.epochs.items() if key not in given}
+    if "epochs" in given:
+        in_epochs.pop("iter_max", None)
+    return {**recipe.settings, **given, "recipe": name}, in_epochs
+
+
+def set_by(name, given):
+    """The settings recipe ``name`` sets that ``given`` does not (for error messages)."""
+    recipe = get(name)
+    return [key for key in (*recipe.settings, *recipe.epochs)
+            if key != "model" and given.get(key) is None]

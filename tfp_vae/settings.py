@@ -12,6 +12,7 @@ from.
 import dataclasses
 import math
 import os
+import re
 
 from tfp_vae import recipes, registry, schedules, sources
 from tfp_vae.errors import ConfigError
@@ -123,9 +124,13 @@ class Settings:
     hypers: dict = None   # the kind's hyperparameters, by name
 
     def __init__(self, **values):
+        # The kind's hyperparameters may come in ``hypers`` or by name: by name wins.
+        values = {**(values.pop("hypers", None) or {}), **values}
+        in_epochs = {}  # durations still in epochs (a recipe's, or --epochs): see to_steps
         if values.get("recipe") is not None:
-            values = recipes.apply(values["recipe"], values)
-        hypers = dict(values.pop("hypers", None) or {})
+            self.__dict__["_recipe_set"] = recipes.set_by(values["recipe"], values)
+            values, in_epochs = recipes.apply(values["recipe"], values)
+        hypers = {}
         for field in dataclasses.fields(self):
             if field.name != "hypers":
                 setattr(self, field.name, values.pop(field.name, field.default))
@@ -136,6 +141,7 @@ class Settings:
                                   f"hyperparameter of any model.")
             hypers[name] = value
         self.hypers = hypers
+        self.__dict__["_in_epochs"] = in_epochs
 
     def __getattr__(self, name):  # the kind's hyperparameters as attributes
         hypers = self.__dict__.get("hypers") or {}
@@ -150,15 +156,23 @@ class Settings:
 
     def resolve(self):
         """Fills in the kind's defaults, then raises ConfigError for the first impossible
-        setting; returns self. Needs neither TensorFlow nor the data."""
+        setting; returns self. Needs neither TensorFlow nor the data (durations in epochs are
+        steps after :meth:`to_steps`)."""
+        try:
+            return self._resolve()
+        except ConfigError as e:
+            raise self._with_recipe_note(e) from None
+
+    def _resolve(self):
         kind = self.kind
         if self.epochs is not None:
             self.epochs = registry.check_number("epochs", self.epochs, int, strict=True)
-            if self.iter_max is not None and not self.__dict__.get("_steps_from_epochs"):
+            if self.iter_max is not None and "iter_max" not in self._in_epochs:
                 raise ConfigError(f"--epochs={self.epochs} and --iter_max={self.iter_max} both "
                                   f"set the training length: give one of them.")
+            self._in_epochs["iter_max"] = self.epochs
         for name in ("z", "iter_max", "batch_size"):
-            if getattr(self, name) is None and not (name == "iter_max" and self.epochs):
+            if getattr(self, name) is None and name not in self._in_epochs:
                 setattr(self, name, getattr(kind, name))
         for name in self.hypers:
             if kind.hyper(name) is None:
@@ -172,6 +186,36 @@ class Settings:
             takes = [k.name for k in registry.KINDS.values() if self.objective in k.objectives]
             raise ConfigError(f"--objective={self.objective} trains the {', '.join(takes)}; the "
                               f"{self.model} trains on its ELBO.")
+        return self
+
+    def _with_recipe_note(self, error):
+        """``error`` with a note when it names a setting the recipe chose, not the user."""
+        named = [name for name in self.__dict__.get("_recipe_set", ())
+                 if re.search(rf"--{name}\b", str(error))]
+        if not named:
+            return error
+        flags = ", ".join(f"--{name}" for name in named)
+        return ConfigError(f"{str(error).rstrip('.')}. (--recipe={self.recipe} sets {flags}: give "
+                           f"{'it' if len(named) == 1 else 'them'} on the command line to change "
+                           f"{'it' if len(named) == 1 else 'them'}.)")
+
+    def _set(self, name):
+        """Whether duration ``name`` is on: a number of steps, or epochs still to convert."""
+        return bool(getattr(self, name) or self._in_epochs.get(name))
+
+    def to_steps(self, dataset):
+        """The durations still in epochs (a recipe's, ``--epochs``) as steps over ``dataset``'s
+        training images (after the validation split; each epoch's last partial batch kept, as
+        the stream), then the checks again; returns self. ``steps_per_epoch`` records the
+        epoch."""
+        self.steps_per_epoch = -(-len(dataset.train_images) // self.batch_size)
+        for name, epochs in self._in_epochs.items():
+            setattr(self, name, max(1, round(epochs * self.steps_per_epoch)))
+        self.__dict__["_in_epochs"] = {"iter_max": self.epochs} if self.epochs else {}
+        try:
+            self._check_common()
+        except ConfigError as e:
+            raise self._with_recipe_note(e) from None
         return self
 
     def _check_common(self):
@@ -188,9 +232,10 @@ class Settings:
                                                   strict=True)
         self.lr_schedule = schedules.canonical(self.lr_schedule)
         self._check_early_stopping()
-        self.kl_warmup = registry.check_number("kl_warmup", self.kl_warmup, int)
+        if self.kl_warmup is not None:
+            self.kl_warmup = registry.check_number("kl_warmup", self.kl_warmup, int)
         self.free_bits = registry.check_number("free_bits", self.free_bits, float)
-        if self.objective != "elbo" and (self.kl_warmup or self.free_bits):
+        if self.objective != "elbo" and (self._set("kl_warmup") or self.free_bits):
             raise ConfigError("--kl_warmup and --free_bits weigh the KL term of the ELBO; "
                               "--objective=iwae has none.")
         if not 0 < self.train_samples <= MAX_TRAIN_SAMPLES:
@@ -211,7 +256,8 @@ class Settings:
                 raise ConfigError(f"--steps_per_execution must be a positive integer, got "
                                   f"{self.steps_per_execution}.")
             for name in ("iter_save", "log_every"):
-                if getattr(self, name) % self.steps_per_execution:
+                if getattr(self, name) is not None and \
+                        getattr(self, name) % self.steps_per_execution:
                     raise ConfigError(f"--{name}={getattr(self, name)} must be a multiple of "
                                       f"--steps_per_execution={self.steps_per_execution} (or "
                                       f"leave --steps_per_execution unset to choose it).")
@@ -228,15 +274,6 @@ class Settings:
         if self.kind.likelihood:
             return self.kind.likelihood
         return "bernoulli" if dataset.image_shape[2] == 1 else "gaussian"
-
-    def epochs_to_steps(self, dataset):
-        """With ``epochs``: sets ``iter_max`` to that many passes over ``dataset``'s training
-        images (after the validation split; the last partial batch of each kept, as the
-        stream), and returns it; else returns ``iter_max``."""
-        if self.epochs:
-            per_epoch = -(-len(dataset.train_images) // self.batch_size)
-            self.iter_max, self._steps_from_epochs = self.epochs * per_epoch, True
-        return self.iter_max
 
     def named(self, dataset):
         """The settings that name the run, in order: the data when it is not the kind's default
@@ -270,12 +307,13 @@ class Settings:
 
     def _check_early_stopping(self):
         self.validation = registry.check_number("validation", self.validation, int)
-        self.patience = registry.check_number("patience", self.patience, int)
-        if self.patience and not self.validation:
+        if self.patience is not None:
+            self.patience = registry.check_number("patience", self.patience, int)
+        if self._set("patience") and not self.validation:
             raise ConfigError("--patience stops on the validation split's bound: hold one out "
                               "of the training images with --validation=N (the papers: 10000 "
                               "on MNIST), never the test images.")
-        if self.patience and self.strategy == "multiworker":
+        if self._set("patience") and self.strategy == "multiworker":
             raise ConfigError("--patience runs on one machine (--strategy=default or mirrored): "
                               "under multiworker only the chief validates.")
 
@@ -285,6 +323,8 @@ class Settings:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                   if f.name != "hypers"}
         fields["iwae_samples"] = list(self.iwae_samples)
+        if "steps_per_epoch" in self.__dict__:
+            fields["steps_per_epoch"] = self.steps_per_epoch
         return {**fields, **self.hypers, **data_identity}
 
     def identity(self):

@@ -108,8 +108,7 @@ def prepare(settings, held):
                            default=settings.kind.dataset, pixel_max=settings.pixel_max)
     if settings.validation:
         dataset = data.hold_out(dataset, settings.validation)
-    if settings.epochs:
-        log.info("%d epochs: %d steps", settings.epochs, settings.epochs_to_steps(dataset))
+    settings.to_steps(dataset)  # durations in epochs (a recipe's, --epochs) made steps
     if settings.likelihood == "auto":
         settings.likelihood = settings.default_likelihood(dataset)
     task = tasks.get(settings.kind.task)
@@ -165,7 +164,8 @@ def fit(state):
     Raises what stopped it early (a divergence, a failed save, a stop request)."""
     settings, model = state.settings, state.model
     if settings.patience and state.chief:
-        state.best = callbacks.BestWeights(os.path.join(state.folder, "best"), settings.patience)
+        state.best = callbacks.BestWeights(os.path.join(state.folder, "best"), settings.patience,
+                                           not_before=settings.kl_warmup)
     if state.start_step >= settings.iter_max or (state.best and state.best.stopped_at):
         return 0.0, None
     # Under multiworker every worker must stop at the same step: TensorFlow's preemption handler
@@ -295,7 +295,7 @@ def finish(state, timing):
     pictures.to_tensorboard(os.path.join(state.folder, "logs", "evaluation"), written, results,
                             steps)
     if settings.recipe:  # the paper's number beside the run's
-        written.append(cards.write(state.folder))
+        written += write_card(state.folder)
     where = os.path.abspath(state.folder)
     lines = [f"results in {where}:",
              "  " + ", ".join(["evaluation.json"] + [os.path.basename(p) for p in written])]
@@ -304,6 +304,17 @@ def finish(state, timing):
     lines.append(f"  logs/         tensorboard --logdir {os.path.join(where, 'logs')}")
     log.info("%s", "\n".join(lines))
     return results
+
+
+def write_card(folder):
+    """``[the path of MODEL_CARD.md]``, or ``[]`` with a warning if it could not be written
+    (the run's results are on disk already; ``python -m tfp_vae.cards`` writes it later)."""
+    try:
+        return [cards.write(folder)]
+    except Exception as e:  # noqa: BLE001  (a card is never worth the run's end)
+        log.warning("MODEL_CARD.md not written (%s: %s); write it with python -m tfp_vae.cards "
+                    "%s", type(e).__name__, e, folder)
+        return []
 
 
 def early_stopping(state):
