@@ -55,3 +55,12 @@ def test_early_stopping_needs_a_validation_split_and_one_machine(changes, messag
     with pytest.raises(errors.ConfigError, match=re.escape(message)):
         train.Settings(**changes).resolve()
     assert {"validation", "patience"} <= set(train.Settings().resolve().identity())
+
+
+@pytest.mark.parametrize("arch, iter_max, xla", [("mlp", 2000, True), ("gated", 2000, True),
+                                                 ("burda", 5000, True), ("conv", 5000, False),
+                                                 ("gated", 1999, False)])
+def test_xla_is_chosen_for_long_runs_of_dense_networks(arch, iter_max, xla):
+    import tensorflow as tf
+    settings = train.Settings(model="vae", arch=arch, iter_max=iter_max).resolve()
+    assert train.resolve_jit(settings, tf.distribute.get_strategy()) is xla
