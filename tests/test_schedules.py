@@ -45,6 +45,13 @@ def test_a_run_optimiser_follows_its_schedule_in_epochs_of_its_data(mnist):
         np.testing.assert_allclose(float(optimizer.learning_rate), expected, rtol=1e-6)
 
 
+def test_a_run_optimiser_takes_its_adam_epsilon(mnist):
+    from tfp_vae import train
+    for epsilon in (1e-7, 1e-4):
+        settings = train.Settings(adam_epsilon=epsilon).resolve()
+        assert train.make_optimizer(settings, mnist).epsilon == epsilon
+
+
 def test_one_schedule_is_written_one_way_for_the_resume_identity():
     assert schedules.canonical("step:1000:.5") == schedules.canonical("step:1000:0.5") == \
         "step:1000:0.5"

@@ -15,7 +15,7 @@ import os
 import platform
 import sys
 
-from tfp_vae import files, recipes, settings
+from tfp_vae import files, recipes, settings, sources
 from tfp_vae.errors import ConfigError
 
 CARD = "MODEL_CARD.md"
@@ -56,7 +56,7 @@ def steps_per_epoch(config):
     if config.get("steps_per_epoch"):
         return config["steps_per_epoch"]
     if config.get("data_name") == "mnist":
-        return -(-(60_000 - config.get("validation", 0)) // config["batch_size"])
+        return sources.steps_per_epoch(60_000 - config.get("validation", 0), config["batch_size"])
     return None
 
 

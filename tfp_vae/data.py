@@ -25,7 +25,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tfp_vae.sources import DiskArray, ImageSet, Rows, idx  # noqa: F401 (re-exported)
+from tfp_vae.sources import (DiskArray, ImageSet, Rows, idx,  # noqa: F401 (re-exported)
+                             steps_per_epoch)
 from tfp_vae.errors import DataError  # re-exported: data.DataError
 
 # MNIST, kept here for scripts written against earlier versions.
@@ -215,11 +216,6 @@ def full_test_set(dataset, seed=0, binarized=True):
     parts = list(test_batches(dataset, binarized, seed=seed))
     x = np.concatenate([p[0] for p in parts])
     return x, None if dataset.test_labels is None else np.concatenate([p[1] for p in parts])
-
-
-def steps_per_epoch(num_examples, batch_size):
-    """Steps in one pass with the last partial batch kept (the reference's ``drop_last=False``)."""
-    return -(-num_examples // batch_size)
 
 
 def binarize(x, seed):

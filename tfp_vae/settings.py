@@ -208,7 +208,8 @@ class Settings:
         training images (after the validation split; each epoch's last partial batch kept, as
         the stream), then the checks again; returns self. ``steps_per_epoch`` records the
         epoch."""
-        self.steps_per_epoch = -(-len(dataset.train_images) // self.batch_size)
+        self.steps_per_epoch = sources.steps_per_epoch(len(dataset.train_images),
+                                                       self.batch_size)
         for name, epochs in self._in_epochs.items():
             setattr(self, name, max(1, round(epochs * self.steps_per_epoch)))
         self.__dict__["_in_epochs"] = {"iter_max": self.epochs} if self.epochs else {}

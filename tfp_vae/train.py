@@ -337,7 +337,7 @@ def make_optimizer(settings, dataset):
     """The optimiser of a run: Keras' Adam (the reference's) with ``--adam_epsilon``, its
     learning rate following ``--lr_schedule`` (:mod:`tfp_vae.schedules`; epochs are passes over
     ``dataset``'s training images)."""
-    per_epoch = data.steps_per_epoch(len(dataset.train_images), settings.batch_size)
+    per_epoch = sources.steps_per_epoch(len(dataset.train_images), settings.batch_size)
     return keras.optimizers.Adam(schedules.learning_rate(settings.lr_schedule, settings.lr,
                                                          per_epoch),
                                  epsilon=settings.adam_epsilon)

@@ -21,10 +21,11 @@ import pathlib
 from tfp_vae import files
 from tfp_vae.sources import catalog, folder, idx, npz, svhn
 from tfp_vae.sources.common import (DEFAULT_BUDGET, DataError, DiskArray, ImageSet, MemoryBudget,
-                                    Rows, parse_size, pixel_scale)
+                                    Rows, parse_size, pixel_scale, steps_per_epoch)
 
 __all__ = ["load", "check_spec", "ImageSet", "DiskArray", "Rows", "MemoryBudget", "DataError",
-           "DEFAULT_BUDGET", "parse_size", "catalog", "folder", "idx", "npz", "svhn"]
+           "DEFAULT_BUDGET", "parse_size", "steps_per_epoch", "catalog", "folder", "idx", "npz",
+           "svhn"]
 
 NAMED = ("mnist", "svhn")
 

@@ -44,6 +44,12 @@ def parse_size(text):
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+def steps_per_epoch(num_examples, batch_size):
+    """Steps in one pass with the last partial batch kept (the reference's ``drop_last=False``):
+    the training stream's epoch, the schedules' and the recipes' unit."""
+    return -(-num_examples // batch_size)
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageSet:
     """A dataset of images with optional integer labels, split into train and test.
