@@ -75,8 +75,8 @@ def test_unwritable_outputs_of_sample_and_evaluate_are_refused_first(tmp_path, t
 
 @pytest.mark.parametrize("args, message", [
     (["--objective=iwae", "--train_samples=0"], "flag --train_samples=0: 0 is not a positive"),
-    (["--model=ssvae", "--objective=iwae"], "--objective=iwae trains the vae, gmvae, vampprior; "
-                                             "the ssvae trains on its ELBO"),
+    (["--model=ssvae", "--objective=iwae"], "--objective=iwae trains the vae, gmvae, vampprior, "
+                                             "two_layer_vae; the ssvae trains on its ELBO"),
     (["--model=fsvae", "--objective=iwae"], "the fsvae trains on its ELBO"),
     (["--model=vampprior", "--pseudo_inputs=0"],
      "--pseudo_inputs must be a whole number > 0, got 0"),

@@ -130,7 +130,8 @@ def _feeds(spec, model, rng):
     return rng.normal(size=shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("kind", ["vae", "gmvae", "vampprior", "ssvae", "fsvae", "beta_vae"])
+@pytest.mark.parametrize("kind", ["vae", "gmvae", "vampprior", "ssvae", "fsvae", "beta_vae",
+                                  "two_layer_vae"])
 def test_every_deterministic_signature_runs_in_onnxruntime_as_in_tensorflow(kind, tmp_path):
     """tf2onnx converts each deterministic signature (generate takes its noise as an input) and
     onnxruntime gives TensorFlow's outputs within 1e-4."""
@@ -179,7 +180,7 @@ def _tfsm_value(name, spec, rng):
 _TFSM_ONLY = {"gmvae": {"sample_components"}, "vampprior": {"pseudo_inputs"}}
 
 
-@pytest.mark.parametrize("kind", ["vae", "gmvae", "vampprior", "ssvae", "fsvae"])
+@pytest.mark.parametrize("kind", ["vae", "gmvae", "vampprior", "ssvae", "fsvae", "two_layer_vae"])
 def test_keras_tfsm_layer_calls_every_signature(kind, tmp_path):
     """keras.layers.TFSMLayer calls every signature with the first input positional and the
     others by name (docs/manual.md): inside a functional model when the first input is a batch

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
+tfb = tfp.bijectors
 
 # The reference's variance floor: v = softplus(raw) + 1e-8 (``gaussian_parameters``).
 VARIANCE_FLOOR = 1e-8
@@ -227,6 +228,24 @@ class PseudoInputs(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "k": self.k, "x_dim": self.x_dim}
+
+
+def chain(first, then, sizes, order=(0, 1)):
+    """The joint distribution of a two-link chain, a then b | a, as one flat vector.
+
+    ``first`` is the distribution of a; ``then(a)`` that of b given a (``a`` may carry leading
+    sample axes). The result is TFP's ``JointDistributionSequential([first, then])`` mapped by
+    a concatenation (``tfb.Split`` inverted) to one event of ``sum(sizes)`` entries, the parts in
+    the order ``order`` names them (``(1, 0)``: b first, then a), so that the models' bounds
+    (:mod:`tfp_vae.bounds`), which see one latent vector z, need no change: ``sample`` draws a
+    then b | a (reparameterised), and ``log_prob(z)`` is ``log first(a) + log then(a)(b)``.
+    ``sizes`` are the parts' widths in the output order.
+    """
+    joint = tfd.JointDistributionSequential([first, then])
+    bijector = tfb.Invert(tfb.Split(list(sizes)))
+    if tuple(order) != (0, 1):
+        bijector = tfb.Chain([bijector, tfb.Restructure(list(order))])
+    return tfd.TransformedDistribution(joint, bijector)
 
 
 class _DiagonalGaussianMixture(tfd.MixtureSameFamily):

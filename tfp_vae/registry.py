@@ -81,6 +81,7 @@ class Kind:
       likelihood: p(x | z) when none is given (None: by the data, Bernoulli for grey images).
       xla: whether ``--jit_compile=auto`` compiles its step (measured faster on CPU).
       objectives: the training objectives it takes (``--objective``).
+      archs: the networks it takes (``--arch``); None: every one.
     """
     name: str
     model: str
@@ -96,6 +97,7 @@ class Kind:
     likelihood: str = None
     xla: bool = True
     objectives: tuple = ("elbo", "iwae")
+    archs: tuple = None
 
     def model_class(self):
         """The model's class (imports TensorFlow)."""
@@ -108,8 +110,7 @@ class Kind:
 
 
 K = Hyper("k", 500, "Mixture components of the GMVAE's learned prior.")
-PSEUDO_INPUTS = Hyper("pseudo_inputs", 500, "The VampPrior's number K of learned pseudo-inputs "
-                      "u_k of its prior p(z) = (1/K) sum_k q(z | u_k).")
+PSEUDO_INPUTS = Hyper("pseudo_inputs", 500, "Learned pseudo-inputs K of the VampPrior.")
 GW = Hyper("gw", 1.0, "SSVAE: weight of the unlabelled negative ELBO (0 trains the classifier "
            "on the labels alone).", strict=False)
 CW = Hyper("cw", 100.0, "SSVAE: weight of the labelled cross-entropy.", strict=False)
@@ -119,6 +120,8 @@ LABELS = Hyper("labels_per_class", 10, "SSVAE: labelled training images per clas
 CHECK_STEPS = Hyper("check_steps", 3000, "FSVAE: training steps of the small classifier that "
                     "checks whether the conditional samples show their class.", model_arg=False,
                     identity=False, names_run=False)
+
+Z2 = Hyper("z2", 50, "Size of the top stochastic layer h2.")
 
 KINDS = {kind.name: kind for kind in (
     Kind("vae", "tfp_vae.models.vae:VAE", "N(0, I) prior, diagonal-Gaussian encoder, Bernoulli "
@@ -135,6 +138,9 @@ KINDS = {kind.name: kind for kind in (
          "Gaussian decoder (SVHN; or MNIST)", task="supervised", hypers=(CHECK_STEPS,),
          names=("dataset",), iter_max=1_000_000, batch_size=100, dataset="svhn",
          likelihood="gaussian", objectives=("elbo",)),
+    Kind("two_layer_vae", "tfp_vae.models.two_layer:TwoLayerVAE", "the VAE with two stochastic "
+         "layers, p(x | h1) p(h1 | h2) p(h2) (Burda et al., 2016)", hypers=(Z2,),
+         names=("z", "z2"), z=100, archs=("mlp", "gated", "burda")),
     Kind("beta_vae", "tfp_vae.models.beta_vae:BetaVAE", "the VAE trained on rec + beta * KL "
          "(Higgins et al., 2017)", objectives=("elbo",), hypers=(Hyper(
              "beta", 4.0, "beta-VAE: the weight of the KL term in training.", strict=False,

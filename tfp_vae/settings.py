@@ -186,6 +186,9 @@ class Settings:
             takes = [k.name for k in registry.KINDS.values() if self.objective in k.objectives]
             raise ConfigError(f"--objective={self.objective} trains the {', '.join(takes)}; the "
                               f"{self.model} trains on its ELBO.")
+        if kind.archs and self.arch not in kind.archs:
+            raise ConfigError(f"--arch={self.arch} is not a network of the {self.model}; choose "
+                              f"one of {', '.join(kind.archs)}.")
         return self
 
     def _with_recipe_note(self, error):
