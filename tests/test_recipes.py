@@ -2,13 +2,14 @@
 written here, with the citation), given settings override it, and a recipe run trains."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from conftest import QUIET, run_tool
-from tfp_vae import errors, models, recipes, train
+from tfp_vae import cards, errors, models, recipes, train
 
 
 class _Images:
@@ -135,7 +136,6 @@ def test_a_recipe_run_trains_and_writes_its_card(tmp_path):
 
 
 def test_a_card_refuses_a_folder_that_is_not_a_finished_recipe_run(tmp_path):
-    from tfp_vae import cards
     assert cards.main(["cards", str(tmp_path)]) == 2
     assert not (tmp_path / "MODEL_CARD.md").exists()
     (tmp_path / "config.json").write_text(json.dumps({"recipe": None}))
@@ -167,3 +167,32 @@ def test_epochs_set_the_length_in_passes_over_the_training_images_left(tmp_path)
     assert _settings("iwae-paper/vae", epochs=5).iter_max == 5 * 3000
     with pytest.raises(errors.ConfigError, match="--epochs=3 and --iter_max=10 both set"):
         train.Settings(epochs=3, iter_max=10).resolve()
+
+
+def _events(path, points, mtime):
+    """A TensorBoard file of ``{step: wall time}`` points (Event records, as tf.summary writes)."""
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for step, wall in points.items():
+            writer.write(tf.compat.v1.Event(wall_time=wall, step=step).SerializeToString())
+    os.utime(path, (mtime, mtime))
+
+
+def test_a_cards_training_time_sums_every_start_at_its_own_rate(tmp_path):
+    """Three starts: steps 0-1,000 at 0.1 s a step (100 s), 1,000-3,000 at 0.2 s (400 s), and a
+    last start with one point, to step 3,500, at evaluation.json's rate (50 s over 500 steps):
+    550 s, whatever the time between the starts."""
+    logs = tmp_path / "logs" / "train"
+    logs.mkdir(parents=True)
+    _events(logs / "events.out.tfevents.1", {100 * i: 10.0 * i for i in range(1, 11)}, 1)
+    _events(logs / "events.out.tfevents.2", {1500: 5000.0, 3000: 5300.0}, 2)
+    _events(logs / "events.out.tfevents.3", {3500: 90000.0}, 3)
+    results = {"train_seconds": 50.0, "steps": 3500, "resumed_from_step": 3000}
+    assert cards.training_seconds(str(tmp_path), results) == pytest.approx(550.0)
+    assert cards.duration(550.0) == "9 min" and cards.duration(7200) == "2.0 h"
+
+
+def test_a_card_names_this_machines_cores_and_gpus():
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    text = cards.machine()
+    assert text.startswith(f"{os.cpu_count()} CPU cores (")
+    assert text.endswith("no GPU" if not gpus else f"{gpus} GPU{'s' if gpus > 1 else ''}")
