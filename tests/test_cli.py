@@ -26,6 +26,8 @@ from tfp_vae.errors import WriteError
     ("train", ["--z=100000000"], "--model=vae --z=100000000 (batch 97) needs about"),
     ("train", ["--model=gmvae", "--k=100000000"],
      "--model=gmvae --z=10 --k=100000000 (batch 97) needs about"),
+    ("train", ["--model=two_layer_vae", "--z2=100000000"],
+     "--model=two_layer_vae --z=100 --z2=100000000 (batch 97) needs about"),
     ("train", ["--objective=iwae", "--train_samples=10000"],
      "--model=vae --z=10 --train_samples=10000 (batch 97) needs about"),
     ("sample", [f"--model_dir={ROOT / 'savedmodels' / 'vae'}", "--n=1000000000"],

@@ -33,7 +33,7 @@ def _build(kind, strategy):
     return model
 
 
-@pytest.mark.parametrize("kind", ["vae", "gmvae", "ssvae", "fsvae", "vampprior"])
+@pytest.mark.parametrize("kind", ["vae", "gmvae", "ssvae", "fsvae", "vampprior", "two_layer_vae"])
 @pytest.mark.parametrize("where", ["one device", "two replicas"])
 def test_keras_format_round_trip_keeps_weights_optimizer_and_training(kind, where, tmp_path):
     """model.save("m.keras") and keras.models.load_model: the same class and settings, weights,

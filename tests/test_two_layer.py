@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfp_vae import errors, models, train
+from tfp_vae import errors, export, models, train
 
 
 def _log_normal(h, mean, variance):
@@ -58,6 +58,15 @@ def test_the_bounds_are_the_chains_densities_by_hand():
     np.testing.assert_allclose(model.negative_iwae(x, 1, seed=seed).value, bound.value)
     iwae = model.negative_iwae(_x(50), 20, seed=seed).value
     assert np.mean(iwae) < np.mean(model.negative_elbo(_x(50), seed=seed).value)
+    # The IWAE's draws carry a sample axis, (S, B, d): the same densities, draw by draw.
+    q, zs = model.encode(x), model.encode(x).sample(4, seed=seed).numpy()
+    by_hand = [_log_normal(z[:, :6], q1.mean(), q1.variance()) + _log_normal(
+        z[:, 6:], model.encoder.q2(z[:, :6]).mean(), model.encoder.q2(z[:, :6]).variance())
+        for z in zs]
+    np.testing.assert_allclose(q.log_prob(zs), by_hand, rtol=1e-4, atol=1e-3)
+    with pytest.raises(NotImplementedError, match="has no closed form; draw samples, or use "
+                                                  "the model's embed"):
+        q.mean()
 
 
 def test_generation_from_noise_follows_the_prior_chain():
@@ -88,6 +97,7 @@ def test_trains_on_the_iwae_and_exports_through_bin_train(tmp_path):
     run_dir = tmp_path / result["run"]
     assert result["run"].startswith("model=two_layer_vae_z=4_z2=2_arch=burda_objective=iwae")
     assert json.loads((run_dir / "config.json").read_text())["z2"] == 2
+    assert export.read_metadata(run_dir / "savedmodel")["latent_dim"] == 6
     loaded = tf.saved_model.load(str(run_dir / "savedmodel"))
     encoded = loaded.encode(x=_x(3))
     assert encoded["mean"].shape == (3, 6) and encoded["variance"].shape == (3, 6)

@@ -239,13 +239,33 @@ def chain(first, then, sizes, order=(0, 1)):
     the order ``order`` names them (``(1, 0)``: b first, then a), so that the models' bounds
     (:mod:`tfp_vae.bounds`), which see one latent vector z, need no change: ``sample`` draws a
     then b | a (reparameterised), and ``log_prob(z)`` is ``log first(a) + log then(a)(b)``.
-    ``sizes`` are the parts' widths in the output order.
+    ``sizes`` are the parts' widths in the output order. Its mean and variance have no closed
+    form (b's depend on a through a network): they raise an error that says so.
     """
     joint = tfd.JointDistributionSequential([first, then])
     bijector = tfb.Invert(tfb.Split(list(sizes)))
     if tuple(order) != (0, 1):
         bijector = tfb.Chain([bijector, tfb.Restructure(list(order))])
-    return tfd.TransformedDistribution(joint, bijector)
+    return _Chain(joint, bijector)
+
+
+class _Chain(tfd.TransformedDistribution):
+    """:func:`chain`'s distribution, whose moments explain why they are missing (TFP's own error
+    speaks of independence and bijectors)."""
+
+    def _no_moment(self, name):
+        raise NotImplementedError(
+            f"the {name} of a chain of two stochastic layers has no closed form; draw samples, "
+            f"or use the model's embed(x) (the posterior's Gaussians along their means).")
+
+    def _mean(self, **kwargs):
+        self._no_moment("mean")
+
+    def _variance(self, **kwargs):
+        self._no_moment("variance")
+
+    def _stddev(self, **kwargs):
+        self._no_moment("standard deviation")
 
 
 class _DiagonalGaussianMixture(tfd.MixtureSameFamily):

@@ -43,7 +43,8 @@ def export(model, path, data=None):
                                f"previous one, if any, is untouched. Free disk space (or fix the "
                                f"folder's permissions) and export again.") from None
     metadata = {"kind": registry.kind_of(type(model)), "config": model.get_config(),
-                "image_shape": list(model.image_shape), "picture_keys": list(model.picture_keys),
+                "image_shape": list(model.image_shape), "latent_dim": model.z_dim,
+                "picture_keys": list(model.picture_keys),
                 "likelihood": model.likelihood,
                 "num_classes": getattr(model, "num_classes", 0), "data": data or {},
                 "tfp_vae_version": __version__,

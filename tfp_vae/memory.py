@@ -6,6 +6,9 @@ allocation of tens of GiB and a crash, possibly after a whole training run. Ever
 estimate and the memory available. Imports nothing heavy.
 """
 
+import itertools
+import math
+
 from tfp_vae.errors import ConfigError
 
 
@@ -42,31 +45,26 @@ def gib(nbytes):
     return f"{value:.1f} GiB" if value < 1e4 else f"{value:.1e} GiB"
 
 
-def parameter_count(model_class, components=None, **kwargs):
+def parameter_count(model_class, sizes=("z_dim",), **kwargs):
     """The number of trainable parameters of ``model_class(**kwargs)``, without building it at
     that size.
 
-    Every layer's size is affine in ``z_dim`` and, for models with mixture components (the
-    argument named ``components``, e.g. ``"k"``), in their number, so the count is
-    ``a + b z + c k + d z k``: models built with z and k in {1, 2} fix the coefficients exactly,
-    whatever the networks.
+    Every layer's size is affine in each of ``sizes`` (the latent's sizes and a prior's number
+    of components, :meth:`tfp_vae.registry.Kind.sizes`) when the others are fixed, so the count
+    is multilinear in them: models built with each size in {1, 2} (2^n tiny builds) fix it
+    exactly, whatever the networks.
     """
-    z = int(kwargs.pop("z_dim", 10))
-    k = kwargs.pop(components, None) if components else None
-
-    def count(zz, kk):
-        extra = {} if kk is None else {components: kk}
-        return model_class(z_dim=zz, **extra, **kwargs).count_params()
-
-    if k is None:
-        a1, a2 = count(1, None), count(2, None)
-        return a1 + (a2 - a1) * (z - 1)
-    at_k1 = count(1, 1) + (count(2, 1) - count(1, 1)) * (z - 1)
-    at_k2 = count(1, 2) + (count(2, 2) - count(1, 2)) * (z - 1)
-    return at_k1 + (at_k2 - at_k1) * (int(k) - 1)
+    values = {name: int(kwargs.pop(name)) for name in sizes if name in kwargs}
+    values.setdefault("z_dim", 10)
+    total = 0
+    for corner in itertools.product((1, 2), repeat=len(values)):
+        # The multilinear interpolant's weight of this corner: (2 - v) at 1, (v - 1) at 2.
+        weight = math.prod(2 - v if c == 1 else v - 1 for c, v in zip(corner, values.values()))
+        total += weight * model_class(**dict(zip(values, corner)), **kwargs).count_params()
+    return total
 
 
-def activation_floats(kind, z_dim, x_dim, num_classes=10, **kwargs):
+def activation_floats(kind, x_dim, num_classes=10, **kwargs):
     """Floats a training step of a ``kind`` (:class:`tfp_vae.registry.Kind`) holds per example,
     roughly: the latent draws, their distributions' parameters and log-densities with their
     gradients (16 per latent dimension), the likelihood's temporaries per pixel with their
@@ -74,6 +72,7 @@ def activation_floats(kind, z_dim, x_dim, num_classes=10, **kwargs):
     31,000 floats per image and sample), a mixture prior's (components, z) log-density terms with
     their gradients (6 each), all once per label for the semi-supervised bound, which enumerates
     the labels."""
+    z_dim = kind.latent_width(kwargs)
     floats = 16 * z_dim + 40 * x_dim
     if kind.components:
         floats += 6 * int(kwargs[kind.components]) * z_dim
@@ -87,8 +86,7 @@ def training_bytes(kind, batch_size, **kwargs):
     ``kwargs`` needs on one replica: the weights with their gradients and Adam's two moments
     (16 bytes a parameter), and ``batch_size`` examples' activations (4 bytes a float), each of
     the ``train_samples`` importance samples of the IWAE objective holding its own."""
-    import math
     x_dim = math.prod(kwargs["image_shape"])
     samples = int(kwargs.get("train_samples", 1)) if kwargs.get("objective") == "iwae" else 1
-    params = parameter_count(kind.model_class(), kind.components, **kwargs)
+    params = parameter_count(kind.model_class(), kind.sizes(), **kwargs)
     return 16 * params + 4 * batch_size * samples * activation_floats(kind, x_dim=x_dim, **kwargs)

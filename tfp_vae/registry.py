@@ -30,6 +30,8 @@ class Hyper:
       names_run: shown in the run name when it differs from ``default`` (``Kind.names`` lists the
         ones always shown).
       short: its name in the run name, if not ``name``.
+      latent: a size of the latent besides ``z`` (the two-layer VAE's h2): the model's latent is
+        ``z`` plus these, as the memory check counts it.
     """
     name: str
     default: object
@@ -40,6 +42,7 @@ class Hyper:
     identity: bool = True
     names_run: bool = True
     short: str = None
+    latent: bool = False
 
     def check(self, value):
         """``value`` of the flag's type within bounds, else a ConfigError naming the flag."""
@@ -104,13 +107,26 @@ class Kind:
         module, name = self.model.split(":")
         return getattr(importlib.import_module(module), name)
 
+    def sizes(self):
+        """The constructor arguments in each of which the parameter count is affine (the
+        latent's sizes and the prior's components): what :func:`tfp_vae.memory.parameter_count`
+        interpolates in."""
+        return ("z_dim", *(h.name for h in self.hypers if h.latent),
+                *((self.components,) if self.components else ()))
+
+    def latent_width(self, values):
+        """The width of the model's latent from its constructor arguments ``values``: ``z_dim``
+        and the latent's other sizes (:attr:`Hyper.latent`)."""
+        return int(values["z_dim"]) + sum(int(values[h.name]) for h in self.hypers if h.latent)
+
     def hyper(self, name):
         """The :class:`Hyper` called ``name``, or None."""
         return next((h for h in self.hypers if h.name == name), None)
 
 
 K = Hyper("k", 500, "Mixture components of the GMVAE's learned prior.")
-PSEUDO_INPUTS = Hyper("pseudo_inputs", 500, "Learned pseudo-inputs K of the VampPrior.")
+PSEUDO_INPUTS = Hyper("pseudo_inputs", 500, "The VampPrior's number K of learned pseudo-inputs "
+                      "u_k.")
 GW = Hyper("gw", 1.0, "SSVAE: weight of the unlabelled negative ELBO (0 trains the classifier "
            "on the labels alone).", strict=False)
 CW = Hyper("cw", 100.0, "SSVAE: weight of the labelled cross-entropy.", strict=False)
@@ -121,7 +137,7 @@ CHECK_STEPS = Hyper("check_steps", 3000, "FSVAE: training steps of the small cla
                     "checks whether the conditional samples show their class.", model_arg=False,
                     identity=False, names_run=False)
 
-Z2 = Hyper("z2", 50, "Size of the top stochastic layer h2.")
+Z2 = Hyper("z2", 50, "Size of the top stochastic layer h2.", latent=True)
 
 KINDS = {kind.name: kind for kind in (
     Kind("vae", "tfp_vae.models.vae:VAE", "N(0, I) prior, diagonal-Gaussian encoder, Bernoulli "

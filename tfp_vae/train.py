@@ -356,20 +356,21 @@ def build_model(settings, strategy, dataset):
 
 
 def check_memory(settings, strategy, dataset):
-    """Refuses a model that cannot fit in memory (a huge ``--z`` or ``--k``) before building it:
-    :func:`tfp_vae.memory.training_bytes` on every replica against the memory available. Small
-    settings (``z * k`` up to 4096 and up to 10,000 image-samples a step: a few hundred MiB at
-    most) are not estimated, which would cost start-up time."""
+    """Refuses a model that cannot fit in memory (a huge ``--z``, ``--z2`` or ``--k``) before
+    building it: :func:`tfp_vae.memory.training_bytes` on every replica against the memory
+    available. Small settings (the latent's width times ``k`` up to 4096 and up to 10,000
+    image-samples a step: a few hundred MiB at most) are not estimated, which would cost
+    start-up time."""
     kind, kwargs = settings.kind, settings.model_kwargs(dataset)
     components = kwargs.get(kind.components, 1) if kind.components else 1
     samples = kwargs.get("train_samples", 1)
     classes = kwargs.get("num_classes", 0)
-    if kwargs["z_dim"] * components <= 4096 and settings.batch_size * samples <= 10_000 \
-            and classes <= 10:
+    if kind.latent_width(kwargs) * components <= 4096 and \
+            settings.batch_size * samples <= 10_000 and classes <= 10:
         return
     need = strategy.num_replicas_in_sync * memory.training_bytes(kind, settings.batch_size,
                                                                  **kwargs)
-    sizes = ("z",) + ((kind.components,) if kind.components else ()) + \
+    sizes = ("z", *kind.sizes()[1:]) + \
         (("train_samples",) if "train_samples" in kwargs else ())
     memory.require(need, f"--model={settings.model} "
                    + " ".join(f"--{flag}={getattr(settings, flag)}" for flag in sizes)

@@ -113,6 +113,12 @@ class TwoLayerVAE(base.BaseVAE):
     def make_prior(self):
         return ChainPrior(self.h1_dim, self.h2_dim, self.arch, name="prior")
 
+    def encode(self, x, y=None):
+        """q(h1, h2 | x) over z = (h1, h2): it samples and gives ``log_prob`` (a TFP joint
+        distribution); its mean has no closed form (:meth:`embed` gives the Gaussians' means
+        along the chain)."""
+        return self.encoder(x)
+
     def decode(self, z, y=None):
         """p(x | h1), h1 the first ``z_dim`` entries of z = (h1, h2)."""
         return self.decoder(z[..., :self.h1_dim])
