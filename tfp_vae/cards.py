@@ -66,7 +66,8 @@ def _log_points(path):
     import tensorflow as tf
     times = {}
     try:
-        for event in tf.compat.v1.train.summary_iterator(path):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
             if event.step:
                 times[event.step] = min(event.wall_time, times.get(event.step, event.wall_time))
     except tf.errors.DataLossError:
