@@ -125,8 +125,7 @@ class Kind:
 
 
 K = Hyper("k", 500, "Mixture components of the GMVAE's learned prior.")
-PSEUDO_INPUTS = Hyper("pseudo_inputs", 500, "The VampPrior's number K of learned pseudo-inputs "
-                      "u_k.")
+PSEUDO_INPUTS = Hyper("pseudo_inputs", 500, "Number K of the VampPrior's pseudo-inputs u_k.")
 GW = Hyper("gw", 1.0, "SSVAE: weight of the unlabelled negative ELBO (0 trains the classifier "
            "on the labels alone).", strict=False)
 CW = Hyper("cw", 100.0, "SSVAE: weight of the labelled cross-entropy.", strict=False)
