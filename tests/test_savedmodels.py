@@ -83,7 +83,7 @@ def test_each_recipe_model_carries_its_card_with_its_own_numbers():
         assert size < 15 * 2**20, (name, size)
 
 
-def test_a_recipe_models_nll_is_an_independent_estimates():
+def test_a_recipe_models_nll_agrees_with_an_independent_estimate():
     """-log (1/S) sum_s p(x, z_s) / q(z_s | x) in float64 NumPy from the SavedModel's encode and
     decode signatures and the N(0, I) prior (written here, not tfp_vae's bounds) on the first
     20 test images (binarised once, seed 0), S = 1,000: the mean over images agrees with the

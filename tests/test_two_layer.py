@@ -5,6 +5,7 @@ special, exports and samples through bin/train like every model."""
 import json
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -85,7 +86,7 @@ def test_conv_networks_and_own_networks_are_refused():
                                                  "two_layer_vae; choose one of mlp, gated, burda"):
         train.Settings(model="two_layer_vae", arch="conv").resolve()
     with pytest.raises(ValueError, match="builds its own networks"):
-        models.TwoLayerVAE(encoder=tf.keras.layers.Dense(4))
+        models.TwoLayerVAE(encoder=keras.layers.Dense(4))
 
 
 def test_trains_on_the_iwae_and_exports_through_bin_train(tmp_path):

@@ -370,7 +370,7 @@ def check_memory(settings, strategy, dataset):
         return
     need = strategy.num_replicas_in_sync * memory.training_bytes(kind, settings.batch_size,
                                                                  **kwargs)
-    sizes = ("z", *kind.sizes()[1:]) + \
+    sizes = tuple("z" if name == "z_dim" else name for name in kind.sizes()) + \
         (("train_samples",) if "train_samples" in kwargs else ())
     memory.require(need, f"--model={settings.model} "
                    + " ".join(f"--{flag}={getattr(settings, flag)}" for flag in sizes)
