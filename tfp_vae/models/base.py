@@ -332,10 +332,17 @@ class BaseVAE(keras.Model):
             return tf.cast(self._fresh_seeds.next(), tf.int32)
         return as_seed(seed)
 
+    def encoded_moments(self, x, y=None):
+        """The mean and variance of q(z | x (, y)) for checked images ``x``: what :meth:`embed`
+        and the ``encode`` signature give (a model whose posterior has no closed-form moments
+        overrides this one method)."""
+        q = self.encode(x, y)
+        return q.mean(), q.variance()
+
     def embed(self, x, y=None):
         """E[z | x (, y)], the posterior means: a deterministic embedding of the images (any
         layout of :meth:`check_inputs`)."""
-        return self.encode(self.check_inputs(x), y).mean()
+        return self.encoded_moments(self.check_inputs(x), y)[0]
 
     def reconstruct(self, x, y=None):
         """The mean picture (:attr:`picture_keys`) of p(x | z = E[z | x] (, y))."""
@@ -364,7 +371,7 @@ class BaseVAE(keras.Model):
 
     def call(self, x, training=False):
         """Deterministic reconstruction: the means of p(x | z = E[q(z | x)])."""
-        return self.decode(self.encode(self.check_inputs(x)).mean()).mean()
+        return self.decode(self.embed(x)).mean()
 
     def observe(self, p_x, seed):
         """Draws from p(x | z) as a dict of pictures (``picture_keys`` names the sample picture
@@ -571,8 +578,7 @@ class BaseVAE(keras.Model):
         m = tf.TensorSpec([], tf.int32, name="m")
 
         def encode(x):
-            q = self.encode(x)
-            return {"mean": q.mean(), "variance": q.variance()}
+            return dict(zip(("mean", "variance"), self.encoded_moments(x)))
 
         def decode(z):
             return self.decoded(self.decode(z))

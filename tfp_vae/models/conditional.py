@@ -116,8 +116,7 @@ class ConditionalVAE(base.BaseVAE):
         labels = tf.TensorSpec([None], tf.int32, name="y")
 
         def encode(x, y):
-            q = self.encode(x, y)
-            return {"mean": q.mean(), "variance": q.variance()}
+            return dict(zip(("mean", "variance"), self.encoded_moments(x, y)))
 
         endpoints = super().export_endpoints()
         eps = tf.TensorSpec([None, self.z_dim], tf.float32, name="eps")

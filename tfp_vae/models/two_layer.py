@@ -116,28 +116,20 @@ class TwoLayerVAE(base.BaseVAE):
     def encode(self, x, y=None):
         """q(h1, h2 | x) over z = (h1, h2): it samples and gives ``log_prob`` (a TFP joint
         distribution); its mean has no closed form (:meth:`embed` gives the Gaussians' means
-        along the chain)."""
+        along the chain, :meth:`encoded_moments`)."""
         return self.encoder(x)
 
     def decode(self, z, y=None):
         """p(x | h1), h1 the first ``z_dim`` entries of z = (h1, h2)."""
         return self.decoder(z[..., :self.h1_dim])
 
-    def encoded_means(self, x):
+    def encoded_moments(self, x, y=None):
         """The means and variances of q(h1 | x) and q(h2 | h1 = E[h1 | x]), each concatenated
         over (h1, h2): the posterior's Gaussians along its means (E[h2 | x] itself has no
-        closed form)."""
+        closed form); :meth:`embed`, ``call`` and the ``encode`` signature give them."""
         q1, q2 = self.encoder.means(x)
         return (tf.concat([q1.mean(), q2.mean()], -1),
                 tf.concat([q1.variance(), q2.variance()], -1))
-
-    def embed(self, x, y=None):
-        """(E[h1 | x], E[h2 | h1 = E[h1 | x]]): a deterministic embedding (see
-        :meth:`encoded_means`)."""
-        return self.encoded_means(self.check_inputs(x))[0]
-
-    def call(self, x, training=False):
-        return self.decode(self.embed(x)).mean()
 
     def prior_transform(self, eps, u=None):
         """z = (h1, h2) of the prior from N(0, I) noise ``eps`` (n, z_dim + z2): h2 = its last
@@ -154,15 +146,6 @@ class TwoLayerVAE(base.BaseVAE):
         rows[1] = ("p(x | h1)", rows[1][1])
         rows[2] = ("p(h1, h2)", self.prior_layer.describe())
         return rows
-
-    def export_endpoints(self):
-        endpoints = super().export_endpoints()
-
-        def encode(x):
-            mean, variance = self.encoded_means(x)
-            return {"mean": mean, "variance": variance}
-        endpoints["encode"] = (encode, endpoints["encode"][1])
-        return endpoints
 
     def get_config(self):
         return {**super().get_config(), "z_dim": self.h1_dim, "z2": self.h2_dim}
