@@ -11,7 +11,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from conftest import QUIET
-from tfp_vae import models, networks, train
+from tfp_vae import models, networks, registry, train
 
 tfd = tfp.distributions
 Z = 3
@@ -194,6 +194,13 @@ def test_keras_export_writes_the_full_savedmodel(tmp_path):
         set(loaded.metadata["signatures"])
     x = model.check_inputs(_images(3))
     np.testing.assert_allclose(loaded.embed(x), model.embed(x), rtol=1e-5, atol=1e-6)
+
+
+def test_the_dense_networks_are_the_ones_the_flags_and_kinds_name():
+    """The TF-free registry names the dense architectures (for --arch and Kind.archs) without
+    importing the networks; both lists must be the same."""
+    assert tuple(networks.DENSE_ARCHS) == registry.DENSE_ARCHS
+    assert set(registry.ARCHS) == set(networks.DENSE_ARCHS) | {"conv"}
 
 
 def test_gated_layers_multiply_by_a_sigmoid_gate_and_split_products_agree():

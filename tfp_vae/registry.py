@@ -124,6 +124,11 @@ class Kind:
         return next((h for h in self.hypers if h.name == name), None)
 
 
+# The networks of --arch: the dense ones (tfp_vae.networks.DENSE_ARCHS, keyed by these names; a
+# test checks the two agree) and the convolutional one.
+DENSE_ARCHS = ("mlp", "gated", "burda")
+ARCHS = DENSE_ARCHS + ("conv",)
+
 K = Hyper("k", 500, "Mixture components of the GMVAE's learned prior.")
 PSEUDO_INPUTS = Hyper("pseudo_inputs", 500, "Number K of the VampPrior's pseudo-inputs u_k.")
 GW = Hyper("gw", 1.0, "SSVAE: weight of the unlabelled negative ELBO (0 trains the classifier "
@@ -155,7 +160,7 @@ KINDS = {kind.name: kind for kind in (
          likelihood="gaussian", objectives=("elbo",)),
     Kind("two_layer_vae", "tfp_vae.models.two_layer:TwoLayerVAE", "the VAE with two stochastic "
          "layers, p(x | h1) p(h1 | h2) p(h2) (Burda et al., 2016)", hypers=(Z2,),
-         names=("z", "z2"), z=100, archs=("mlp", "gated", "burda")),
+         names=("z", "z2"), z=100, archs=DENSE_ARCHS),
     Kind("beta_vae", "tfp_vae.models.beta_vae:BetaVAE", "the VAE trained on rec + beta * KL "
          "(Higgins et al., 2017)", objectives=("elbo",), hypers=(Hyper(
              "beta", 4.0, "beta-VAE: the weight of the KL term in training.", strict=False,

@@ -19,7 +19,7 @@ from tfp_vae.errors import ConfigError
 from tfp_vae.export import MAX_IWAE_SAMPLES  # memory is bounded by chunks, time is not
 
 OBJECTIVES = ("elbo", "iwae")  # the negative ELBO, or the negative IWAE-K (Burda et al., 2016)
-ARCHS = ("mlp", "gated", "burda", "conv")
+ARCHS = registry.ARCHS
 LIKELIHOODS = ("bernoulli", "gaussian")
 LIKELIHOOD_CHOICES = ("auto",) + LIKELIHOODS  # auto: see train.default_likelihood
 STRATEGIES = ("default", "mirrored", "multiworker")
