@@ -131,8 +131,8 @@ def test_a_recipe_run_trains_and_writes_its_card(tmp_path):
     # The command that made it: the recipe and what was given beside it, nothing else.
     assert "`bin/train --recipe=iwae-paper/iwae-k5 --iter_max=2 --iter_save=2 --log_every=2 " \
         "--eval_repeats=1 --iwae_samples=1 --nofull_test --nll_samples=10 --noexport`" in card
-    assert f"`{result['weights_sha256']}`" in card and "2 steps (0.0 epochs of 3,000 steps)" \
-        in card
+    assert f"`{result['weights_sha256']}`" in card and "2 steps (0.0 epochs of 3,000 steps); " \
+        "**cut short**: 0.0 % of the recipe's 3,280 epochs" in card
 
 
 def test_a_card_refuses_a_folder_that_is_not_a_finished_recipe_run(tmp_path):

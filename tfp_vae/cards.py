@@ -136,7 +136,7 @@ def card(run_dir, model_dir=None):
         ("difference", f"{ours - recipe.paper_nll:+.2f} nats" if ours is not None else "-"),
         ("command", f"`{command}`"),
         ("commit", f"`{results.get('commit')}`"),
-        ("training", _trained(results, per_epoch)),
+        ("training", _trained(results, per_epoch, recipe.epochs.get("iter_max"))),
         ("time", f"{duration(training_seconds(run_dir, results))} of training over every start, "
                  f"{duration(results.get('nll_eval_seconds') or 0)} of test NLL; {machine()}"),
         ("weights SHA-256", f"`{results['weights_sha256']}`"),
@@ -156,12 +156,17 @@ def _read(run_dir, name):
         return json.load(f)
 
 
-def _trained(results, per_epoch):
-    """The steps (and epochs) trained, and where early stopping stopped."""
+def _trained(results, per_epoch, full_epochs=None):
+    """The steps (and epochs) trained, where early stopping stopped, and, for a run cut short
+    of its recipe's ``full_epochs`` (a shorter ``--iter_max`` or ``--epochs``), how far it got."""
     steps = results["steps"]
     text = f"{steps:,} steps" + (f" ({steps / per_epoch:,.1f} epochs of {per_epoch:,} steps)"
                                  if per_epoch else "")
     stopping = results.get("early_stopping") or {}
+    if per_epoch and full_epochs and steps < full_epochs * per_epoch \
+            and not stopping.get("stopped_at"):
+        text += (f"; **cut short**: {100 * steps / (full_epochs * per_epoch):.1f} % of the "
+                 f"recipe's {full_epochs:,} epochs")
     if stopping.get("best_step") is not None:
         best = stopping["best_step"]
         text += (f"; the weights of step {best:,}"
