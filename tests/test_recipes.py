@@ -3,6 +3,7 @@ written here, with the citation), given settings override it, and a recipe run t
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -167,6 +168,19 @@ def test_epochs_set_the_length_in_passes_over_the_training_images_left(tmp_path)
     assert _settings("iwae-paper/vae", epochs=5).iter_max == 5 * 3000
     with pytest.raises(errors.ConfigError, match="--epochs=3 and --iter_max=10 both set"):
         train.Settings(epochs=3, iter_max=10).resolve()
+
+
+def test_a_card_of_a_run_given_in_epochs_names_epochs_not_steps(tmp_path):
+    """A recipe run shortened with --epochs: its card's command repeats --epochs (with
+    --iter_max beside it, the command would be refused) and says the run was cut short."""
+    result = train.run(train.Settings(recipe="iwae-paper/vae", epochs=2, validation=59_980,
+                                      nll_samples=10, out_dir=str(tmp_path), **QUIET))
+    assert result["steps"] == 2  # 20 images left, batches of 20: one step an epoch
+    card = (tmp_path / result["run"] / "MODEL_CARD.md").read_text()
+    command = re.search(r"`(bin/train --recipe=iwae-paper/vae [^`]*)`", card).group(1)
+    assert "--epochs=2 " in command and "--iter_max" not in command
+    assert "2 steps (2.0 epochs of 1 step); **cut short**: 0.1 % of the recipe's 3,280 " \
+        "epochs" in card
 
 
 def _events(path, points, mtime):

@@ -41,6 +41,8 @@ def given_settings(config):
         recorded[name] = round(epochs * per_epoch) if per_epoch else None
     if recorded["likelihood"] == "auto":  # auto's choice follows from the data, named already
         recorded["likelihood"] = config["likelihood"]
+    if config.get("epochs") is not None:  # --epochs gave the length: --iter_max follows from it
+        recorded["iter_max"] = config["iter_max"]
     return [_flag(name, value) for name, value in config.items()
             if name in recorded and name not in _NOT_THE_PROTOCOL
             and _comparable(recorded[name]) != _comparable(value)]
@@ -160,8 +162,8 @@ def _trained(results, per_epoch, full_epochs=None):
     """The steps (and epochs) trained, where early stopping stopped, and, for a run cut short
     of its recipe's ``full_epochs`` (a shorter ``--iter_max`` or ``--epochs``), how far it got."""
     steps = results["steps"]
-    text = f"{steps:,} steps" + (f" ({steps / per_epoch:,.1f} epochs of {per_epoch:,} steps)"
-                                 if per_epoch else "")
+    text = f"{steps:,} steps" + (f" ({steps / per_epoch:,.1f} epochs of {per_epoch:,} "
+                                 f"step{'s' if per_epoch != 1 else ''})" if per_epoch else "")
     stopping = results.get("early_stopping") or {}
     if per_epoch and full_epochs and steps < full_epochs * per_epoch \
             and not stopping.get("stopped_at"):
