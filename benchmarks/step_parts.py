@@ -1,0 +1,162 @@
+"""Where the reference VAE's training step goes, in one process: its parts under XLA, the whole
+step, Keras' loop, the input stream, and the floor.
+
+    python benchmarks/step_parts.py --rounds=3
+
+The reference VAE (784-300-300 ELU MLPs, z = 10, batch 97, Adam 1e-3) on MNIST, each figure the
+best of ``--rounds`` in ms per step:
+
+* ``forward``, ``forward + gradients``, ``Adam alone`` (the update with fixed gradients) and
+  ``whole step``: 50 steps in one XLA computation, called 20 times;
+* ``whole step, one XLA call a step``: the same step compiled alone and called from a
+  TensorFlow loop, as Keras' ``fit`` with ``steps_per_execution`` runs it;
+* ``fit, real stream`` / ``fit, cached stream``: Keras' ``fit`` (XLA, 50 steps a call, as
+  ``bin/train``) over 2,500 steps of the training stream (shuffled and binarised anew each step)
+  and of one epoch of its batches cached, so the difference is what the stream costs the step;
+* ``the stream alone``: the training stream's batches taken one by one, with its CPU time;
+* the floor: the step's matrix products (``speed.step_flop``) at the 2048^3 product's rate.
+"""
+
+import argparse
+import os
+import resource
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+from speed import matmul_rate, step_flop  # noqa: E402
+
+LOOP = 50   # steps in one XLA computation (bin/train's steps_per_execution)
+CALLS = 20  # calls per round
+
+
+def cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def best_ms(function, steps, rounds):
+    """Best wall ms per step of ``function()`` (``steps`` steps a call) over ``rounds``."""
+    function()
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        function()
+        best = min(best, (time.perf_counter() - t0) / steps * 1e3)
+    return best
+
+
+def xla_loop(step):
+    """``LOOP`` calls of ``step(i)`` in one XLA computation, ``CALLS`` times."""
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True, autograph=False)
+    def loop():
+        def body(i, total):
+            return i + 1, total + step(i)
+        return tf.while_loop(lambda i, _: i < LOOP, body, (tf.constant(0), tf.constant(0.0)))[1]
+    return lambda: [loop().numpy() for _ in range(CALLS)]
+
+
+def model_parts(x, rounds):
+    """The step's parts and the whole step, ms per step."""
+    import keras
+    import tensorflow as tf
+    from tfp_vae import models
+    model = models.VAE(seed=0)
+    model(x[:2])
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+    weights = model.trainable_variables
+    fixed = [tf.fill(w.shape, 1e-3) for w in weights]
+
+    def loss(i):
+        return model.loss_and_terms(x, tf.stack([0, i]))[0]
+
+    def gradients(i):
+        with tf.GradientTape() as tape:
+            value = loss(i)
+        return value, tape.gradient(value, weights)
+
+    def first(tensors):
+        return tf.add_n([tf.reduce_sum(g[:1]) for g in tensors])
+
+    def adam(i):
+        optimizer.apply(fixed, weights)
+        return weights[0][0, 0]
+
+    def step(i):
+        value, grads = gradients(i)
+        optimizer.apply(grads, weights)
+        return value
+
+    one = tf.function(step, jit_compile=True, autograph=False)
+
+    @tf.function(autograph=False)
+    def called():
+        return tf.while_loop(lambda i, _: i < LOOP, lambda i, t: (i + 1, t + one(i)),
+                             (tf.constant(0), tf.constant(0.0)))[1]
+
+    steps = LOOP * CALLS
+    return {"forward": best_ms(xla_loop(loss), steps, rounds),
+            "forward + gradients": best_ms(
+                xla_loop(lambda i: first(gradients(i)[1])), steps, rounds),
+            "Adam alone": best_ms(xla_loop(adam), steps, rounds),
+            "whole step": best_ms(xla_loop(step), steps, rounds),
+            "whole step, one XLA call a step": best_ms(
+                lambda: [called().numpy() for _ in range(CALLS)], steps, rounds)}
+
+
+def keras_fit(stream, per_epoch, rounds):
+    """Keras' fit, as bin/train compiles it, on the real and the cached stream, ms per step."""
+    import keras
+    from tfp_vae import models
+    cached = stream.take(per_epoch).cache().repeat()
+    results = {}
+    for name, data in (("fit, real stream", stream), ("fit, cached stream", cached)):
+        model = models.VAE(seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True,
+                      steps_per_execution=LOOP)
+        results[name] = best_ms(lambda: model.fit(data, steps_per_epoch=2500, verbose=0),
+                                2500, rounds)
+    return results
+
+
+def stream_alone(stream, batches=3000):
+    """Wall and CPU ms per batch of taking the stream's batches one by one."""
+    iterator = iter(stream)
+    for _ in range(100):
+        next(iterator)
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    for _ in range(batches):
+        next(iterator)
+    return ((time.perf_counter() - wall) / batches * 1e3,
+            (cpu_seconds() - cpu) / batches * 1e3)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    from tfp_vae import data
+    mnist = data.load_mnist()
+    stream = data.train_dataset(mnist.train_images, 97, seed=0)
+    x = next(iter(stream))
+    per_epoch = data.steps_per_epoch(len(mnist.train_images), 97)
+    rate = matmul_rate()
+    times = {**model_parts(x, args.rounds), **keras_fit(stream, per_epoch, args.rounds)}
+    wall, cpu = stream_alone(stream)
+    floor = step_flop("vae") / rate / 1e6
+    print(f"The reference VAE's training step, ms per step (best of {args.rounds}); floor: its "
+          f"matrix products at {rate:.0f} GFLOP/s = {floor:.2f} ms\n")
+    print("| part | ms per step | / floor |\n|---|---|---|")
+    for name, ms in times.items():
+        print(f"| {name} | {ms:.2f} | {ms / floor:.1f}x |")
+    print(f"| the stream alone (not in the step; CPU {cpu:.2f} ms a batch) | {wall:.2f} | - |")
+
+
+if __name__ == "__main__":
+    main()
