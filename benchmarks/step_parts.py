@@ -18,6 +18,7 @@ best of ``--rounds`` in ms per step:
 """
 
 import argparse
+import functools
 import os
 import resource
 import sys
@@ -120,8 +121,8 @@ def keras_fit(stream, per_epoch, rounds):
         model = models.VAE(seed=0)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True,
                       steps_per_execution=LOOP)
-        results[name] = best_ms(lambda: model.fit(data, steps_per_epoch=2500, verbose=0),
-                                2500, rounds)
+        results[name] = best_ms(functools.partial(model.fit, data, steps_per_epoch=2500,
+                                                  verbose=0), 2500, rounds)
     return results
 
 
