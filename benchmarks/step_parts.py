@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
+from nll import timed  # noqa: E402
 from speed import matmul_rate, step_flop  # noqa: E402
 
 LOOP = 50   # steps in one XLA computation (bin/train's steps_per_execution)
@@ -41,13 +42,7 @@ def cpu_seconds():
 
 def best_ms(function, steps, rounds):
     """Best wall ms per step of ``function()`` (``steps`` steps a call) over ``rounds``."""
-    function()
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        function()
-        best = min(best, (time.perf_counter() - t0) / steps * 1e3)
-    return best
+    return timed(function, repeats=rounds) / steps * 1e3
 
 
 def xla_loop(step):
