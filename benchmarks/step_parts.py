@@ -14,6 +14,9 @@ best of ``--rounds`` in ms per step:
   ``bin/train``) over 2,500 steps of the training stream (shuffled and binarised anew each step)
   and of one epoch of its batches cached, so the difference is what the stream costs the step;
 * ``the stream alone``: the training stream's batches taken one by one, with its CPU time;
+* ``the step's matrix products alone``: its 17 products (6 forward, 6 weight gradients, 5 input
+  gradients) at their shapes (batch 97), bare, 50 steps in one XLA computation: the floor the
+  step's shapes allow on this machine;
 * the floor: the step's matrix products (``speed.step_flop``) at the 2048^3 product's rate.
 """
 
@@ -106,6 +109,38 @@ def model_parts(x, rounds):
                 lambda: [called().numpy() for _ in range(CALLS)], steps, rounds)}
 
 
+def step_products(rounds, batch=97):
+    """The step's matrix products alone, at their shapes, ms per step: each layer's forward
+    product, its weight gradient and (but for the encoder's first layer, whose input is the data)
+    its input gradient, for the encoder 784-300-300-20 and the decoder 10-300-300-784.
+
+    The products are the loop's carried values, and each step's inputs depend on the last step's
+    products, so that XLA can neither hoist them out of the loop nor compute only what is read.
+    """
+    import tensorflow as tf
+    layers = [(a, b) for sizes in ((784, 300, 300, 20), (10, 300, 300, 784))
+              for a, b in zip(sizes[:-1], sizes[1:])]
+    weights = [tf.random.normal([a, b]) for a, b in layers]
+    inputs = [tf.random.normal([batch, a]) for a, _ in layers]
+    grads = [tf.random.normal([batch, b]) for _, b in layers]
+
+    def products(shift):
+        out = []
+        for k, (x, w, g) in enumerate(zip(inputs, weights, grads)):
+            x, g = x + shift, g + shift
+            out += [tf.linalg.matmul(x, w), tf.linalg.matmul(x, g, transpose_a=True)]
+            if k:
+                out.append(tf.linalg.matmul(g, w, transpose_b=True))
+        return out
+
+    @tf.function(jit_compile=True, autograph=False)
+    def loop():
+        def body(i, out):
+            return i + 1, products(tf.add_n([o[0, 0] for o in out]) * 1e-30)
+        return tf.while_loop(lambda i, _: i < LOOP, body, (tf.constant(0), products(0.0)))[1]
+    return best_ms(lambda: [loop()[0].numpy() for _ in range(CALLS)], LOOP * CALLS, rounds)
+
+
 def keras_fit(stream, per_epoch, rounds):
     """Keras' fit, as bin/train compiles it, on the real and the cached stream, ms per step."""
     import keras
@@ -143,7 +178,8 @@ def main():
     x = next(iter(stream))
     per_epoch = data.steps_per_epoch(len(mnist.train_images), 97)
     rate = matmul_rate()
-    times = {**model_parts(x, args.rounds), **keras_fit(stream, per_epoch, args.rounds)}
+    times = {"the step's matrix products alone, at their shapes": step_products(args.rounds),
+             **model_parts(x, args.rounds), **keras_fit(stream, per_epoch, args.rounds)}
     wall, cpu = stream_alone(stream)
     floor = step_flop("vae") / rate / 1e6
     print(f"The reference VAE's training step, ms per step (best of {args.rounds}); floor: its "
