@@ -64,3 +64,37 @@ def test_xla_is_chosen_for_long_runs_of_dense_networks(arch, iter_max, xla):
     import tensorflow as tf
     settings = train.Settings(model="vae", arch=arch, iter_max=iter_max).resolve()
     assert train.resolve_jit(settings, tf.distribute.get_strategy()) is xla
+
+
+@pytest.mark.parametrize("given, expected", [
+    (dict(iter_max=1e5, z=16.0), dict(iter_max=100000, z=16)),  # whole floats are ints
+    (dict(lr=1, peer_timeout=60), dict(lr=1.0, peer_timeout=60.0)),
+    (dict(iwae_samples=1000), dict(iwae_samples=(1000,))),  # one number, as a script writes it
+    (dict(iwae_samples="1,1000"), dict(iwae_samples=(1, 1000))),
+    (dict(full_test=0, export=1), dict(full_test=False, export=True)),
+])
+def test_a_scripts_numbers_take_the_flags_types(given, expected):
+    """Settings from a script get the types bin/train's flags give (recorded in config.json and
+    compared on resume as such)."""
+    settings = train.Settings(**given).resolve()
+    for name, value in expected.items():
+        assert getattr(settings, name) == value
+        assert type(getattr(settings, name)) is type(value)
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(iter_max=2.5), "--iter_max must be a whole number, got 2.5"),
+    (dict(iter_max="100"), "--iter_max must be a whole number, got '100'"),
+    (dict(batch_size=True), "--batch_size must be a whole number, got True"),
+    (dict(nll_samples=2.5), "--nll_samples must be a whole number"),
+    (dict(lr="0.001"), "--lr must be a number, got '0.001'"),
+    (dict(eval_repeats=None), r"--eval_repeats must be set \(its default: 100\), got None"),
+    (dict(full_test="no"), "--full_test must be True or False, got 'no'"),
+    (dict(iwae_samples=2.5), "--iwae_samples must be whole numbers, got 2.5"),
+    (dict(iwae_samples=True), "--iwae_samples must be whole numbers"),
+])
+def test_a_scripts_wrong_types_are_refused_with_the_flags_name(given, message):
+    """Before: 2.5 steps or z = 10.0 passed the checks and failed (or ran) deep inside the run,
+    "100" raised a TypeError, and iwae_samples=1000 a TypeError from the error message itself."""
+    with pytest.raises(errors.ConfigError, match=message):
+        train.Settings(**given).resolve()

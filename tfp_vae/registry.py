@@ -51,17 +51,17 @@ class Hyper:
 
 def check_number(name, value, kind, minimum=0, strict=False):
     """``value`` as ``kind`` (int: a whole number, 2.0 passes and 2.5 or True do not; float: a
-    finite number) above ``minimum`` (or at it, unless ``strict``); else a ConfigError naming
-    the flag ``--name``."""
+    finite number) above ``minimum`` (or at it, unless ``strict``; any, if ``minimum`` is None);
+    else a ConfigError naming the flag ``--name``."""
     try:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
             (kind is float or float(value).is_integer()) and math.isfinite(value)
     except (TypeError, OverflowError):
         ok = False
-    if not ok or not (value > minimum if strict else value >= minimum):
+    if not ok or (minimum is not None and not (value > minimum if strict else value >= minimum)):
         what = "a whole number" if kind is int else "a finite number"
-        raise ConfigError(f"--{name} must be {what} {'>' if strict else '>='} {minimum:g}, got "
-                          f"{value!r}.")
+        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+        raise ConfigError(f"--{name} must be {what}{bound}, got {value!r}.")
     return kind(value)
 
 

@@ -11,6 +11,7 @@ from.
 
 import dataclasses
 import math
+import numbers
 import os
 import re
 
@@ -38,13 +39,30 @@ def check_choice(name, value, choices, error=ValueError):
         raise error(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
 
 
+def _whole_number(value):
+    """``value`` as an int if it is a whole number (5, 5.0, "5"), else TypeError or ValueError:
+    ``int()`` alone would take 2.5 as 2 and True as 1."""
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if isinstance(value, numbers.Real):
+        if value != int(value):
+            raise ValueError(value)
+        return int(value)
+    return int(str(value).strip())
+
+
 def iwae_sample_counts(values, flag="--iwae_samples"):
-    """The m of the subset's IWAE-m bounds as a tuple of ints, from ints or the strings of a
-    comma-separated flag: one or more whole numbers in 1..MAX_IWAE_SAMPLES, else a
-    :class:`~tfp_vae.errors.ConfigError` naming ``flag`` (bin/train and bin/evaluate alike)."""
+    """The m of the subset's IWAE-m bounds as a tuple of ints, from one int, a sequence of ints,
+    the strings of a comma-separated flag or one such string (``"1,1000"``, from a script): one
+    or more whole numbers in 1..MAX_IWAE_SAMPLES, else a :class:`~tfp_vae.errors.ConfigError`
+    naming ``flag`` (bin/train and bin/evaluate alike)."""
+    if isinstance(values, str):
+        values = values.split(",") if values else []
+    elif not isinstance(values, (list, tuple)):
+        values = [values]
     try:
-        counts = tuple(int(m) for m in values)
-    except (TypeError, ValueError):
+        counts = tuple(_whole_number(m) for m in values)
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{flag} must be whole numbers, got {','.join(map(str, values))}.") \
             from None
     if not counts or any(not 0 < m <= MAX_IWAE_SAMPLES for m in counts):
@@ -223,6 +241,7 @@ class Settings:
         return self
 
     def _check_common(self):
+        self._check_types()
         check_data(self.dataset, self.memory_budget)
         check_choice("--likelihood", self.likelihood, LIKELIHOOD_CHOICES, ConfigError)
         check_choice("--arch", self.arch, ARCHS, ConfigError)
@@ -308,6 +327,29 @@ class Settings:
         shown = "".join(f"_{name}={number_text(value)}"
                         for name, value in self.named(dataset).items())
         return f"model={self.model}{shown}_run={self.run:04d}"
+
+    def _check_types(self):
+        """A script's numbers and switches as the flags' types (``iter_max=1e5`` is 100000;
+        2.5 steps, ``"100"`` or None where a number must be are refused, not met later deep in
+        a run); None only where it means a default or a duration still in epochs."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None:
+                if field.default is not None and field.name not in self._in_epochs and \
+                        field.type in (int, float, bool):
+                    raise ConfigError(f"--{field.name} must be set (its default: "
+                                      f"{field.default!r}), got None.")
+            elif field.type is int:
+                setattr(self, field.name, registry.check_number(field.name, value, int,
+                                                                minimum=None))
+            elif field.type is float:  # its range (finite, positive, ...) is checked below
+                if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                    raise ConfigError(f"--{field.name} must be a number, got {value!r}.")
+                setattr(self, field.name, float(value))
+            elif field.type is bool:
+                if value not in (True, False):
+                    raise ConfigError(f"--{field.name} must be True or False, got {value!r}.")
+                setattr(self, field.name, bool(value))
 
     def _check_early_stopping(self):
         self.validation = registry.check_number("validation", self.validation, int)
