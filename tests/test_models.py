@@ -156,6 +156,16 @@ def test_settings_that_are_not_whole_numbers_are_refused(argument):
     assert models.VAE(z_dim=2.0, image_shape=(4, 4, 1)).z_dim == 2
 
 
+@pytest.mark.parametrize("kind", [models.VAE, models.FSVAE])
+@pytest.mark.parametrize("n", [2.5, -1, "3", True])
+def test_sample_takes_a_whole_number_of_draws(kind, n):
+    """Before: 2.5 drew 2 pictures, -1 raised TensorFlow's error about a dimension."""
+    model = kind(z_dim=2, image_shape=(4, 4, 1))
+    with pytest.raises(ValueError, match="n must be a whole number >= 0"):
+        model.sample(n)
+    assert model.sample(3.0)["x"].shape == (3, 16) and model.sample(0)["x"].shape == (0, 16)
+
+
 class NoiseFreeVAE(models.VAE):
     """z = E[q(z|x)]: a training step becomes a deterministic function of its batch, so one step
     on 2 replicas must equal one step on 1 device exactly (up to summation order)."""

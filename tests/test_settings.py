@@ -3,6 +3,7 @@ steps per execution that divide the checkpoint and log intervals."""
 
 import re
 
+import numpy as np
 import pytest
 
 from tfp_vae import errors, models, train
@@ -69,6 +70,7 @@ def test_xla_is_chosen_for_long_runs_of_dense_networks(arch, iter_max, xla):
 @pytest.mark.parametrize("given, expected", [
     (dict(iter_max=1e5, z=16.0), dict(iter_max=100000, z=16)),  # whole floats are ints
     (dict(lr=1, peer_timeout=60), dict(lr=1.0, peer_timeout=60.0)),
+    (dict(iter_max=np.int64(5000), lr=np.float32(0.5)), dict(iter_max=5000, lr=0.5)),
     (dict(iwae_samples=1000), dict(iwae_samples=(1000,))),  # one number, as a script writes it
     (dict(iwae_samples="1,1000"), dict(iwae_samples=(1, 1000))),
     (dict(full_test=0, export=1), dict(full_test=False, export=True)),

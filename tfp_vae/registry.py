@@ -12,6 +12,7 @@ No TensorFlow here: the tools check their flags against this table before import
 import dataclasses
 import importlib
 import math
+import numbers
 
 from tfp_vae.errors import ConfigError
 
@@ -54,7 +55,7 @@ def check_number(name, value, kind, minimum=0, strict=False):
     finite number) above ``minimum`` (or at it, unless ``strict``; any, if ``minimum`` is None);
     else a ConfigError naming the flag ``--name``."""
     try:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and \
             (kind is float or float(value).is_integer()) and math.isfinite(value)
     except (TypeError, OverflowError):
         ok = False

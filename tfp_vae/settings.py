@@ -39,18 +39,6 @@ def check_choice(name, value, choices, error=ValueError):
         raise error(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
 
 
-def _whole_number(value):
-    """``value`` as an int if it is a whole number (5, 5.0, "5"), else TypeError or ValueError:
-    ``int()`` alone would take 2.5 as 2 and True as 1."""
-    if isinstance(value, bool):
-        raise TypeError(value)
-    if isinstance(value, numbers.Real):
-        if value != int(value):
-            raise ValueError(value)
-        return int(value)
-    return int(str(value).strip())
-
-
 def iwae_sample_counts(values, flag="--iwae_samples"):
     """The m of the subset's IWAE-m bounds as a tuple of ints, from one int, a sequence of ints,
     the strings of a comma-separated flag or one such string (``"1,1000"``, from a script): one
@@ -60,9 +48,11 @@ def iwae_sample_counts(values, flag="--iwae_samples"):
         values = values.split(",") if values else []
     elif not isinstance(values, (list, tuple)):
         values = [values]
-    try:
-        counts = tuple(_whole_number(m) for m in values)
-    except (TypeError, ValueError, OverflowError):
+    try:  # a flag's strings, or numbers: whole ones only (2.0 passes, 2.5 and True do not)
+        counts = tuple(int(m) if isinstance(m, str) else
+                       registry.check_number(flag.lstrip("-"), m, int, minimum=None)
+                       for m in values)
+    except ValueError:  # ConfigError is one
         raise ConfigError(f"{flag} must be whole numbers, got {','.join(map(str, values))}.") \
             from None
     if not counts or any(not 0 < m <= MAX_IWAE_SAMPLES for m in counts):

@@ -394,6 +394,8 @@ class BaseVAE(keras.Model):
         """n draws z ~ p(z), x ~ p(x | z): ``{"x": the draws, "probs": the means of p(x | z)}``
         (see :meth:`observe`; ``y`` is for the conditional models). Without a seed, fresh draws
         at every call; with one, the same draws every time."""
+        if not tf.is_tensor(n):  # else TensorFlow's error about a dimension, or 2.5 taken as 2
+            n = whole("n", n, low=0)
         z_seed, x_seed = self.two_seeds(seed)
         return self.observe(self.decode(self.prior().sample(n, seed=z_seed)), x_seed)
 

@@ -79,6 +79,8 @@ class ConditionalVAE(base.BaseVAE):
     def sample(self, n, y=None, seed=None):
         """n draws z ~ p(z), x ~ p(x | z, y) (:meth:`observe`): ``y`` one class for all, n labels,
         or None for classes drawn uniformly (from the seed, or fresh)."""
+        if not tf.is_tensor(n):  # as BaseVAE.sample
+            n = base.whole("n", n, low=0)
         seed = self.fresh_seed(seed)
         if y is None:
             y = tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(seed, 1),
