@@ -163,8 +163,9 @@ def test_epochs_set_the_length_in_passes_over_the_training_images_left(tmp_path)
     settings = train.Settings(model="vae", epochs=2, validation=59_000, batch_size=100,
                               iter_save=10, log_every=10, out_dir=str(tmp_path), **QUIET)
     result = train.run(settings)
-    assert result["steps"] == settings.iter_max == 20
-    settings.resolve()  # again (iter_max came from the epochs)
+    assert result["steps"] == 20
+    assert settings.iter_max is None  # run resolves a copy: the caller's settings stay as given
+    settings.resolve()  # (iter_max comes from the epochs)
     assert _settings("iwae-paper/vae", epochs=5).iter_max == 5 * 3000
     with pytest.raises(errors.ConfigError, match="--epochs=3 and --iter_max=10 both set"):
         train.Settings(epochs=3, iter_max=10).resolve()

@@ -383,10 +383,20 @@ class UserNetwork(keras.layers.Layer):
         return _Unfolded(dist, lead) if lead.shape[0] != 1 else dist
 
     def build(self, input_shape=None):
-        """Builds the user's network on a batch of one (Keras builds lazily)."""
-        if not self.net.built:
-            x = tf.zeros([1, *self.in_shape])
-            self.net([x, tf.zeros([1, self.y_dim])] if self.conditional else x)
+        """Builds the user's network on a batch of one (Keras builds lazily) and checks the size
+        of what it returns, so that a network of the wrong width is refused when the model is
+        built, not by a reshape deep inside its first bound."""
+        x = tf.zeros([1, *self.in_shape])
+        out = self.net([x, tf.zeros([1, self.y_dim])] if self.conditional else x)
+        if isinstance(out, tfd.Distribution):
+            got, need, what = math.prod(out.event_shape), self.event_size, "a distribution"
+        else:
+            got, need, what = math.prod(out.shape[1:]), math.prod(self.out_shape), "a tensor"
+        if got != need:
+            raise ValueError(f"{self.describe()} returns {what} of {got} values per example; the "
+                             f"model needs a tensor of {math.prod(self.out_shape)} values (shape "
+                             f"{self.out_shape}) or a distribution whose events hold "
+                             f"{self.event_size}.")
         self.built = True
 
     def describe(self):

@@ -31,15 +31,18 @@ must have the settings it was started with.
 """
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
 import os
+import random
 import shutil
 import sys
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfp_vae import (callbacks, cards, checkpoints, data, distribute, evaluate, export, files,
@@ -79,6 +82,12 @@ class Run:
 def run(settings):
     """Trains (or resumes) the run of ``settings``, then evaluates, draws samples and exports.
 
+    ``settings`` is left as given (the run resolves a copy), so one object can start several
+    runs. The run seeds Keras' initialisers through ``keras.utils.set_random_seed``; Python's and
+    NumPy's global random states are put back afterwards, TensorFlow's global seed stays the
+    run's, and ``deterministic=True`` leaves TensorFlow's op determinism on for the process
+    (TensorFlow has no public switch to turn it off).
+
     Returns:
       The evaluation dictionary that is also written to ``evaluation.json`` (on a non-chief
       worker of a multi-worker run, only the steps and the weights digest).
@@ -88,12 +97,25 @@ def run(settings):
       Diverged: a non-finite loss or weight; the last good checkpoint is kept.
       Interrupted: Ctrl-C or SIGTERM; a checkpoint of the current step was saved.
     """
-    settings.resolve()
+    settings = copy.deepcopy(settings).resolve()
     with contextlib.ExitStack() as held:  # the run folder's lock, until the run ends
+        held.enter_context(global_random_state_kept())
         state = prepare(settings, held)
         build(state)
         timing = fit(state)
         return finish(state, timing)
+
+
+@contextlib.contextmanager
+def global_random_state_kept():
+    """Python's and NumPy's global random states as they were before, after the block (which
+    calls ``keras.utils.set_random_seed``, as a library should not leave them)."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 def prepare(settings, held):

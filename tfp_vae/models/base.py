@@ -24,14 +24,24 @@ replays exactly the same random numbers. Every public method that samples takes 
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfp_vae import bounds, compat, distributions, networks
-from tfp_vae.settings import ARCHS, LIKELIHOODS, OBJECTIVES, check_choice
+from tfp_vae.settings import ARCHS, LIKELIHOODS, MAX_SEED, OBJECTIVES, check_choice
 
 
 def as_seed(seed):
-    """A stateless seed (int32 tensor of shape [2]) from an int, a pair, or a tensor."""
+    """A stateless seed (int32 tensor of shape [2]) from an int, a pair, or a tensor. Python
+    and NumPy numbers must be whole and fit in an int32 (a ValueError, not a silent wrap or
+    truncation: 2**32 would be 0, 1.5 would be 1)."""
+    if not tf.is_tensor(seed):
+        values = np.asarray(seed)
+        if values.shape not in ((), (2,)) or values.dtype.kind not in "iuf" or \
+                not np.all(np.isfinite(values)) or not np.all(values == np.round(values)) or \
+                not np.all((values >= -2 ** 31) & (values <= MAX_SEED)):
+            raise ValueError(f"a seed is a whole number or a pair of them in -2**31..2**31-1, "
+                             f"got {seed!r}.")
     seed = tf.convert_to_tensor(seed)
     if seed.dtype != tf.int32:
         seed = tf.cast(seed, tf.int32)
@@ -40,17 +50,25 @@ def as_seed(seed):
     return seed
 
 
-def whole(name, value, low=1):
-    """``value`` as an int when it is a whole number >= ``low`` (2.0 passes, 2.5 and True do
-    not); ValueError naming ``name`` otherwise."""
+def whole(name, value, low=1, high=None):
+    """``value`` as an int when it is a whole number >= ``low`` (and <= ``high``; 2.0 passes,
+    2.5 and True do not); ValueError naming ``name`` otherwise."""
     try:
         number = int(value)
         exact = not isinstance(value, bool) and number == value
     except (TypeError, ValueError, OverflowError):
         exact = False
-    if not exact or number < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}.")
+    if not exact or number < low or (high is not None and number > high):
+        bound = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{name} must be a whole number {bound}, got {value!r}.")
     return number
+
+
+def count(name, value, low=0):
+    """A count given to a method (draws, steps, columns): a whole number >= ``low`` from a
+    script (ValueError otherwise, instead of TensorFlow's error about a dimension, or 2.5 taken
+    as 2); a tensor, in a traced function or an exported signature, as it is."""
+    return value if tf.is_tensor(value) else whole(name, value, low)
 
 
 def _deserialized(net):
@@ -64,6 +82,38 @@ def _deserialized(net):
 
 
 BOUND_SALT = 0xB0D  # binarises uint8 images given to a bound, apart from its other draws
+
+
+def unpack_x_y(data):
+    """``(x, y)`` of a batch as Keras gives it to a step (``x``, ``(x,)`` or ``(x, y)``; y None
+    when absent). A third element, sample weights, is refused: the objectives weigh every example
+    alike, and Keras would otherwise pass the weights on for the step to drop silently."""
+    x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
+    if weights is not None:
+        raise ValueError("tfp_vae's models weigh every example alike: sample_weight (or a third "
+                         "element in the data's tuples) is not supported; repeat or subsample "
+                         "the examples instead.")
+    return x, y
+
+
+def _check_float32(model):
+    """Raises ValueError unless ``model`` and the layers it builds (which take Keras' global
+    dtype policy) compute in float32: TFP's distributions, the bounds and the exported signatures
+    are float32, and another policy would fail deep inside TFP instead."""
+    for policy in (model.dtype_policy, keras.config.dtype_policy()):
+        if (policy.compute_dtype, policy.variable_dtype) != ("float32", "float32"):
+            raise ValueError(f"tfp_vae's models compute in float32; the dtype policy here is "
+                             f"{policy.name!r}: call keras.config.set_dtype_policy('float32') "
+                             f"(and pass no other dtype=) before building the model.")
+
+
+def _refuse_weights(kwargs):
+    """``fit``'s and ``evaluate``'s weights: Keras drops ``sample_weight`` when there is no
+    ``y`` (and ``class_weight`` has no classes to weigh here), so they are refused, not lost."""
+    for name in ("sample_weight", "class_weight"):
+        if kwargs.get(name) is not None:
+            raise ValueError(f"tfp_vae's models weigh every example alike: {name} is not "
+                             f"supported; repeat or subsample the examples instead.")
 
 
 def binarize_seed(seed, salt=0x5EED):
@@ -152,6 +202,7 @@ class BaseVAE(keras.Model):
                  train_samples=1, encoder=None, decoder=None, kl_warmup=0, free_bits=0.0,
                  **kwargs):
         super().__init__(**kwargs)
+        _check_float32(self)
         # Your own networks (kept untracked here: the encoder and decoder layers track them).
         object.__setattr__(self, "_nets", {"encoder": _deserialized(encoder),
                                            "decoder": _deserialized(decoder)})
@@ -184,7 +235,7 @@ class BaseVAE(keras.Model):
         if not float(variance) > 0:
             raise ValueError(f"variance must be positive, got {variance}.")
         self.z_dim, self.x_dim = z_dim, math.prod(self.image_shape)
-        self.seed = whole("seed", seed, low=0)
+        self.seed = whole("seed", seed, low=0, high=MAX_SEED)  # an int32 in the step's seeds
         self.likelihood, self.arch, self.variance = likelihood, arch, float(variance)
         self.iwae_max_rows = whole("iwae_max_rows", iwae_max_rows if iwae_max_rows is not None
                                    else self.default_iwae_max_rows())
@@ -356,6 +407,7 @@ class BaseVAE(keras.Model):
         """The mean pictures along the straight line between the embeddings of ``x1`` and
         ``x2`` (each a batch of images; ``steps`` points from one to the other, both included):
         shape (steps, batch, x_dim)."""
+        steps = count("steps", steps, low=2)
         z1, z2 = self.embed(x1, y), self.embed(x2, y)
         t = tf.reshape(tf.linspace(0.0, 1.0, steps), [-1, 1, 1])
         z = (1.0 - t) * z1 + t * z2
@@ -394,8 +446,7 @@ class BaseVAE(keras.Model):
         """n draws z ~ p(z), x ~ p(x | z): ``{"x": the draws, "probs": the means of p(x | z)}``
         (see :meth:`observe`; ``y`` is for the conditional models). Without a seed, fresh draws
         at every call; with one, the same draws every time."""
-        if not tf.is_tensor(n):  # else TensorFlow's error about a dimension, or 2.5 taken as 2
-            n = whole("n", n, low=0)
+        n = count("n", n)
         z_seed, x_seed = self.two_seeds(seed)
         return self.observe(self.decode(self.prior().sample(n, seed=z_seed)), x_seed)
 
@@ -478,7 +529,7 @@ class BaseVAE(keras.Model):
     def unpack(self, data, seed=None):
         """The images of a training batch (``x`` or ``(x, labels...)``), checked; uint8 images
         of Bernoulli models binarised from ``seed`` (:meth:`check_inputs`)."""
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, _ = unpack_x_y(data)
         return self.check_inputs(x, binarize_seed(seed))
 
     def step_seed(self):
@@ -529,8 +580,16 @@ class BaseVAE(keras.Model):
 
     def _update_metrics(self, loss, terms):
         # This replica's share of the global batch mean, times the replicas: their mean is the
-        # global batch mean (see global_batch_mean).
-        self.loss_tracker.update_state(loss * tf.distribute.get_strategy().num_replicas_in_sync)
+        # global batch mean (see global_batch_mean). Weighted by the global batch's size, as
+        # Keras weighs its own loss tracker, so that a run's loss is the mean over its examples
+        # (the nelbo's, without warm-up or free bits) also when an epoch ends in a partial batch.
+        per_example = next(terms[name] for name in self.metric_names if name in terms)
+        count = tf.cast(tf.shape(per_example)[0], tf.float32)
+        context = _summing_replicas()
+        if context is not None:
+            count = context.all_reduce("SUM", count)
+        self.loss_tracker.update_state(loss * tf.distribute.get_strategy().num_replicas_in_sync,
+                                       sample_weight=count)
         for tracker in self.trackers:
             if tracker.name in terms:
                 tracker.update_state(terms[tracker.name])
@@ -543,9 +602,30 @@ class BaseVAE(keras.Model):
     def fit(self, x=None, *args, **kwargs):
         """Keras' ``fit``; a ``tf.data.Dataset`` is taken as it is (``shuffle`` defaults to
         False for it, which Keras ignores anyway but warns about when left True)."""
+        self._refuse_compiled_loss()
+        _refuse_weights(kwargs)
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)
         return super().fit(x, *args, **kwargs)
+
+    def _refuse_compiled_loss(self):
+        """The models train on their own objective and report its terms: a ``loss`` or metrics
+        given to ``compile`` (read back from Keras' public compile config; ``compile`` itself is
+        left as Keras', which ``.keras`` files need to recompile on loading) are refused here
+        rather than silently ignored."""
+        config = self.get_compile_config() or {}
+        given = {name: config[name] for name in ("loss", "loss_weights", "metrics",
+                                                  "weighted_metrics") if config.get(name)}
+        if given:
+            raise ValueError(f"{type(self).__name__} trains on its own objective (its "
+                             f"train_step) and reports its terms itself: compile it without "
+                             f"{', '.join(given)} (got {given}).")
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """Keras' ``evaluate``, without sample weights (see :func:`unpack_x_y`)."""
+        self._refuse_compiled_loss()
+        _refuse_weights(kwargs)
+        return super().evaluate(x, *args, **kwargs)
 
     # Keras traces the steps with AutoGraph, which would rewrite every function they call (with
     # the bounds' and streams', about 1.3 s per bin/train run: docs/performance.md); none has

@@ -6,6 +6,7 @@ digits.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfp_vae import images
@@ -71,20 +72,40 @@ class ConditionalVAE(base.BaseVAE):
         return self.decoder(z, self.one_hot(self._labels(y)))
 
     def _labels(self, y):
+        """``y`` as given, after checks: in a script (eagerly), labels outside the classes or
+        one-hot rows of another width are refused here (:meth:`one_hot` would make a row of
+        zeros of them, as the exported graph must; the training step checks its labels with
+        :meth:`check_labels`)."""
         if y is None:
             raise ValueError(f"the {type(self).__name__} is conditional on a label: pass y "
                              f"(integer labels, or one-hot rows of {self.num_classes}).")
+        y = tf.convert_to_tensor(y)
+        if tf.executing_eagerly():
+            if y.dtype.is_integer and tf.size(y) and not (
+                    tf.reduce_min(y) >= 0 and tf.reduce_max(y) < self.num_classes):
+                raise ValueError(f"labels must lie in 0..{self.num_classes - 1}, got min "
+                                 f"{int(tf.reduce_min(y))} and max {int(tf.reduce_max(y))}.")
+            if not y.dtype.is_integer and (y.shape.rank < 2 or y.shape[-1] != self.num_classes):
+                raise ValueError(f"one-hot labels must be rows of {self.num_classes}, got shape "
+                                 f"{tuple(y.shape)}.")
         return y
+
+    def label_indices(self, y):
+        """Integer labels (B,) from integer labels or one-hot rows, checked as by
+        :meth:`_labels`."""
+        y = self._labels(y)
+        return tf.cast(y, tf.int32) if y.dtype.is_integer else tf.argmax(y, -1, tf.int32)
 
     def sample(self, n, y=None, seed=None):
         """n draws z ~ p(z), x ~ p(x | z, y) (:meth:`observe`): ``y`` one class for all, n labels,
         or None for classes drawn uniformly (from the seed, or fresh)."""
-        if not tf.is_tensor(n):  # as BaseVAE.sample
-            n = base.whole("n", n, low=0)
+        n = base.count("n", n)
         seed = self.fresh_seed(seed)
         if y is None:
             y = tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(seed, 1),
                                             0, self.num_classes, tf.int32)
+        elif tf.executing_eagerly() and np.ndim(y) == 1 and len(y) not in (1, n):
+            raise ValueError(f"y must be one class for all draws or {n} labels, got {len(y)}.")
         y = tf.broadcast_to(tf.convert_to_tensor(y, tf.int32), [n])
         return self.sample_labels(y, seed)
 
@@ -99,6 +120,7 @@ class ConditionalVAE(base.BaseVAE):
         """The reference's class-conditional picture: ``columns`` latents z_j ~ p(z) drawn once;
         row i, column j is drawn from p(x | z_j, y = i) (row-major, num_classes * columns rows),
         so a column shows one style in every class."""
+        columns = base.count("columns", columns)
         z_seed, x_seed = self.two_seeds(seed)
         z = self.prior().sample(columns, seed=z_seed)
         z = tf.tile(z, [self.num_classes, 1])

@@ -49,7 +49,7 @@ class FSVAE(conditional.ConditionalVAE):
     # -------------------------------------------------------------------------------- training
     def unpack(self, data, seed=None):
         """``(images, labels)`` of a training batch, checked (:meth:`check_inputs`)."""
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y = base.unpack_x_y(data)
         if y is None:
             raise ValueError("The FSVAE trains on (images, labels) pairs: the labels condition "
                              "the encoder and decoder.")

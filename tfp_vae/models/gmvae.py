@@ -1,6 +1,7 @@
 """The GMVAE of CS236 HW2: the VAE with a learned mixture-of-Gaussians prior."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfp_vae import distributions
@@ -34,6 +35,10 @@ class GMVAE(base.BaseVAE):
     def prior_transform(self, eps, u=None):
         """z = mu_k + sqrt(v_k) eps with the component k = floor(u K) (see
         :meth:`~tfp_vae.models.base.BaseVAE.prior_transform`)."""
+        if u is None:
+            raise ValueError(f"the {type(self).__name__}'s prior is a mixture of {self.k}: pass u, "
+                             f"uniforms in [0, 1) of shape (n,) that choose each draw's "
+                             f"component.")
         components = self.prior_components().distribution  # Normal, (k, z_dim)
         k = tf.minimum(tf.cast(tf.convert_to_tensor(u) * self.k, tf.int32), self.k - 1)
         return tf.gather(components.loc, k) + tf.gather(components.scale, k) * eps
@@ -55,6 +60,10 @@ class GMVAE(base.BaseVAE):
 
         Returns ``{"x", "probs"}`` of shape (len(components) * n, x_dim), component by component.
         """
+        n = base.count("n", n)
+        if not tf.is_tensor(components) and not all(
+                0 <= base.whole("components", j, low=0) < self.k for j in np.ravel(components)):
+            raise ValueError(f"components must lie in 0..{self.k - 1}, got {components!r}.")
         z_seed, x_seed = self.two_seeds(seed)
         z = tf.gather(self.prior_components().sample(n, seed=z_seed), components, axis=1)
         p_x = self.decode(tf.reshape(tf.transpose(z, [1, 0, 2]), [-1, self.z_dim]))

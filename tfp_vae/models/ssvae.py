@@ -80,7 +80,7 @@ class SSVAE(conditional.ConditionalVAE):
         x = self.check_inputs(x, base.binarize_seed(seed, base.BOUND_SALT))
         if y is not None:
             bound = super().negative_elbo(x, y, seed)
-            kl_y = -self.label_prior().log_prob(tf.cast(y, tf.int32))
+            kl_y = -self.label_prior().log_prob(self.label_indices(y))
             return bounds.SemiSupervisedBound(bound.value + kl_y, bound.kl, kl_y, bound.rec)
         return bounds.negative_elbo_marginal_label(
             x, self.classify(x) if q_y is None else q_y, lambda y: self.encode(x, y),
@@ -95,7 +95,7 @@ class SSVAE(conditional.ConditionalVAE):
         x = self.check_inputs(x, base.binarize_seed(seed, base.BOUND_SALT))
         if y is not None:  # the bound on -log p(x, y), with the proposal q(z | x, y)
             iwae = super().negative_iwae(x, num_samples, y, seed)
-            return bounds.Bound(iwae.value - self.label_prior().log_prob(tf.cast(y, tf.int32)),
+            return bounds.Bound(iwae.value - self.label_prior().log_prob(self.label_indices(y)),
                                 iwae.kl, iwae.rec)
         q_y, p_y, p_z = self.classify(x), self.label_prior(), self.prior()
 
@@ -111,6 +111,27 @@ class SSVAE(conditional.ConditionalVAE):
                                           self.iwae_max_rows, x.dtype)
 
     # -------------------------------------------------------------------------------- training
+    @tf.autograph.experimental.do_not_convert  # as BaseVAE.train_step
+    def train_step(self, data):
+        """BaseVAE's step, on the stream of :func:`tfp_vae.data.semisupervised_dataset`, or on
+        images alone (the bound, with gw > 0). ``(images, labels)`` pairs are refused: M2's
+        labelled term is the classifier's on the stream's labelled set, so the labels of pairs
+        would go unused (``evaluate((x, y))`` reports their cross-entropy and accuracy)."""
+        if not isinstance(data, dict):
+            _, y = base.unpack_x_y(data)
+            if y is not None:
+                raise ValueError(
+                    "the SSVAE trains on dicts of an unlabelled batch and the labelled images "
+                    "(tfp_vae.data.semisupervised_dataset), or with gw > 0 on images alone: the "
+                    "labels of (images, labels) pairs would not enter its loss (evaluate((x, y)) "
+                    "reports their accuracy).")
+            if not self.gw:
+                raise ValueError(
+                    "with gw=0 the SSVAE trains its classifier only, on the labelled images of "
+                    "tfp_vae.data.semisupervised_dataset's dicts: images alone give it nothing "
+                    "to train.")
+        return super().train_step(data)
+
     def loss_and_terms(self, data, seed):
         """``gw * mean[-ELBO(xu)] + cw * mean[-log q(yl | xl)]`` (see the class docstring), each
         mean scaled by :func:`~tfp_vae.models.base.global_batch_mean`; reports the bound's terms,
@@ -128,7 +149,7 @@ class SSVAE(conditional.ConditionalVAE):
             ce = -q_yl.log_prob(tf.cast(data["y_labelled"], tf.int32))
             loss, terms = self.cw * base.global_batch_mean(ce), {"ce": ce}
         else:  # images, or (images, labels), e.g. from model.evaluate
-            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+            x, y = base.unpack_x_y(data)
             x, loss, terms = self.check_inputs(x, base.binarize_seed(seed)), 0.0, {}
             q_y = self.classify(x)
         if self.gw > 0:  # gw = 0 skips the bound entirely, as the reference

@@ -27,7 +27,9 @@ class VampPrior(gmvae.GMVAE):
 
     def __init__(self, z_dim=10, pseudo_inputs=500, **kwargs):
         pseudo_inputs = base.whole("pseudo_inputs", pseudo_inputs)
-        kwargs.pop("k", None)
+        if "k" in kwargs:  # the GMVAE's name of the count; here it is pseudo_inputs
+            raise ValueError(f"the VampPrior counts its components as pseudo_inputs= (got "
+                             f"k={kwargs['k']!r}); pass pseudo_inputs={kwargs['k']!r}.")
         kwargs.setdefault("name", "vampprior")
         super().__init__(z_dim=z_dim, k=pseudo_inputs, **kwargs)
 

@@ -1,0 +1,217 @@
+"""What a script can get wrong, refused with an error that names it instead of a silent wrong
+result or an error from deep inside TensorFlow (faults found by using the library from a
+script)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfp_vae import data, errors, models
+
+SHAPE = (4, 4, 1)
+X = np.random.default_rng(0).random((6, 16)).astype(np.float32)
+
+
+def tiny(kind=models.VAE, **kwargs):
+    return kind(z_dim=2, image_shape=SHAPE, **kwargs)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.fit(X, sample_weight=np.zeros(6), verbose=0),  # Keras drops it without y
+    lambda m: m.fit(X, X[:, 0], class_weight={0: 1.0}, verbose=0),
+    lambda m: m.fit(tf.data.Dataset.from_tensor_slices((X, X[:, 0], np.ones(6))).batch(3),
+                    verbose=0),  # a third element in the data's tuples
+    lambda m: m.evaluate(X, sample_weight=np.ones(6), verbose=0),
+])
+def test_sample_weights_are_refused_not_dropped(call):
+    model = tiny()
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="weigh every example alike"):
+        call(model)
+
+
+def test_loss_is_the_mean_over_examples_when_an_epoch_ends_in_a_partial_batch():
+    """Batches of 4 and 2: Keras' own convention (the loss tracker weighted by the batch's size),
+    so that the loss equals the nelbo without warm-up or free bits."""
+    model = tiny()
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    history = model.fit(X, batch_size=4, verbose=0).history
+    np.testing.assert_allclose(history["loss"], history["nelbo"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("given", [{"loss": "mse"}, {"metrics": ["mae"]}])
+def test_a_compiled_loss_or_metric_is_refused_and_a_keras_file_recompiles(given, tmp_path):
+    model = tiny()
+    model.compile(optimizer="adam", **given)
+    with pytest.raises(ValueError, match=f"compile it without {next(iter(given))}"):
+        model.fit(X, verbose=0)
+    model.compile(optimizer="adam")
+    model.fit(X, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.compiled  # compile is Keras' own, so the file recompiles it
+    loaded.fit(X, verbose=0)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "float64"])
+def test_a_dtype_policy_other_than_float32_is_refused(policy):
+    keras.config.set_dtype_policy(policy)
+    try:
+        with pytest.raises(ValueError, match=f"compute in float32.*'{policy}'"):
+            tiny()
+    finally:
+        keras.config.set_dtype_policy("float32")
+    with pytest.raises(ValueError, match="'float64'"):
+        tiny(dtype="float64")
+
+
+def test_the_vampprior_refuses_k_and_names_pseudo_inputs():
+    with pytest.raises(ValueError, match="pass pseudo_inputs=7"):
+        tiny(models.VampPrior, k=7)
+    assert tiny(models.VampPrior, pseudo_inputs=7).pseudo_inputs == 7
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m: tiny(seed=2 ** 32), r"seed must be a whole number in 0..2147483647"),
+    (lambda m: m.sample(2, seed=2 ** 32), "a seed is a whole number"),  # was seed 0
+    (lambda m: m.sample(2, seed=1.5), "a seed is a whole number"),  # was seed 1
+    (lambda m: m.negative_elbo(X, seed=[1, 2, 3]), "a seed is a whole number"),
+])
+def test_seeds_that_would_wrap_or_truncate_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(tiny())
+    model = tiny()
+    np.testing.assert_array_equal(model.sample(2, seed=(3, 4.0))["x"],
+                                  model.sample(2, seed=[3, 4])["x"])
+
+
+@pytest.mark.parametrize("kind", [models.FSVAE, models.SSVAE])
+def test_labels_outside_the_classes_are_refused_in_a_script(kind):
+    """Before: a row of zeros for the one-hot, and numbers that meant nothing."""
+    model = tiny(kind, num_classes=3)
+    with pytest.raises(ValueError, match=r"labels must lie in 0..2, got min 9 and max 9"):
+        model.negative_elbo(X, np.full(6, 9), seed=0)
+    with pytest.raises(ValueError, match="one-hot labels must be rows of 3"):
+        model.negative_elbo(X, np.eye(4, dtype=np.float32)[[0, 1, 2, 0, 1, 2]], seed=0)
+    with pytest.raises(ValueError, match=r"labels must lie in 0..2"):
+        model.sample(2, y=7, seed=0)
+    with pytest.raises(ValueError, match="one class for all draws or 2 labels, got 3"):
+        model.sample(2, y=[0, 1, 2], seed=0)
+
+
+def test_the_ssvaes_labelled_bounds_take_one_hot_labels_as_integers():
+    model = tiny(models.SSVAE, num_classes=3)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    one_hot = np.eye(3, dtype=np.float32)[labels]
+    for bound in (lambda y: model.negative_elbo(X, y, seed=0),
+                  lambda y: model.negative_iwae(X, 3, y, seed=0)):
+        np.testing.assert_array_equal(bound(one_hot).value, bound(labels).value)
+
+
+def test_the_ssvae_refuses_to_fit_what_its_loss_would_not_use():
+    model = tiny(models.SSVAE, num_classes=3)
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="labels of \\(images, labels\\) pairs would not enter"):
+        model.fit(X, np.array([0, 1, 2, 0, 1, 2]), verbose=0)
+    model = tiny(models.SSVAE, num_classes=3, gw=0)
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="with gw=0 the SSVAE trains its classifier only"):
+        model.fit(X, verbose=0)
+
+
+MNIST_200 = None
+
+
+def _images():
+    global MNIST_200
+    if MNIST_200 is None:
+        MNIST_200 = data.load_mnist().train_images[:200]
+    return MNIST_200
+
+
+@pytest.mark.parametrize("images, batch_size, labels, message", [
+    (lambda x: x.astype(np.int32), 50, None, "must be uint8 in 0..255 or float in \\[0, 1\\], "
+                                             "got int32"),
+    (lambda x: x.astype(np.float32), 50, None, "must lie in \\[0, 1\\].*max 255"),
+    (lambda x: np.full((4, 4), np.nan, np.float32), 2, None, "with no NaN"),
+    (lambda x: x[:0], 50, None, "no training images"),
+    (lambda x: x, 2.5, None, "batch_size must be a positive whole number, got 2.5"),
+    (lambda x: x, 50, np.zeros(3), "3 labels for 200 training images"),
+])
+def test_the_training_stream_refuses_pixels_it_would_binarise_wrongly(images, batch_size,
+                                                                     labels, message):
+    """Before: int32 images or float pixels in 0..255 became all ones."""
+    with pytest.raises(errors.DataError, match=message):
+        data.train_dataset(images(_images()), batch_size, 0, labels=labels)
+
+
+def test_the_ssvae_stream_scales_uint8_labelled_images_and_needs_some():
+    x, labels = _images(), np.arange(200) % 10
+    first = [next(iter(data.semisupervised_dataset(x, labels, xl, labels[:20], 50, 0,
+                                                   binarized=False)))["x_labelled"].numpy()
+             for xl in (x[:20], x[:20].astype(np.float32) / 255)]
+    np.testing.assert_allclose(first[0], first[1], rtol=1e-6)
+    with pytest.raises(errors.DataError, match="needs labelled images"):
+        data.semisupervised_dataset(x, labels, x[:0], labels[:0], 50, 0)
+
+
+def test_the_training_stream_takes_unit_interval_floats_as_uint8():
+    x = _images()
+    batches = [next(iter(data.train_dataset(images, 50, 0))).numpy()
+               for images in (x, x.astype(np.float32) / np.float32(255))]
+    np.testing.assert_array_equal(batches[0], batches[1])
+
+
+def test_a_run_leaves_the_scripts_settings_and_global_random_states_as_they_were(tmp_path):
+    """One Settings object may start several runs (each resolves a copy: before, the first run's
+    likelihood and defaults stuck to it), and the run's seeding does not reset the script's
+    Python and NumPy random streams."""
+    import random
+
+    import conftest
+    from tfp_vae import train
+    settings = train.Settings(model="vae", iter_max=2, iter_save=2, log_every=2,
+                              out_dir=str(tmp_path), **conftest.QUIET)
+    random.seed(7), np.random.seed(7)
+    expected = random.random(), np.random.random()
+    random.seed(7), np.random.seed(7)
+    train.run(settings)
+    assert (random.random(), np.random.random()) == expected
+    assert (settings.likelihood, settings.z, settings.batch_size) == ("auto", None, None)
+
+
+@pytest.mark.parametrize("net, message", [
+    ("encoder", "returns a tensor of 3 values per example; the model needs a tensor of 4"),
+    ("decoder", "returns a tensor of 15 values per example; the model needs a tensor of 16"),
+])
+def test_your_network_of_the_wrong_width_is_refused_when_the_model_is_built(net, message):
+    """Before: a reshape error inside the first bound."""
+    layers = {"encoder": [keras.layers.Flatten(), keras.layers.Dense(3)],
+              "decoder": [keras.layers.Dense(15)]}[net]
+    with pytest.raises(ValueError, match=message):
+        tiny(**{net: keras.Sequential(layers)})
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: tiny(models.GMVAE, k=3).sample_components([5], 2), r"components must lie in 0..2"),
+    (lambda: tiny(models.GMVAE, k=3).sample_components([0], 2.5), "n must be a whole number"),
+    (lambda: tiny(models.GMVAE, k=3).generate(np.zeros((2, 2), np.float32)), "pass u"),
+    (lambda: tiny(models.FSVAE, num_classes=3).class_grid(-1), "columns must be a whole number"),
+    (lambda: tiny().interpolate(X[:1], X[1:2], steps=0), "steps must be a whole number >= 2"),
+    (lambda: tiny().interpolate(X[:1], X[1:2], steps=2.5), "steps must be a whole number"),
+])
+def test_counts_and_components_of_the_methods_are_checked(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda d: data.hold_out(d, 50.5), "--validation must be a whole number"),
+    (lambda d: data.hold_out(d, True), "--validation must be a whole number"),
+    (lambda d: data.labelled_subset(d, per_class=0), "--labels_per_class must be a whole number"),
+])
+def test_the_splits_take_whole_numbers(call, message):
+    with pytest.raises(errors.ConfigError, match=message):
+        call(data.load_mnist())
+    assert len(data.hold_out(data.load_mnist(), 50.0).validation_images) == 50
