@@ -215,3 +215,17 @@ def test_the_splits_take_whole_numbers(call, message):
     with pytest.raises(errors.ConfigError, match=message):
         call(data.load_mnist())
     assert len(data.hold_out(data.load_mnist(), 50.0).validation_images) == 50
+
+
+def test_a_loaded_savedmodel_takes_image_layouts_and_int_seeds_as_the_keras_model():
+    """saved.SavedVAE (bin/evaluate's view of an export): (B, H, W, C) float images and an int
+    seed as a Keras model takes them; uint8 images are refused with the reason."""
+    from tfp_vae import pretrained, saved
+    model = saved.SavedVAE(pretrained.path("vae"))
+    x = data.load_mnist().test_images[:5]
+    unit = (x / 255).astype(np.float32)
+    np.testing.assert_array_equal(model.negative_elbo(unit, seed=3)[0],
+                                  model.negative_elbo(unit.reshape(5, -1), seed=[3, 0])[0])
+    assert model.embed(unit).shape == (5, 10)
+    with pytest.raises(ValueError, match="takes float images in \\[0, 1\\], got uint8"):
+        model.negative_elbo(x, seed=3)

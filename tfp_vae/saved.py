@@ -40,18 +40,32 @@ class SavedVAE:
         """Whether the export has the function ``signature``."""
         return signature in self.metadata["signatures"]
 
+    def _flat(self, x):
+        """Images as the signatures take them, float32 (B, x_dim) in [0, 1], from float images
+        flat or (B, H, W, C); uint8 images are refused (a Keras model binarises them afresh from
+        its seed, which a SavedModel's signature cannot: pass float pixels, binarised if the
+        model is Bernoulli, as tfp_vae.data.test_batches gives them)."""
+        x = tf.convert_to_tensor(x)
+        if not x.dtype.is_floating:
+            raise ValueError(f"the SavedModel takes float images in [0, 1], got {x.dtype.name}: "
+                             f"divide uint8 pixels by 255 (and binarise them for a Bernoulli "
+                             f"model).")
+        return tf.reshape(tf.cast(x, tf.float32), [-1, self.x_dim])
+
     def _labelled(self, y):
         return {"y": tf.convert_to_tensor(y, tf.int32)} if y is not None else {}
 
     def negative_elbo(self, x, y=None, seed=None):
         """``(nelbo, its parts...)``: the ``negative_elbo`` signature (labels only for the models
         of -log p(x | y))."""
-        out = self.loaded.negative_elbo(x=x, seed=_seed(seed), **self._bound_labels(y))
+        out = self.loaded.negative_elbo(x=self._flat(x), seed=_seed(seed),
+                                        **self._bound_labels(y))
         return (out["nelbo"],) + tuple(out[k] for k in sorted(out) if k != "nelbo")
 
     def negative_iwae(self, x, num_samples, y=None, seed=None):
         """``(niwae, kl, rec)``: the ``negative_iwae`` signature."""
-        out = self.loaded.negative_iwae(x=x, m=tf.convert_to_tensor(num_samples, tf.int32),
+        out = self.loaded.negative_iwae(x=self._flat(x),
+                                        m=tf.convert_to_tensor(num_samples, tf.int32),
                                         seed=_seed(seed), **self._bound_labels(y))
         return (out["niwae"],) + tuple(out[k] for k in sorted(out) if k != "niwae")
 
@@ -61,7 +75,7 @@ class SavedVAE:
 
     def classify(self, x):
         """Class probabilities q(y | x) (the SSVAE)."""
-        return self.loaded.classify(x=x)["probs"]
+        return self.loaded.classify(x=self._flat(x))["probs"]
 
     def sample_labels(self, y, seed=None):
         """One draw per label of ``y`` (the FSVAE's ``sample`` signature)."""
@@ -69,12 +83,13 @@ class SavedVAE:
 
     def embed(self, x, y=None):
         """E[z | x (, y)]: the ``encode`` signature's mean."""
-        return self.loaded.encode(x=x, **(self._labelled(y) if self.conditional else {}))["mean"]
+        return self.loaded.encode(x=self._flat(x),
+                                  **(self._labelled(y) if self.conditional else {}))["mean"]
 
     def reconstruct(self, x, y=None):
         """The mean picture of p(x | z = E[z | x] (, y))."""
         labels = self._labelled(y) if self.conditional else {}
-        z = self.loaded.encode(x=x, **labels)["mean"]
+        z = self.loaded.encode(x=self._flat(x), **labels)["mean"]
         return self.loaded.decode(z=z, **labels)[self.picture_keys[1]]
 
     def sample_grid(self, seed, n=None, means=False):
@@ -128,4 +143,9 @@ class SavedVAE:
 
 
 def _seed(seed):
-    return tf.convert_to_tensor([0, 0] if seed is None else seed, tf.int32)
+    """A signature's seed: a pair, an int (as ``(seed, 0)``, as the Keras models take it), or
+    None for ``(0, 0)`` (a SavedModel keeps no state to draw fresh seeds from)."""
+    if seed is None:
+        return tf.zeros([2], tf.int32)
+    seed = tf.convert_to_tensor(seed, tf.int32)
+    return tf.stack([seed, 0]) if seed.shape.rank == 0 else seed
