@@ -84,6 +84,8 @@ def test_seeds_that_would_wrap_or_truncate_are_refused(call, message):
     model = tiny()
     np.testing.assert_array_equal(model.sample(2, seed=(3, 4.0))["x"],
                                   model.sample(2, seed=[3, 4])["x"])
+    traced = tf.function(lambda s: model.sample(2, seed=[s, 4])["x"])  # tensors pass as they are
+    np.testing.assert_array_equal(traced(tf.constant(3)), model.sample(2, seed=[3, 4])["x"])
 
 
 @pytest.mark.parametrize("kind", [models.FSVAE, models.SSVAE])
@@ -116,8 +118,11 @@ def test_the_ssvae_refuses_to_fit_what_its_loss_would_not_use():
         model.fit(X, np.array([0, 1, 2, 0, 1, 2]), verbose=0)
     model = tiny(models.SSVAE, num_classes=3, gw=0)
     model.compile(optimizer="adam")
-    with pytest.raises(ValueError, match="with gw=0 the SSVAE trains its classifier only"):
-        model.fit(X, verbose=0)
+    for call in (model.fit, model.evaluate):  # before: evaluate returned {} with a warning
+        with pytest.raises(ValueError, match="with gw=0 the SSVAE has no bound"):
+            call(X, verbose=0)
+    assert set(model.evaluate(X, np.array([0, 1, 2, 0, 1, 2]), verbose=0,
+                              return_dict=True)) == {"loss", "ce", "acc"}
 
 
 MNIST_200 = None
@@ -131,12 +136,12 @@ def _images():
 
 
 @pytest.mark.parametrize("images, batch_size, labels, message", [
-    (lambda x: x.astype(np.int32), 50, None, "must be uint8 in 0..255 or float in \\[0, 1\\], "
+    (lambda x: x.astype(np.int32), 50, None, "must be uint8 \\(0..255\\) or float in \\[0, 1\\], "
                                              "got int32"),
-    (lambda x: x.astype(np.float32), 50, None, "must lie in \\[0, 1\\].*max 255"),
-    (lambda x: np.full((4, 4), np.nan, np.float32), 2, None, "with no NaN"),
+    (lambda x: x.astype(np.float32), 50, None, "found values in \\[0, 255\\]"),
+    (lambda x: np.full((4, 4), np.nan, np.float32), 2, None, "NaN or infinite values"),
     (lambda x: x[:0], 50, None, "no training images"),
-    (lambda x: x, 2.5, None, "batch_size must be a positive whole number, got 2.5"),
+    (lambda x: x, 2.5, None, "batch_size must be a whole number >= 1, got 2.5"),
     (lambda x: x, 50, np.zeros(3), "3 labels for 200 training images"),
 ])
 def test_the_training_stream_refuses_pixels_it_would_binarise_wrongly(images, batch_size,
@@ -212,7 +217,7 @@ def test_counts_and_components_of_the_methods_are_checked(call, message):
     (lambda d: data.labelled_subset(d, per_class=0), "--labels_per_class must be a whole number"),
 ])
 def test_the_splits_take_whole_numbers(call, message):
-    with pytest.raises(errors.ConfigError, match=message):
+    with pytest.raises(errors.DataError, match=message):
         call(data.load_mnist())
     assert len(data.hold_out(data.load_mnist(), 50.0).validation_images) == 50
 
@@ -229,3 +234,7 @@ def test_a_loaded_savedmodel_takes_image_layouts_and_int_seeds_as_the_keras_mode
     assert model.embed(unit).shape == (5, 10)
     with pytest.raises(ValueError, match="takes float images in \\[0, 1\\], got uint8"):
         model.negative_elbo(x, seed=3)
+    with pytest.raises(ValueError, match="takes a batch of images of shape"):
+        model.embed(np.zeros((2, 392), np.float32))  # would be one image of 784 pixels
+    with pytest.raises(ValueError, match="a seed is a whole number"):
+        model.negative_elbo(unit, seed=[2 ** 32, 0])  # would be seed (0, 0)

@@ -73,6 +73,7 @@ def test_xla_is_chosen_for_long_runs_of_dense_networks(arch, iter_max, xla):
     (dict(iter_max=np.int64(5000), lr=np.float32(0.5)), dict(iter_max=5000, lr=0.5)),
     (dict(iwae_samples=1000), dict(iwae_samples=(1000,))),  # one number, as a script writes it
     (dict(iwae_samples="1,1000"), dict(iwae_samples=(1, 1000))),
+    (dict(iwae_samples=np.array([1, 1000])), dict(iwae_samples=(1, 1000))),
     (dict(full_test=0, export=1), dict(full_test=False, export=True)),
 ])
 def test_a_scripts_numbers_take_the_flags_types(given, expected):

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from tfp_vae.sources import (DiskArray, ImageSet, Rows, idx,  # noqa: F401 (re-exported)
                              steps_per_epoch)
+from tfp_vae.sources.common import check_pixels
 from tfp_vae.errors import DataError  # re-exported: data.DataError
 from tfp_vae.registry import check_number
 
@@ -78,29 +79,11 @@ _BINARIZE_SALT = 0x5EED
 _MAX_CONSTANT_BYTES = 256 << 20
 
 
-def check_pixels(images, what="images"):
-    """Raises DataError unless ``images`` are uint8 (0..255) or float in [0, 1] (checked on
-    arrays in memory; images on disk are checked batch by batch by the model): every stream and
-    every model reads pixels so, and another integer type or float pixels in 0..255 would
-    otherwise be binarised as all ones."""
-    dtype = np.dtype(images.dtype)
-    if dtype == np.uint8:
-        return
-    if dtype.kind != "f":
-        raise DataError(f"{what} must be uint8 in 0..255 or float in [0, 1], got {dtype.name}; "
-                        f"convert them, e.g. with .astype(np.uint8).")
-    if isinstance(images, np.ndarray) and images.size:
-        low, high = np.min(images), np.max(images)  # NaN if there is one
-        if not (low >= 0 and high <= 1):
-            raise DataError(f"float {what} must lie in [0, 1] with no NaN, got min {low:g} and "
-                            f"max {high:g}; divide 0..255 pixels by 255, or pass them as uint8.")
-
-
 def to_unit_interval(images):
     """Images -> float32 in [0, 1], flattened to (N, D): uint8 0..255 as x / 255 in float32 (as
     torchvision's ToTensor); float images (already in [0, 1]) as they are."""
     images = images[:] if isinstance(images, DiskArray) else np.asarray(images)
-    check_pixels(images)
+    check_pixels(images, "images")
     flat = images.reshape(len(images), -1)
     if flat.dtype == np.uint8:
         return flat.astype(np.float32) / np.float32(255)
@@ -158,7 +141,7 @@ def labelled_subset(dataset, per_class=10):
     Raises:
       DataError: the data has no labels, or a class has fewer than ``per_class`` images.
     """
-    per_class = check_number("labels_per_class", per_class, int, minimum=1)
+    per_class = check_number("labels_per_class", per_class, int, minimum=1, error=DataError)
     if dataset.train_labels is None:
         raise DataError(f"{dataset.name} has no labels; the SSVAE needs labelled training images.")
     if dataset.reference and per_class == 10 and not dataset.held_out:
@@ -218,7 +201,7 @@ def hold_out(dataset, count):
       DataError: ``count`` leaves no training image.
     """
     n = len(dataset.train_images)
-    count = check_number("validation", count, int, minimum=1)  # 50.0 is 50; 2.5 and True fail
+    count = check_number("validation", count, int, minimum=1, error=DataError)
     if not 0 < count < n:
         raise DataError(f"--validation={count} must hold out fewer images than the "
                         f"{n:,} training images of {dataset.name}.")
@@ -246,6 +229,29 @@ def binarize(x, seed):
     return tf.cast(u < x, x.dtype)
 
 
+def _checked_stream(images, batch_size, labels):
+    """``(images, batch_size)`` of a training stream, checked: images (N, ...) with N > 0 of
+    uint8 or float pixels in [0, 1] (another integer type, or float pixels in 0..255, would be
+    binarised as all ones), a whole batch size and one label per image; else DataError.
+    Float images on disk are range-checked as their source reads them (tfp_vae.sources), not
+    here, where it would read them whole."""
+    if not isinstance(images, (DiskArray, Rows)):
+        images = np.asarray(images)
+    if images.ndim < 2:
+        raise DataError(f"training images must be an array (N, D) or (N, H, W, C), got shape "
+                        f"{images.shape}.")
+    in_memory = isinstance(images, np.ndarray) and not isinstance(images, np.memmap)
+    check_pixels(images if in_memory else images[:0], "the training images")
+    if len(images) == 0:
+        raise DataError("there are no training images (an array of length 0).")
+    batch_size = check_number("batch_size", batch_size, int, minimum=1, error=DataError,
+                              flag=False)
+    if labels is not None and len(labels) != len(images):
+        raise DataError(f"{len(labels)} labels for {len(images)} training images: give one "
+                        f"label per image.")
+    return images, batch_size
+
+
 def train_dataset(images, batch_size, seed, start_step=0, binarized=True, labels=None):
     """The training stream, from step ``start_step`` on (infinite).
 
@@ -265,21 +271,8 @@ def train_dataset(images, batch_size, seed, start_step=0, binarized=True, labels
     Returns:
       A ``tf.data.Dataset`` of float32 batches (b, D) (or pairs with int32 labels).
     """
-    if not isinstance(images, (DiskArray, Rows)):
-        images = np.asarray(images)
-    if images.ndim < 2:
-        raise DataError(f"training images must be an array (N, D) or (N, H, W, C), got shape "
-                        f"{images.shape}.")
+    images, batch_size = _checked_stream(images, batch_size, labels)
     n, dim = images.shape[0], int(np.prod(images.shape[1:]))
-    check_pixels(images, "training images")
-    if n == 0:
-        raise DataError("there are no training images (an array of length 0).")
-    if isinstance(batch_size, bool) or not float(batch_size).is_integer() or batch_size <= 0:
-        raise DataError(f"batch_size must be a positive whole number, got {batch_size!r}.")
-    batch_size = int(batch_size)
-    if labels is not None and len(labels) != n:
-        raise DataError(f"{len(labels)} labels for {n} training images: give one label per "
-                        f"image.")
     per_epoch = steps_per_epoch(n, batch_size)
     first_epoch, offset = divmod(int(start_step), per_epoch)
     label_table = None if labels is None else tf.constant(np.asarray(labels, np.int32))

@@ -50,19 +50,30 @@ class Hyper:
         return check_number(self.name, value, type(self.default), self.minimum, self.strict)
 
 
-def check_number(name, value, kind, minimum=0, strict=False):
+def check_number(name, value, kind, minimum=0, strict=False, maximum=None, error=ConfigError,
+                 flag=True):
     """``value`` as ``kind`` (int: a whole number, 2.0 passes and 2.5 or True do not; float: a
-    finite number) above ``minimum`` (or at it, unless ``strict``; any, if ``minimum`` is None);
-    else a ConfigError naming the flag ``--name``."""
+    finite number; NumPy's numbers too) above ``minimum`` (or at it, unless ``strict``; any, if
+    ``minimum`` is None) and at most ``maximum``; else ``error`` naming ``--name`` (``name`` for
+    a function's argument, with ``flag=False``). The one check of a number for the flags, the
+    settings, the models and the data."""
     try:
         ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and \
             (kind is float or float(value).is_integer()) and math.isfinite(value)
     except (TypeError, OverflowError):
         ok = False
-    if not ok or (minimum is not None and not (value > minimum if strict else value >= minimum)):
+    if ok and minimum is not None:
+        ok = value > minimum if strict else value >= minimum
+    if ok and maximum is not None:
+        ok = value <= maximum
+    if not ok:
         what = "a whole number" if kind is int else "a finite number"
-        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
-        raise ConfigError(f"--{name} must be {what}{bound}, got {value!r}.")
+        low, high = (f"{v:g}" if isinstance(v, float) else v for v in (minimum, maximum))
+        if maximum is not None:
+            bound = f" in {low}..{high}"
+        else:
+            bound = "" if minimum is None else f" {'>' if strict else '>='} {low}"
+        raise error(f"{'--' if flag else ''}{name} must be {what}{bound}, got {value!r}.")
     return kind(value)
 
 

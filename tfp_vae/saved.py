@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_vae import export, images, registry
+from tfp_vae.seeds import as_seed
 
 
 class SavedVAE:
@@ -50,6 +51,12 @@ class SavedVAE:
             raise ValueError(f"the SavedModel takes float images in [0, 1], got {x.dtype.name}: "
                              f"divide uint8 pixels by 255 (and binarise them for a Bernoulli "
                              f"model).")
+        layouts = [(self.x_dim,), self.image_shape] + \
+            ([self.image_shape[:2]] if self.image_shape[2] == 1 else [])
+        if tuple(x.shape[1:]) not in layouts:
+            raise ValueError(f"the SavedModel takes a batch of images of shape (batch, "
+                             f"{self.x_dim}) or (batch, {', '.join(map(str, self.image_shape))}), "
+                             f"got {tuple(x.shape)}.")
         return tf.reshape(tf.cast(x, tf.float32), [-1, self.x_dim])
 
     def _labelled(self, y):
@@ -143,9 +150,6 @@ class SavedVAE:
 
 
 def _seed(seed):
-    """A signature's seed: a pair, an int (as ``(seed, 0)``, as the Keras models take it), or
-    None for ``(0, 0)`` (a SavedModel keeps no state to draw fresh seeds from)."""
-    if seed is None:
-        return tf.zeros([2], tf.int32)
-    seed = tf.convert_to_tensor(seed, tf.int32)
-    return tf.stack([seed, 0]) if seed.shape.rank == 0 else seed
+    """A signature's seed: as the Keras models take it (:func:`tfp_vae.seeds.as_seed`), or None
+    for ``(0, 0)`` (a SavedModel keeps no state to draw fresh seeds from)."""
+    return tf.zeros([2], tf.int32) if seed is None else as_seed(seed)

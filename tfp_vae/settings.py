@@ -46,8 +46,10 @@ def iwae_sample_counts(values, flag="--iwae_samples"):
     naming ``flag`` (bin/train and bin/evaluate alike)."""
     if isinstance(values, str):
         values = values.split(",") if values else []
-    elif not isinstance(values, (list, tuple)):
-        values = [values]
+    elif isinstance(values, numbers.Number) or not hasattr(values, "__iter__"):
+        values = [values]  # one number (or something to refuse by name below)
+    else:
+        values = list(values.tolist() if hasattr(values, "tolist") else values)
     try:  # a flag's strings, or numbers: whole ones only (2.0 passes, 2.5 and True do not)
         counts = tuple(int(m) if isinstance(m, str) else
                        registry.check_number(flag.lstrip("-"), m, int, minimum=None)

@@ -24,44 +24,19 @@ replays exactly the same random numbers. Every public method that samples takes 
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from tfp_vae import bounds, compat, distributions, networks
+from tfp_vae import bounds, compat, distributions, networks, registry
+from tfp_vae.seeds import as_seed
 from tfp_vae.settings import ARCHS, LIKELIHOODS, MAX_SEED, OBJECTIVES, check_choice
-
-
-def as_seed(seed):
-    """A stateless seed (int32 tensor of shape [2]) from an int, a pair, or a tensor. Python
-    and NumPy numbers must be whole and fit in an int32 (a ValueError, not a silent wrap or
-    truncation: 2**32 would be 0, 1.5 would be 1)."""
-    if not tf.is_tensor(seed):
-        values = np.asarray(seed)
-        if values.shape not in ((), (2,)) or values.dtype.kind not in "iuf" or \
-                not np.all(np.isfinite(values)) or not np.all(values == np.round(values)) or \
-                not np.all((values >= -2 ** 31) & (values <= MAX_SEED)):
-            raise ValueError(f"a seed is a whole number or a pair of them in -2**31..2**31-1, "
-                             f"got {seed!r}.")
-    seed = tf.convert_to_tensor(seed)
-    if seed.dtype != tf.int32:
-        seed = tf.cast(seed, tf.int32)
-    if seed.shape.rank == 0:
-        seed = tf.stack([seed, tf.constant(0, tf.int32)])
-    return seed
 
 
 def whole(name, value, low=1, high=None):
     """``value`` as an int when it is a whole number >= ``low`` (and <= ``high``; 2.0 passes,
-    2.5 and True do not); ValueError naming ``name`` otherwise."""
-    try:
-        number = int(value)
-        exact = not isinstance(value, bool) and number == value
-    except (TypeError, ValueError, OverflowError):
-        exact = False
-    if not exact or number < low or (high is not None and number > high):
-        bound = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValueError(f"{name} must be a whole number {bound}, got {value!r}.")
-    return number
+    2.5 and True do not); ValueError naming the argument ``name`` otherwise
+    (:func:`tfp_vae.registry.check_number`)."""
+    return registry.check_number(name, value, int, minimum=low, maximum=high, error=ValueError,
+                                 flag=False)
 
 
 def count(name, value, low=0):
@@ -583,8 +558,9 @@ class BaseVAE(keras.Model):
         # global batch mean (see global_batch_mean). Weighted by the global batch's size, as
         # Keras weighs its own loss tracker, so that a run's loss is the mean over its examples
         # (the nelbo's, without warm-up or free bits) also when an epoch ends in a partial batch.
-        per_example = next(terms[name] for name in self.metric_names if name in terms)
-        count = tf.cast(tf.shape(per_example)[0], tf.float32)
+        per_example = [terms[name] for name in self.metric_names if name in terms]
+        count = tf.cast(tf.shape(per_example[0])[0], tf.float32) if per_example else \
+            tf.constant(1.0)  # nothing per example: the loss alone, weighed alike
         context = _summing_replicas()
         if context is not None:
             count = context.all_reduce("SUM", count)

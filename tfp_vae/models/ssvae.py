@@ -117,20 +117,31 @@ class SSVAE(conditional.ConditionalVAE):
         images alone (the bound, with gw > 0). ``(images, labels)`` pairs are refused: M2's
         labelled term is the classifier's on the stream's labelled set, so the labels of pairs
         would go unused (``evaluate((x, y))`` reports their cross-entropy and accuracy)."""
-        if not isinstance(data, dict):
-            _, y = base.unpack_x_y(data)
-            if y is not None:
-                raise ValueError(
-                    "the SSVAE trains on dicts of an unlabelled batch and the labelled images "
-                    "(tfp_vae.data.semisupervised_dataset), or with gw > 0 on images alone: the "
-                    "labels of (images, labels) pairs would not enter its loss (evaluate((x, y)) "
-                    "reports their accuracy).")
-            if not self.gw:
-                raise ValueError(
-                    "with gw=0 the SSVAE trains its classifier only, on the labelled images of "
-                    "tfp_vae.data.semisupervised_dataset's dicts: images alone give it nothing "
-                    "to train.")
+        labels = self._check_data(data)
+        if labels is not None:
+            raise ValueError(
+                "the SSVAE trains on dicts of an unlabelled batch and the labelled images "
+                "(tfp_vae.data.semisupervised_dataset), or with gw > 0 on images alone: the "
+                "labels of (images, labels) pairs would not enter its loss (evaluate((x, y)) "
+                "reports their accuracy).")
         return super().train_step(data)
+
+    @tf.autograph.experimental.do_not_convert
+    def test_step(self, data):
+        self._check_data(data)
+        return super().test_step(data)
+
+    def _check_data(self, data):
+        """The labels of a batch that is not the stream's dict (None without), after refusing
+        images alone with gw = 0: then there is no bound, nothing to train or report."""
+        if isinstance(data, dict):
+            return None
+        _, labels = base.unpack_x_y(data)
+        if labels is None and not self.gw:
+            raise ValueError("with gw=0 the SSVAE has no bound: it trains its classifier only, "
+                             "on the labelled images of tfp_vae.data.semisupervised_dataset's "
+                             "dicts, and evaluate needs (images, labels).")
+        return labels
 
     def loss_and_terms(self, data, seed):
         """``gw * mean[-ELBO(xu)] + cw * mean[-log q(yl | xl)]`` (see the class docstring), each
