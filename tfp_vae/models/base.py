@@ -559,13 +559,13 @@ class BaseVAE(keras.Model):
         # Keras weighs its own loss tracker, so that a run's loss is the mean over its examples
         # (the nelbo's, without warm-up or free bits) also when an epoch ends in a partial batch.
         per_example = [terms[name] for name in self.metric_names if name in terms]
-        count = tf.cast(tf.shape(per_example[0])[0], tf.float32) if per_example else \
+        size = tf.cast(tf.shape(per_example[0])[0], tf.float32) if per_example else \
             tf.constant(1.0)  # nothing per example: the loss alone, weighed alike
         context = _summing_replicas()
         if context is not None:
-            count = context.all_reduce("SUM", count)
+            size = context.all_reduce("SUM", size)
         self.loss_tracker.update_state(loss * tf.distribute.get_strategy().num_replicas_in_sync,
-                                       sample_weight=count)
+                                       sample_weight=size)
         for tracker in self.trackers:
             if tracker.name in terms:
                 tracker.update_state(terms[tracker.name])
