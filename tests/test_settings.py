@@ -101,3 +101,17 @@ def test_a_scripts_wrong_types_are_refused_with_the_flags_name(given, message):
     "100" raised a TypeError, and iwae_samples=1000 a TypeError from the error message itself."""
     with pytest.raises(errors.ConfigError, match=message):
         train.Settings(**given).resolve()
+
+
+def test_a_resolved_settings_whose_model_changes_resolves_as_a_fresh_one():
+    """Before: the first kind's defaults (z, iter_max) and hyperparameters (k) stuck to it."""
+    settings = train.Settings(model="gmvae").resolve()
+    settings.model = "ssvae"
+    fresh = train.Settings(model="ssvae").resolve()
+    settings.resolve()
+    for name in ("z", "iter_max", "batch_size", "hypers"):
+        assert getattr(settings, name) == getattr(fresh, name)
+    given = train.Settings(model="gmvae", k=100).resolve()
+    given.model = "vae"
+    with pytest.raises(errors.ConfigError, match="--k is a setting of the gmvae"):
+        given.resolve()  # what the user gave stays theirs

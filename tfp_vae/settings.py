@@ -181,15 +181,20 @@ class Settings:
                 raise ConfigError(f"--epochs={self.epochs} and --iter_max={self.iter_max} both "
                                   f"set the training length: give one of them.")
             self._in_epochs["iter_max"] = self.epochs
+        self._forget_defaults()
+        filled = {}
         for name in ("z", "iter_max", "batch_size"):
             if getattr(self, name) is None and name not in self._in_epochs:
                 setattr(self, name, getattr(kind, name))
+                filled[name] = getattr(kind, name)
         for name in self.hypers:
             if kind.hyper(name) is None:
                 owners = ", ".join(registry.hypers()[name][1])
                 raise ConfigError(f"--{name} is a setting of the {owners}, not of the "
                                   f"{self.model}.")
+        filled["hypers"] = {h.name: h.default for h in kind.hypers if h.name not in self.hypers}
         self.hypers = {h.name: h.check(self.hypers.get(h.name, h.default)) for h in kind.hypers}
+        self.__dict__["_filled"] = filled
         self.out_dir = os.path.expanduser(self.out_dir)  # as --data_dir (the shell leaves '~'
         self._check_common()  # in --out_dir='~/runs' as it is)
         if self.objective not in kind.objectives:
@@ -200,6 +205,18 @@ class Settings:
             raise ConfigError(f"--arch={self.arch} is not a network of the {self.model}; choose "
                               f"one of {', '.join(kind.archs)}.")
         return self
+
+    def _forget_defaults(self):
+        """Undoes what an earlier :meth:`resolve` filled in from its kind's defaults (where it
+        still holds them), so that a resolved Settings whose ``model`` was changed resolves as
+        a fresh one would, not with the other kind's defaults and hyperparameters."""
+        filled = self.__dict__.pop("_filled", {})
+        for name, value in filled.get("hypers", {}).items():
+            if self.hypers.get(name) == value:
+                del self.hypers[name]
+        for name, value in filled.items():
+            if name != "hypers" and getattr(self, name) == value:
+                setattr(self, name, None)
 
     def _with_recipe_note(self, error):
         """``error`` with a note when it names a setting the recipe chose, not the user."""
