@@ -238,3 +238,40 @@ def test_a_loaded_savedmodel_takes_image_layouts_and_int_seeds_as_the_keras_mode
         model.embed(np.zeros((2, 392), np.float32))  # would be one image of 784 pixels
     with pytest.raises(ValueError, match="a seed is a whole number"):
         model.negative_elbo(unit, seed=[2 ** 32, 0])  # would be seed (0, 0)
+
+
+@pytest.mark.parametrize("train_labels, test_labels, missing", [
+    ([0, 10, 20, 10], [0, 10, 20, 0], "none of 18 of them \\(labels 1, 2, 3"),  # gaps
+    ([0, 1, 0, 1], [0, 1, 2, 3], "none of 2 of them \\(labels 2, 3\\)"),  # test-only classes
+])
+def test_the_labelled_models_refuse_classes_without_training_images(train_labels, test_labels,
+                                                                     missing):
+    """Before: the FSVAE trained on '21 classes', 18 of them empty, and scored its conditional
+    samples of those too."""
+    from tfp_vae import sources, tasks
+    images = np.zeros((4, 2, 2, 1), np.uint8)
+    dataset = sources.ImageSet(images, np.array(train_labels), images, np.array(test_labels),
+                               image_shape=(2, 2, 1))
+    for task, kind in (("supervised", "fsvae"), ("semisupervised", "ssvae")):
+        with pytest.raises(errors.ConfigError, match=f"training images of every class.*{missing}"):
+            tasks.get(task).check(kind, dataset)
+
+
+def test_a_run_that_fails_before_training_ends_on_its_error(tmp_path):
+    """Before: the sample grids' close() met a model that had never been fitted and raised an
+    AttributeError over the run's own DataError (a traceback from bin/train)."""
+    import conftest
+    from tfp_vae import train
+    with pytest.raises(errors.DataError, match="fewer than --labels_per_class=7000"):
+        train.run(train.Settings(model="ssvae", labels_per_class=7000, iter_max=2,
+                                 out_dir=str(tmp_path), **conftest.QUIET))
+
+
+def test_a_loaded_savedmodels_grids_refuse_seeds_beyond_an_int32():
+    """Before: bin/sample --seed=4294967296 drew the pictures of seed 0."""
+    from tfp_vae import pretrained, saved
+    model = saved.SavedVAE(pretrained.path("gmvae"))
+    with pytest.raises(ValueError, match="a seed is a whole number"):
+        model.sample_grid(2 ** 32, n=4)
+    with pytest.raises(ValueError, match="a seed is a whole number"):
+        model.component_grid([0], 2, 2 ** 32)

@@ -71,9 +71,11 @@ class SampleGrids(keras.callbacks.Callback):
 
     def close(self):
         """At the end of the run (not of each ``fit`` call): the last step's grid, if not yet
-        written, and the board closed."""
-        step = int(self.model.optimizer.iterations.numpy())
-        if self.last_written is not None and step != self.last_written:
+        written, and the board closed. Nothing to draw if no ``fit`` ever ran (the run stopped
+        on an error before training)."""
+        model = getattr(self, "model", None)
+        step = None if model is None else int(model.optimizer.iterations.numpy())
+        if self.last_written is not None and step is not None and step != self.last_written:
             self._write(step)
         if self.writer is not None:
             self.writer.close()

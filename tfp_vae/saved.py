@@ -105,7 +105,7 @@ class SavedVAE:
         classes, :func:`tfp_vae.images.shown_classes`, the model's own picture); else ``n``
         (200) draws in the grid of :func:`tfp_vae.images.grid_shape`. ``means``: the mean
         pictures instead of draws."""
-        seed = tf.constant([seed, 0], tf.int32)
+        seed = as_seed(seed)  # refused, not wrapped, beyond an int32
         key = self.picture_keys[1] if means else self.picture_keys[0]
         if self.conditional and n is None:
             out = self.loaded.class_grid(columns=tf.constant(20), seed=seed)
@@ -138,7 +138,7 @@ class SavedVAE:
             raise ValueError(f"must lie in 0..{k - 1} (the model has {name}={k}).")
         out = self.loaded.sample_components(components=tf.constant(chosen, tf.int32),
                                             n=tf.constant(n, tf.int32),
-                                            seed=tf.constant([seed, 0], tf.int32))
+                                            seed=as_seed(seed))
         return out[self.picture_keys[1] if means else self.picture_keys[0]], len(chosen), n
 
     def pseudo_input_pictures(self, count=100):

@@ -15,6 +15,8 @@ Each evaluates anything with the model's small interface (a Keras model or a loa
 
 import time
 
+import numpy as np
+
 from tfp_vae import data, evaluate
 from tfp_vae.errors import ConfigError
 
@@ -46,6 +48,14 @@ class Task:
                               f"{dataset.name}'s labels number {dataset.num_classes:,} (one more "
                               f"than the largest). Number the classes 0..K-1 without gaps, or "
                               f"train an unsupervised model.")
+        counts = np.bincount(np.asarray(dataset.train_labels), minlength=dataset.num_classes)
+        empty = np.flatnonzero(counts == 0)
+        if len(empty):  # its conditional samples and scores would count classes it never saw
+            shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+            raise ConfigError(f"the {kind} needs training images of every class 0.."
+                              f"{dataset.num_classes - 1}; {dataset.name} has none of "
+                              f"{len(empty)} of them (labels {shown}). Number the classes "
+                              f"0..K-1 without gaps.")
 
     def stream(self, dataset, batch_size, seed, binarized, start_step=0, **hypers):
         """The training stream from ``start_step`` on: images (b, D) in [0, 1]."""
