@@ -130,7 +130,7 @@ _MOCKED = """
 import runpy, sys
 import tensorflow_datasets as tfds
 sys.argv = sys.argv[1:]
-with tfds.testing.mock_data(num_examples=24):
+with tfds.testing.mock_data(num_examples=100):  # enough for every class in training
     try:
         runpy.run_path(sys.argv[0], run_name="__main__")
     except SystemExit as e:
@@ -146,7 +146,7 @@ def test_tfds_dataset_end_to_end_with_mock_data(tmp_path):
                   f"--out_dir={tmp_path}", *FAST, *CHECK)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "model=fsvae_dataset=tfds-fashion_mnist_run=0000"
-    assert json.loads((run_dir / "evaluation.json").read_text())["full_test"]["nelbo"]["n"] == 24
+    assert json.loads((run_dir / "evaluation.json").read_text())["full_test"]["nelbo"]["n"] == 100
     proc = mocked("evaluate", f"--model_dir={run_dir / 'savedmodel'}", "--check_steps=3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Conditional samples recognised" in proc.stdout
