@@ -14,6 +14,9 @@ best of ``--rounds`` in ms per step:
   ``bin/train``) over 2,500 steps of the training stream (shuffled and binarised anew each step)
   and of one epoch of its batches cached, so the difference is what the stream costs the step;
 * ``the stream alone``: the training stream's batches taken one by one, with its CPU time;
+* ``a batch's Bernoulli draw inside XLA``: what binarising in the step instead of the stream
+  would add to it: the (97, 784) uniform draw and comparison of dynamic binarisation with XLA's
+  own Philox generator, 50 in one XLA computation;
 * ``the step's matrix products alone``: its 17 products (6 forward, 6 weight gradients, 5 input
   gradients) at their shapes (batch 97), bare, 50 steps in one XLA computation: the floor the
   step's shapes allow on this machine;
@@ -99,6 +102,10 @@ def model_parts(x, rounds):
         return tf.while_loop(lambda i, _: i < LOOP, lambda i, t: (i + 1, t + one(i)),
                              (tf.constant(0), tf.constant(0.0)))[1]
 
+    def draw(i):  # dynamic binarisation with XLA's Philox (the automatic choice is far slower)
+        u = tf.random.stateless_uniform(tf.shape(x), seed=tf.stack([0, i]), alg="philox")
+        return tf.reduce_sum(tf.cast(u < x, tf.float32))
+
     steps = LOOP * CALLS
     return {"forward": best_ms(xla_loop(loss), steps, rounds),
             "forward + gradients": best_ms(
@@ -106,7 +113,9 @@ def model_parts(x, rounds):
             "Adam alone": best_ms(xla_loop(adam), steps, rounds),
             "whole step": best_ms(xla_loop(step), steps, rounds),
             "whole step, one XLA call a step": best_ms(
-                lambda: [called().numpy() for _ in range(CALLS)], steps, rounds)}
+                lambda: [called().numpy() for _ in range(CALLS)], steps, rounds),
+            "a batch's Bernoulli draw inside XLA (not in the step)": best_ms(
+                xla_loop(draw), steps, rounds)}
 
 
 def step_products(rounds, batch=97):
