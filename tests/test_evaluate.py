@@ -62,3 +62,21 @@ def test_the_bounds_of_a_model_and_of_its_export_agree(kind, tmp_path):
         if source is model:
             expected = out
     np.testing.assert_allclose(out, expected, rtol=1e-5)
+
+
+def test_a_loaded_export_takes_labels_as_the_model_does(tmp_path):
+    """Before: int64 labels failed in TensorFlow's conversion and one-hot rows in the
+    signature's binding, where the Keras model took both."""
+    from tfp_vae import export, saved
+    model = models.get("fsvae")(z_dim=2, image_shape=(4, 4, 1))
+    export.export(model, tmp_path / "m")
+    loaded = saved.SavedVAE(str(tmp_path / "m"))
+    x = np.random.default_rng(0).random((5, 16)).astype(np.float32)
+    y = np.array([0, 1, 2, 3, 9])
+    want = loaded.negative_elbo(x, y, seed=[1, 2])[0].numpy()
+    for given in (tf.constant(y, tf.int64), y[:, None], np.eye(10, dtype=np.float32)[y]):
+        np.testing.assert_array_equal(loaded.negative_elbo(x, given, seed=[1, 2])[0], want)
+        np.testing.assert_allclose(loaded.embed(x, given), model.embed(x, y), atol=1e-6)
+    assert loaded.sample_labels(tf.constant([1, 2], tf.int64), seed=[3, 4])["x"].shape == (2, 16)
+    with pytest.raises(ValueError, match=r"labels must lie in 0..9, got min 1 and max 10"):
+        loaded.negative_elbo(x, y + 1, seed=[1, 2])

@@ -155,8 +155,10 @@ def test_fit_lowers_the_loss_and_rejects_bad_labels():
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(x, y, batch_size=50, epochs=8, verbose=0, shuffle=False)
     assert history.history["nelbo"][-1] < history.history["nelbo"][0] - 50
-    with pytest.raises(Exception, match=r"Labels must lie in 0..9"):
-        model.fit(x, y + 5, batch_size=50, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"labels must lie in 0..9, got min 5 and max 14"):
+        model.fit(x, y + 5, batch_size=50, epochs=1, verbose=0)  # arrays: checked before
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Labels must lie in 0..9"):
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y + 5)).batch(50), verbose=0)
     with pytest.raises(ValueError, match=r"\(images, labels\) pairs"):
         model.fit(x, batch_size=50, epochs=1, verbose=0)
 

@@ -136,8 +136,8 @@ def _images():
 
 
 @pytest.mark.parametrize("images, batch_size, labels, message", [
-    (lambda x: x.astype(np.int32), 50, None, "must be uint8 \\(0..255\\) or float in \\[0, 1\\], "
-                                             "got int32"),
+    (lambda x: x.astype(np.int32), 50, None, "int32 images with values in \\[0, 255\\]: pass "
+                                             "8-bit images as uint8"),
     (lambda x: x.astype(np.float32), 50, None, "found values in \\[0, 255\\]"),
     (lambda x: np.full((4, 4), np.nan, np.float32), 2, None, "NaN or infinite values"),
     (lambda x: x[:0], 50, None, "no training images"),
@@ -275,3 +275,94 @@ def test_a_loaded_savedmodels_grids_refuse_seeds_beyond_an_int32():
         model.sample_grid(2 ** 32, n=4)
     with pytest.raises(ValueError, match="a seed is a whole number"):
         model.component_grid([0], 2, 2 ** 32)
+
+
+# Labels, as a script passes them (one rule for every entry point: tfp_vae.labels).
+LABELS = np.array([3, 1, 4, 1, 5, 9])
+
+
+@pytest.mark.parametrize("kind", [models.FSVAE, models.SSVAE])
+def test_labels_as_a_column_or_one_hot_rows_give_the_bound_of_integer_labels(kind):
+    """(B, 1) labels once broadcast to a (B, B) bound; one-hot rows stored as integers failed
+    inside the encoder."""
+    model = tiny(kind)
+    seed = tf.constant([1, 2])
+    want = model.negative_elbo(X, LABELS, seed=seed).value
+    for given in (LABELS[:, None], np.eye(10, dtype=np.int64)[LABELS],
+                  np.eye(10, dtype=np.float32)[LABELS], tf.constant(LABELS, tf.int64)):
+        got = model.negative_elbo(X, given, seed=seed).value
+        assert got.shape == (6,)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_the_ssvae_evaluates_one_hot_labels_as_integers_and_refuses_others():
+    model = tiny(models.SSVAE)
+    model.compile(optimizer="adam")
+    want = model.evaluate(X, LABELS, batch_size=3, verbose=0, return_dict=True)
+    got = model.evaluate(X, np.eye(10, dtype=np.float32)[LABELS], batch_size=3, verbose=0,
+                         return_dict=True)
+    assert got["acc"] == want["acc"] and got["ce"] == pytest.approx(want["ce"], rel=1e-6)
+    with pytest.raises(ValueError, match=r"labels must lie in 0..9, got min 1 and max 12"):
+        model.evaluate(X, np.where(LABELS == 3, 12, LABELS), batch_size=3, verbose=0)
+    with pytest.raises(ValueError, match="one-hot labels must be rows of 10"):
+        model.evaluate(X, np.eye(4, dtype=np.float32)[LABELS % 4], batch_size=3, verbose=0)
+
+
+def test_the_fsvae_trains_on_one_hot_labels_as_on_integers():
+    runs = []
+    for labels in (LABELS, np.eye(10, dtype=np.float32)[LABELS]):
+        keras.utils.set_random_seed(0)
+        model = tiny(models.FSVAE)
+        model.compile(optimizer="adam")
+        model.fit(X, labels, batch_size=3, verbose=0)
+        runs.append([w.numpy() for w in model.weights])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sampling_takes_int64_labels():
+    model = tiny(models.FSVAE)
+    want = model.sample(3, y=[1, 2, 3], seed=tf.constant([4, 5]))["x"]
+    got = model.sample(3, y=tf.constant([1, 2, 3], tf.int64), seed=tf.constant([4, 5]))["x"]
+    np.testing.assert_array_equal(got, want)
+    assert model.sample_labels(np.array([1, 2], np.int64), seed=tf.constant([4, 5]))["x"].shape \
+        == (2, 16)
+
+
+@pytest.mark.parametrize("components", [3, np.int64(3), [3]])
+def test_one_gmvae_component_is_sampled_as_a_list_of_one(components):
+    model = tiny(models.GMVAE, k=5)
+    assert model.sample_components(components, 2, seed=tf.constant([1, 2]))["x"].shape == (2, 16)
+
+
+@pytest.mark.parametrize("components", [tf.constant([7]), [1.5], -1])
+def test_gmvae_components_outside_the_prior_are_refused(components):
+    with pytest.raises(ValueError, match="components must"):
+        tiny(models.GMVAE, k=5).sample_components(components, 2, seed=tf.constant([1, 2]))
+
+
+@pytest.mark.parametrize("binary", [X > 0.5, (X > 0.5).astype(np.int64)])
+def test_binary_images_stream_as_the_same_floats(binary):
+    """Bool and 0/1 integer images trained before the pixel checks; they still do."""
+    want = next(iter(data.train_dataset((X > 0.5).astype(np.float32), 3, seed=0)))
+    np.testing.assert_array_equal(next(iter(data.train_dataset(binary, 3, seed=0))), want)
+
+
+def test_other_integer_images_are_refused_with_the_fix():
+    with pytest.raises(errors.DataError, match=r"images.astype\(np.uint8\)"):
+        data.train_dataset((X * 255).astype(np.int32), 3, seed=0)
+
+
+def test_a_memory_mapped_array_is_checked_without_reading_it_whole(tmp_path, monkeypatch):
+    path = tmp_path / "x.npy"
+    bad = X.copy()
+    bad[5, 0] = 2.0
+    np.save(path, bad)
+    monkeypatch.setattr(data, "_CHECK_ROWS", 2)
+    seen = []
+    check = data.check_pixels
+    monkeypatch.setattr(data, "check_pixels", lambda x, where: seen.append(len(x)) or
+                        check(x, where))
+    with pytest.raises(errors.DataError, match=r"float images must lie in \[0, 1\]"):
+        data.train_dataset(np.load(path, mmap_mode="r"), 3, seed=0)
+    assert seen == [2, 2, 2]

@@ -1,6 +1,7 @@
 """tfp_vae.settings: choices checked once, alike by the settings, the models and the networks;
 steps per execution that divide the checkpoint and log intervals."""
 
+import copy
 import re
 
 import numpy as np
@@ -115,3 +116,24 @@ def test_a_resolved_settings_whose_model_changes_resolves_as_a_fresh_one():
     given.model = "vae"
     with pytest.raises(errors.ConfigError, match="--k is a setting of the gmvae"):
         given.resolve()  # what the user gave stays theirs
+
+
+def test_a_setting_given_after_resolving_stays_the_users_even_at_the_old_default():
+    """Before: kept or forgotten by its value, so z = 10 given to a resolved VAE (its default)
+    became the SSVAE's 64; and re-resolving a copy emptied the original's hyperparameters."""
+    settings = train.Settings(model="vae").resolve()
+    settings.z = 10
+    settings.model = "ssvae"
+    assert settings.resolve().z == 10
+    original = train.Settings(model="gmvae").resolve()
+    changed = copy.copy(original)
+    changed.model = "vae"
+    changed.resolve()
+    assert original.hypers == {"k": 500} and changed.hypers == {}
+
+
+def test_a_hyperparameter_set_as_an_attribute_is_a_hyperparameter():
+    settings = train.Settings(model="gmvae").resolve()
+    settings.k = 7
+    assert settings.k == 7 and settings.hypers == {"k": 7}
+    assert settings.resolve().hypers == {"k": 7}

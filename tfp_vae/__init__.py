@@ -11,8 +11,9 @@ __version__ = "0.1.0"
 
 _SUBMODULES = ("bounds", "callbacks", "cards", "checkpoints", "cli", "compat", "data", "distribute",
                "distributions", "errors", "evaluate", "evaluate_saved", "export", "files", "images",
-               "memory", "models", "networks", "pictures", "pretrained", "recipes", "registry",
-               "rundir", "saved", "schedules", "seeds", "settings", "sources", "tasks", "train")
+               "labels", "memory", "models", "networks", "pictures", "pretrained", "recipes",
+               "registry", "rundir", "saved", "schedules", "seeds", "settings", "sources", "tasks",
+               "train")
 
 
 def __getattr__(name):

@@ -73,6 +73,8 @@ TRAIN_SUBSET_POSITIONS = (
     (5795, 1472, 3678, 256, 3762, 5412, 1954, 816, 2435, 1634),
 )
 
+# Rows of a memory-mapped array checked at a time (bounded memory for files of any size).
+_CHECK_ROWS = 8192
 # Salt that separates the binarisation stream from every other use of the run's seed.
 _BINARIZE_SALT = 0x5EED
 # Training arrays up to this size are copied into the tf.data graph as a constant (fastest).
@@ -83,11 +85,28 @@ def to_unit_interval(images):
     """Images -> float32 in [0, 1], flattened to (N, D): uint8 0..255 as x / 255 in float32 (as
     torchvision's ToTensor); float images (already in [0, 1]) as they are."""
     images = images[:] if isinstance(images, DiskArray) else np.asarray(images)
-    check_pixels(images, "images")
+    images = check_pixels(as_pixels(images, "images"), "images")
     flat = images.reshape(len(images), -1)
     if flat.dtype == np.uint8:
         return flat.astype(np.float32) / np.float32(255)
     return flat.astype(np.float32)
+
+
+def as_pixels(images, where):
+    """In-memory images as the streams take them: bool images and integer images of 0s and 1s
+    (binary data) as float32 0/1; other integer types than uint8 are refused, with the fix
+    (8-bit data as uint8; otherwise floats in [0, 1]). uint8 and float images are returned as
+    they are, for :func:`~tfp_vae.sources.common.check_pixels`."""
+    if images.dtype == np.bool_:
+        return images.astype(np.float32)
+    if images.dtype.kind in "iu" and images.dtype != np.uint8:
+        low, high = (int(images.min()), int(images.max())) if images.size else (0, 0)
+        if 0 <= low and high <= 1:
+            return images.astype(np.float32)
+        raise DataError(f"{where}: {images.dtype.name} images with values in [{low}, {high}]: "
+                        f"pass 8-bit images as uint8 (images.astype(np.uint8)), or floats in "
+                        f"[0, 1] (divide by the value that is white in your data).")
+    return images
 
 
 def static_binarize(x, seed=0):
@@ -231,17 +250,22 @@ def binarize(x, seed):
 
 def _checked_stream(images, batch_size, labels):
     """``(images, batch_size)`` of a training stream, checked: images (N, ...) with N > 0 of
-    uint8 or float pixels in [0, 1] (another integer type, or float pixels in 0..255, would be
-    binarised as all ones), a whole batch size and one label per image; else DataError.
-    Float images on disk are range-checked as their source reads them (tfp_vae.sources), not
-    here, where it would read them whole."""
-    if not isinstance(images, (DiskArray, Rows)):
-        images = np.asarray(images)
+    uint8 or float pixels in [0, 1], or binary images (:func:`as_pixels`; another integer type,
+    or float pixels in 0..255, would be binarised as all ones), a whole batch size and one label
+    per image; else DataError. Images of a :class:`~tfp_vae.sources.DiskArray` are range-checked
+    as their source reads them (tfp_vae.sources), not here, where it would read them whole; a
+    NumPy memmap is checked a block of rows at a time."""
+    where = "the training images"
+    if isinstance(images, np.memmap):  # a file mapped by NumPy: checked a block at a time
+        for start in range(0, len(images), _CHECK_ROWS):
+            check_pixels(as_pixels(images[start:start + _CHECK_ROWS], where), where)
+    elif not isinstance(images, (DiskArray, Rows)):
+        images = check_pixels(as_pixels(np.asarray(images), where), where)
+    else:
+        check_pixels(images[:0], where)
     if images.ndim < 2:
         raise DataError(f"training images must be an array (N, D) or (N, H, W, C), got shape "
                         f"{images.shape}.")
-    in_memory = isinstance(images, np.ndarray) and not isinstance(images, np.memmap)
-    check_pixels(images if in_memory else images[:0], "the training images")
     if len(images) == 0:
         raise DataError("there are no training images (an array of length 0).")
     batch_size = check_number("batch_size", batch_size, int, minimum=1, error=DataError,

@@ -7,7 +7,7 @@ Needs only TensorFlow (no Keras, no TFP, no model code): the SavedModel carries 
 import numpy as np
 import tensorflow as tf
 
-from tfp_vae import export, images, registry
+from tfp_vae import export, images, labels, registry
 from tfp_vae.seeds import as_seed
 
 
@@ -60,7 +60,7 @@ class SavedVAE:
         return tf.reshape(tf.cast(x, tf.float32), [-1, self.x_dim])
 
     def _labelled(self, y):
-        return {"y": tf.convert_to_tensor(y, tf.int32)} if y is not None else {}
+        return {"y": labels.indices(y, self.num_classes)} if y is not None else {}
 
     def negative_elbo(self, x, y=None, seed=None):
         """``(nelbo, its parts...)``: the ``negative_elbo`` signature (labels only for the models
@@ -86,7 +86,7 @@ class SavedVAE:
 
     def sample_labels(self, y, seed=None):
         """One draw per label of ``y`` (the FSVAE's ``sample`` signature)."""
-        return self.loaded.sample(y=tf.convert_to_tensor(y, tf.int32), seed=_seed(seed))
+        return self.loaded.sample(y=labels.indices(y, self.num_classes), seed=_seed(seed))
 
     def embed(self, x, y=None):
         """E[z | x (, y)]: the ``encode`` signature's mean."""

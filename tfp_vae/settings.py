@@ -168,10 +168,13 @@ class Settings:
         """Fills in the kind's defaults, then raises ConfigError for the first impossible
         setting; returns self. Needs neither TensorFlow nor the data (durations in epochs are
         steps after :meth:`to_steps`)."""
+        self.__dict__["_resolving"] = True  # its own assignments are not the user's
         try:
             return self._resolve()
         except ConfigError as e:
             raise self._with_recipe_note(e) from None
+        finally:
+            del self.__dict__["_resolving"]
 
     def _resolve(self):
         kind = self.kind
@@ -206,17 +209,32 @@ class Settings:
                               f"one of {', '.join(kind.archs)}.")
         return self
 
+    def __setattr__(self, name, value):
+        filled = self.__dict__.get("_filled")
+        # A setting the user gives is theirs, whatever its value (see _forget_defaults).
+        if filled and not self.__dict__.get("_resolving"):
+            hypers = filled.get("hypers", {})
+            self.__dict__["_filled"] = {  # a new record: a copy of these Settings shares it
+                key: ({k: v for k, v in hypers.items() if k != name} if key == "hypers" else v)
+                for key, v in filled.items() if key != name}
+        if name not in self.__dataclass_fields__ and name in registry.hypers():
+            value = {**(self.__dict__.get("hypers") or {}), name: value}  # a hyperparameter
+            name = "hypers"
+        object.__setattr__(self, name, value)
+
     def _forget_defaults(self):
-        """Undoes what an earlier :meth:`resolve` filled in from its kind's defaults (where it
-        still holds them), so that a resolved Settings whose ``model`` was changed resolves as
-        a fresh one would, not with the other kind's defaults and hyperparameters."""
+        """Undoes what an earlier :meth:`resolve` filled in from its kind's defaults and nobody
+        has set since (:meth:`__setattr__` keeps the record), so that a resolved Settings whose
+        ``model`` was changed resolves as a fresh one would, not with the other kind's defaults
+        and hyperparameters. (A hyperparameter changed in place, ``s.hypers["k"] = v``, is
+        recognised by its value only: set it as ``s.k = v``.)"""
         filled = self.__dict__.pop("_filled", {})
-        for name, value in filled.get("hypers", {}).items():
-            if self.hypers.get(name) == value:
-                del self.hypers[name]
-        for name, value in filled.items():
-            if name != "hypers" and getattr(self, name) == value:
-                setattr(self, name, None)
+        hypers = filled.get("hypers", {})
+        self.__dict__["hypers"] = {name: value for name, value in (self.hypers or {}).items()
+                                   if not (name in hypers and value == hypers[name])}
+        for name in filled:
+            if name != "hypers":
+                self.__dict__[name] = None
 
     def _with_recipe_note(self, error):
         """``error`` with a note when it names a setting the recipe chose, not the user."""

@@ -65,10 +65,13 @@ def unpack_x_y(data):
     alike, and Keras would otherwise pass the weights on for the step to drop silently."""
     x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
     if weights is not None:
-        raise ValueError("tfp_vae's models weigh every example alike: sample_weight (or a third "
-                         "element in the data's tuples) is not supported; repeat or subsample "
-                         "the examples instead.")
+        raise ValueError(_NO_WEIGHTS.format("sample_weight (or a third element in the data's "
+                                            "tuples)"))
     return x, y
+
+
+_NO_WEIGHTS = ("tfp_vae's models weigh every example alike: {} is not supported; repeat or "
+               "subsample the examples instead.")
 
 
 def _check_float32(model):
@@ -87,8 +90,7 @@ def _refuse_weights(kwargs):
     ``y`` (and ``class_weight`` has no classes to weigh here), so they are refused, not lost."""
     for name in ("sample_weight", "class_weight"):
         if kwargs.get(name) is not None:
-            raise ValueError(f"tfp_vae's models weigh every example alike: {name} is not "
-                             f"supported; repeat or subsample the examples instead.")
+            raise ValueError(_NO_WEIGHTS.format(name))
 
 
 def binarize_seed(seed, salt=0x5EED):
@@ -358,6 +360,11 @@ class BaseVAE(keras.Model):
             return tf.cast(self._fresh_seeds.next(), tf.int32)
         return as_seed(seed)
 
+    def batch_labels(self, y):
+        """The labels a public method was given, checked by the conditional models
+        (:mod:`tfp_vae.labels`); the others ignore them."""
+        return y
+
     def encoded_moments(self, x, y=None):
         """The mean and variance of q(z | x (, y)) for checked images ``x``: what :meth:`embed`
         and the ``encode`` signature give (a model whose posterior has no closed-form moments
@@ -368,10 +375,11 @@ class BaseVAE(keras.Model):
     def embed(self, x, y=None):
         """E[z | x (, y)], the posterior means: a deterministic embedding of the images (any
         layout of :meth:`check_inputs`)."""
-        return self.encoded_moments(self.check_inputs(x), y)[0]
+        return self.encoded_moments(self.check_inputs(x), self.batch_labels(y))[0]
 
     def reconstruct(self, x, y=None):
         """The mean picture (:attr:`picture_keys`) of p(x | z = E[z | x] (, y))."""
+        y = self.batch_labels(y)
         return self.decoded(self.decode(self.embed(x, y), y))[self.picture_keys[1]]
 
     def pseudo_input_pictures(self, count=100):
@@ -382,7 +390,7 @@ class BaseVAE(keras.Model):
         """The mean pictures along the straight line between the embeddings of ``x1`` and
         ``x2`` (each a batch of images; ``steps`` points from one to the other, both included):
         shape (steps, batch, x_dim)."""
-        steps = count("steps", steps, low=2)
+        steps, y = count("steps", steps, low=2), self.batch_labels(y)
         z1, z2 = self.embed(x1, y), self.embed(x2, y)
         t = tf.reshape(tf.linspace(0.0, 1.0, steps), [-1, 1, 1])
         z = (1.0 - t) * z1 + t * z2
@@ -434,6 +442,7 @@ class BaseVAE(keras.Model):
     def generate(self, eps, u=None, y=None):
         """The mean pictures (:attr:`picture_keys`) of p(x | z (, y)) at z =
         :meth:`prior_transform` of the given noise: sampling with the noise as an input."""
+        y = self.batch_labels(y)
         return self.decoded(self.decode(self.prior_transform(eps, u), y))[self.picture_keys[1]]
 
     def sample_grid(self, seed):
@@ -445,7 +454,7 @@ class BaseVAE(keras.Model):
         """Per-example single-sample negative ELBO, :func:`tfp_vae.bounds.negative_elbo` (of
         -log p(x | y) for a model of x given its label y). ``x`` in any layout of
         :meth:`check_inputs` (uint8 images of a Bernoulli model binarised from ``seed``)."""
-        seed = self.fresh_seed(seed)
+        seed, y = self.fresh_seed(seed), self.batch_labels(y)
         x = self.check_inputs(x, binarize_seed(seed, BOUND_SALT))
         return bounds.negative_elbo(x, self.encode(x, y), lambda z: self.decode(z, y),
                                     self.prior(), seed, analytic_kl=self.analytic_kl)
@@ -455,7 +464,7 @@ class BaseVAE(keras.Model):
         the model's ``iwae_max_rows`` (``max_rows=None``: all m samples at once, for
         training). ``x`` as for :meth:`negative_elbo`."""
         rows = self.iwae_max_rows if max_rows == "model" else max_rows
-        seed = self.fresh_seed(seed)
+        seed, y = self.fresh_seed(seed), self.batch_labels(y)
         x = self.check_inputs(x, binarize_seed(seed, BOUND_SALT))
         return bounds.negative_iwae(x, self.encode(x, y), lambda z: self.decode(z, y),
                                     self.prior(), num_samples, seed, max_rows=rows)
@@ -580,9 +589,18 @@ class BaseVAE(keras.Model):
         False for it, which Keras ignores anyway but warns about when left True)."""
         self._refuse_compiled_loss()
         _refuse_weights(kwargs)
+        self._check_array_labels(args, kwargs)
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)
         return super().fit(x, *args, **kwargs)
+
+    def _check_array_labels(self, args, kwargs):
+        """Labels given beside the images (``fit(x, y)``, ``evaluate(x, y)``) checked whole,
+        before Keras traces the step (:meth:`batch_labels`): a bad label is named at once, not
+        by the step's graph assertion."""
+        y = kwargs.get("y", args[0] if args else None)
+        if y is not None:
+            self.batch_labels(y)
 
     def _refuse_compiled_loss(self):
         """The models train on their own objective and report its terms: a ``loss`` or metrics
@@ -601,6 +619,7 @@ class BaseVAE(keras.Model):
         """Keras' ``evaluate``, without sample weights (see :func:`unpack_x_y`)."""
         self._refuse_compiled_loss()
         _refuse_weights(kwargs)
+        self._check_array_labels(args, kwargs)
         return super().evaluate(x, *args, **kwargs)
 
     # Keras traces the steps with AutoGraph, which would rewrite every function they call (with

@@ -6,10 +6,9 @@ digits.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from tfp_vae import images
+from tfp_vae import images, labels
 from tfp_vae.models import base
 
 
@@ -18,7 +17,8 @@ class ConditionalVAE(base.BaseVAE):
     """A :class:`~tfp_vae.models.base.BaseVAE` whose encoder and decoder are conditioned on a
     label y in 0..num_classes-1.
 
-    Labels may be given as integers (shape (B,)) or one-hot floats (shape (B, num_classes)).
+    Labels may be given as integers (shape (B,) or (B, 1)) or one-hot rows (shape (B,
+    num_classes)); :mod:`tfp_vae.labels` checks them.
 
     Args:
       num_classes: the number of classes (10 for MNIST and SVHN).
@@ -50,18 +50,10 @@ class ConditionalVAE(base.BaseVAE):
         return y
 
     def check_labels(self, y):
-        """Integer labels (B,), checked to lie in 0..num_classes-1 (a clear error otherwise)."""
-        y = tf.convert_to_tensor(y)
-        if not y.dtype.is_integer or y.shape.rank != 1:
-            raise TypeError(f"{type(self).__name__} expects integer labels of shape (batch,), "
-                            f"got {y.dtype.name} of shape {tuple(y.shape)}.")
-        y = tf.cast(y, tf.int32)
-        check = tf.debugging.Assert(
-            tf.reduce_all((y >= 0) & (y < self.num_classes)),
-            [f"Labels must lie in 0..{self.num_classes - 1}; got min and max", tf.reduce_min(y),
-             tf.reduce_max(y)])
-        with tf.control_dependencies([check]):
-            return tf.identity(y)
+        """Integer labels int32 (B,) of a training or evaluation batch (integer labels, or
+        one-hot rows), asserted in the graph to lie in 0..num_classes-1
+        (:func:`tfp_vae.labels.indices`)."""
+        return labels.indices(y, self.num_classes, assert_range=True)
 
     def encode(self, x, y=None):
         """q(z | x, y): a diagonal Gaussian with batch shape (B,)."""
@@ -72,29 +64,22 @@ class ConditionalVAE(base.BaseVAE):
         return self.decoder(z, self.one_hot(self._labels(y)))
 
     def _labels(self, y):
-        """``y`` as given, after checks: in a script (eagerly), labels outside the classes or
-        one-hot rows of another width are refused here (:meth:`one_hot` would make a row of
-        zeros of them, as the exported graph must; the training step checks its labels with
-        :meth:`check_labels`)."""
-        if y is None:
-            raise ValueError(f"the {type(self).__name__} is conditional on a label: pass y "
-                             f"(integer labels, or one-hot rows of {self.num_classes}).")
-        y = tf.convert_to_tensor(y)
-        if tf.executing_eagerly():
-            if y.dtype.is_integer and tf.size(y) and not (
-                    tf.reduce_min(y) >= 0 and tf.reduce_max(y) < self.num_classes):
-                raise ValueError(f"labels must lie in 0..{self.num_classes - 1}, got min "
-                                 f"{int(tf.reduce_min(y))} and max {int(tf.reduce_max(y))}.")
-            if not y.dtype.is_integer and (y.shape.rank < 2 or y.shape[-1] != self.num_classes):
-                raise ValueError(f"one-hot labels must be rows of {self.num_classes}, got shape "
-                                 f"{tuple(y.shape)}.")
-        return y
+        """``y`` checked in any layout of the models' own enumerations
+        (:func:`tfp_vae.labels.checked` with ``batch=False``): in a script (eagerly), labels
+        outside the classes are refused here (:meth:`one_hot` makes a row of zeros of them, as
+        the exported graph must)."""
+        return labels.checked(y, self.num_classes, batch=False)
+
+    def batch_labels(self, y):
+        """The labels a public method was given, one per image (:func:`tfp_vae.labels.checked`:
+        (B,), (B, 1) or one-hot rows (B, num_classes)); None stays None (the SSVAE's unlabelled
+        bounds; the others refuse it when they encode)."""
+        return None if y is None else labels.checked(y, self.num_classes)
 
     def label_indices(self, y):
-        """Integer labels (B,) from integer labels or one-hot rows, checked as by
+        """Integer labels int32 (B,) from integer labels or one-hot rows, checked as by
         :meth:`_labels`."""
-        y = self._labels(y)
-        return tf.cast(y, tf.int32) if y.dtype.is_integer else tf.argmax(y, -1, tf.int32)
+        return labels.indices(y, self.num_classes)
 
     def sample(self, n, y=None, seed=None):
         """n draws z ~ p(z), x ~ p(x | z, y) (:meth:`observe`): ``y`` one class for all, n labels,
@@ -104,15 +89,19 @@ class ConditionalVAE(base.BaseVAE):
         if y is None:
             y = tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(seed, 1),
                                             0, self.num_classes, tf.int32)
-        elif tf.executing_eagerly() and np.ndim(y) == 1 and len(y) not in (1, n):
-            raise ValueError(f"y must be one class for all draws or {n} labels, got {len(y)}.")
-        y = tf.broadcast_to(tf.convert_to_tensor(y, tf.int32), [n])
+        else:
+            y = tf.convert_to_tensor(y)
+            y = self.label_indices(tf.reshape(y, [1]) if y.shape.rank == 0 else y)
+            if tf.executing_eagerly() and len(y) not in (1, n):
+                raise ValueError(f"y must be one class for all draws or {n} labels, got "
+                                 f"{len(y)}.")
+            y = tf.broadcast_to(y, [n])
         return self.sample_labels(y, seed)
 
     def sample_labels(self, y, seed=None):
         """One draw per label of ``y``: z ~ p(z), x ~ p(x | z, y); see :meth:`observe`."""
         z_seed, x_seed = self.two_seeds(seed)
-        y = tf.convert_to_tensor(y, tf.int32)
+        y = self.label_indices(y)
         z = self.prior().sample(tf.shape(y)[0], seed=z_seed)
         return self.observe(self.decode(z, y), x_seed)
 

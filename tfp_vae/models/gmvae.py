@@ -1,7 +1,6 @@
 """The GMVAE of CS236 HW2: the VAE with a learned mixture-of-Gaussians prior."""
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfp_vae import distributions
@@ -61,9 +60,14 @@ class GMVAE(base.BaseVAE):
         Returns ``{"x", "probs"}`` of shape (len(components) * n, x_dim), component by component.
         """
         n = base.count("n", n)
-        if not tf.is_tensor(components) and not all(
-                0 <= base.whole("components", j, low=0) < self.k for j in np.ravel(components)):
-            raise ValueError(f"components must lie in 0..{self.k - 1}, got {components!r}.")
+        components = tf.reshape(tf.convert_to_tensor(components), [-1])  # one or a list
+        if not components.dtype.is_integer:
+            raise ValueError(f"components must be whole numbers in 0..{self.k - 1}, got "
+                             f"{components.dtype.name}.")
+        if tf.executing_eagerly() and tf.size(components) and not (
+                tf.reduce_min(components) >= 0 and tf.reduce_max(components) < self.k):
+            raise ValueError(f"components must lie in 0..{self.k - 1}, got "
+                             f"{components.numpy().tolist()}.")
         z_seed, x_seed = self.two_seeds(seed)
         z = tf.gather(self.prior_components().sample(n, seed=z_seed), components, axis=1)
         p_x = self.decode(tf.reshape(tf.transpose(z, [1, 0, 2]), [-1, self.z_dim]))
