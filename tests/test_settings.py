@@ -137,3 +137,24 @@ def test_a_hyperparameter_set_as_an_attribute_is_a_hyperparameter():
     settings.k = 7
     assert settings.k == 7 and settings.hypers == {"k": 7}
     assert settings.resolve().hypers == {"k": 7}
+
+
+def test_a_failed_resolve_leaves_no_defaults_behind():
+    settings = train.Settings(model="vae").resolve()
+    settings.model, settings.k = "ssvae", 5
+    with pytest.raises(errors.ConfigError, match="--k is a setting of the gmvae"):
+        settings.resolve()
+    settings.model = "gmvae"
+    fresh = train.Settings(model="gmvae", k=5).resolve()
+    assert (settings.resolve().z, settings.iter_max) == (fresh.z, fresh.iter_max)
+
+
+def test_epochs_given_after_resolving_replace_the_default_length():
+    settings = train.Settings().resolve()
+    settings.epochs = 3
+    assert settings.resolve().iter_max is None  # in epochs until to_steps
+
+
+def test_an_unknown_setting_assigned_is_refused_as_when_given():
+    with pytest.raises(errors.ConfigError, match="unknown setting 'kk'"):
+        train.Settings().kk = 100

@@ -13,9 +13,9 @@ def checked(y, num_classes, batch=True):
     (any dtype of width ``num_classes``; passed through as rows).
 
     ``batch``: ``y`` is one label per image of a batch, as a user passes it: integer labels of
-    shape (B,) or (B, 1) (a column, as Keras' sparse labels; made (B,)), or rows (B,
-    num_classes). Otherwise (the models' own enumerations of labels, e.g. (K, B) or (m, B)) any
-    leading shape.
+    shape (B,) or (B, 1) (a column, as Keras' sparse labels; made (B,)), or one-hot rows (B,
+    num_classes), each checked eagerly to hold one 1. Otherwise (the models' own enumerations
+    of labels, e.g. (K, B) or (m, B)) any leading shape.
 
     Raises:
       ValueError: ``y`` is None, of another rank or width, or (eagerly) holds integer labels
@@ -33,8 +33,18 @@ def checked(y, num_classes, batch=True):
             raise ValueError(f"one-hot labels must be rows of {num_classes}"
                              f"{' (batch, ' + str(num_classes) + ')' if batch else ''}, got "
                              f"{y.dtype.name} of shape {tuple(y.shape)}.")
-        return tf.cast(y, tf.float32)
-    if batch and rank == 2 and width == 1:
+        y = tf.cast(y, tf.float32)
+        if batch and rank is None:  # a step Keras retraced with the shape relaxed
+            return tf.ensure_shape(tf.reshape(y, [-1, num_classes]), [None, num_classes])
+        if batch and tf.executing_eagerly() and not bool(tf.reduce_all(
+                (tf.reduce_sum(y, -1) == 1) & tf.reduce_all((y == 0) | (y == 1), -1))):
+            raise ValueError(f"each row of one-hot labels must hold one 1 and {num_classes - 1} "
+                             f"zeros (soft or empty rows are not labels): give each image its "
+                             f"class.")
+        return y
+    if batch and rank is None:  # (B,) or (B, 1) in a step Keras retraced with the shape relaxed
+        y = tf.ensure_shape(tf.reshape(y, [-1]), [None])
+    elif batch and rank == 2 and width == 1:
         y = y[:, 0]
     elif batch and rank is not None and rank != 1:
         raise ValueError(f"labels must be integers of shape (batch,) or one-hot rows of "

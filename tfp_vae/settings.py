@@ -178,14 +178,14 @@ class Settings:
 
     def _resolve(self):
         kind = self.kind
+        self._forget_defaults()
         if self.epochs is not None:
             self.epochs = registry.check_number("epochs", self.epochs, int, strict=True)
             if self.iter_max is not None and "iter_max" not in self._in_epochs:
                 raise ConfigError(f"--epochs={self.epochs} and --iter_max={self.iter_max} both "
                                   f"set the training length: give one of them.")
             self._in_epochs["iter_max"] = self.epochs
-        self._forget_defaults()
-        filled = {}
+        filled = self.__dict__["_filled"] = {}  # recorded as it fills, also if a check fails
         for name in ("z", "iter_max", "batch_size"):
             if getattr(self, name) is None and name not in self._in_epochs:
                 setattr(self, name, getattr(kind, name))
@@ -197,7 +197,6 @@ class Settings:
                                   f"{self.model}.")
         filled["hypers"] = {h.name: h.default for h in kind.hypers if h.name not in self.hypers}
         self.hypers = {h.name: h.check(self.hypers.get(h.name, h.default)) for h in kind.hypers}
-        self.__dict__["_filled"] = filled
         self.out_dir = os.path.expanduser(self.out_dir)  # as --data_dir (the shell leaves '~'
         self._check_common()  # in --out_dir='~/runs' as it is)
         if self.objective not in kind.objectives:
@@ -220,6 +219,10 @@ class Settings:
         if name not in self.__dataclass_fields__ and name in registry.hypers():
             value = {**(self.__dict__.get("hypers") or {}), name: value}  # a hyperparameter
             name = "hypers"
+        elif name not in self.__dataclass_fields__ and not name.startswith("_") and \
+                name != "steps_per_epoch":  # to_steps' record
+            raise ConfigError(f"unknown setting {name!r}: neither a common setting nor a "
+                              f"hyperparameter of any model.")
         object.__setattr__(self, name, value)
 
     def _forget_defaults(self):
