@@ -386,3 +386,12 @@ def test_rows_that_are_not_one_hot_are_refused(rows):
     their argmax, so the two disagreed silently."""
     with pytest.raises(ValueError, match="must hold one 1 and 9 zeros"):
         tiny(models.FSVAE).negative_elbo(X, rows)
+
+
+def test_labels_of_another_count_than_the_images_are_refused():
+    """Before: an error from inside the encoder's broadcasting."""
+    model = tiny(models.FSVAE)
+    with pytest.raises(ValueError, match="3 labels for 6 images: give one label per image"):
+        model.negative_elbo(X, LABELS[:3])
+    with pytest.raises(ValueError, match="5 labels for 6 images"):
+        model.embed(X, LABELS[:5])

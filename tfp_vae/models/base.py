@@ -360,9 +360,9 @@ class BaseVAE(keras.Model):
             return tf.cast(self._fresh_seeds.next(), tf.int32)
         return as_seed(seed)
 
-    def batch_labels(self, y):
-        """The labels a public method was given, checked by the conditional models
-        (:mod:`tfp_vae.labels`); the others ignore them."""
+    def batch_labels(self, y, batch=None):
+        """The labels a public method was given with ``batch`` (its images or noise), checked by
+        the conditional models (:mod:`tfp_vae.labels`); the others ignore them."""
         return y
 
     def encoded_moments(self, x, y=None):
@@ -375,11 +375,11 @@ class BaseVAE(keras.Model):
     def embed(self, x, y=None):
         """E[z | x (, y)], the posterior means: a deterministic embedding of the images (any
         layout of :meth:`check_inputs`)."""
-        return self.encoded_moments(self.check_inputs(x), self.batch_labels(y))[0]
+        return self.encoded_moments(self.check_inputs(x), self.batch_labels(y, x))[0]
 
     def reconstruct(self, x, y=None):
         """The mean picture (:attr:`picture_keys`) of p(x | z = E[z | x] (, y))."""
-        y = self.batch_labels(y)
+        y = self.batch_labels(y, x)
         return self.decoded(self.decode(self.embed(x, y), y))[self.picture_keys[1]]
 
     def pseudo_input_pictures(self, count=100):
@@ -390,7 +390,7 @@ class BaseVAE(keras.Model):
         """The mean pictures along the straight line between the embeddings of ``x1`` and
         ``x2`` (each a batch of images; ``steps`` points from one to the other, both included):
         shape (steps, batch, x_dim)."""
-        steps, y = count("steps", steps, low=2), self.batch_labels(y)
+        steps, y = count("steps", steps, low=2), self.batch_labels(y, x1)
         z1, z2 = self.embed(x1, y), self.embed(x2, y)
         t = tf.reshape(tf.linspace(0.0, 1.0, steps), [-1, 1, 1])
         z = (1.0 - t) * z1 + t * z2
@@ -442,7 +442,7 @@ class BaseVAE(keras.Model):
     def generate(self, eps, u=None, y=None):
         """The mean pictures (:attr:`picture_keys`) of p(x | z (, y)) at z =
         :meth:`prior_transform` of the given noise: sampling with the noise as an input."""
-        y = self.batch_labels(y)
+        y = self.batch_labels(y, eps)
         return self.decoded(self.decode(self.prior_transform(eps, u), y))[self.picture_keys[1]]
 
     def sample_grid(self, seed):
@@ -454,7 +454,7 @@ class BaseVAE(keras.Model):
         """Per-example single-sample negative ELBO, :func:`tfp_vae.bounds.negative_elbo` (of
         -log p(x | y) for a model of x given its label y). ``x`` in any layout of
         :meth:`check_inputs` (uint8 images of a Bernoulli model binarised from ``seed``)."""
-        seed, y = self.fresh_seed(seed), self.batch_labels(y)
+        seed, y = self.fresh_seed(seed), self.batch_labels(y, x)
         x = self.check_inputs(x, binarize_seed(seed, BOUND_SALT))
         return bounds.negative_elbo(x, self.encode(x, y), lambda z: self.decode(z, y),
                                     self.prior(), seed, analytic_kl=self.analytic_kl)
@@ -464,7 +464,7 @@ class BaseVAE(keras.Model):
         the model's ``iwae_max_rows`` (``max_rows=None``: all m samples at once, for
         training). ``x`` as for :meth:`negative_elbo`."""
         rows = self.iwae_max_rows if max_rows == "model" else max_rows
-        seed, y = self.fresh_seed(seed), self.batch_labels(y)
+        seed, y = self.fresh_seed(seed), self.batch_labels(y, x)
         x = self.check_inputs(x, binarize_seed(seed, BOUND_SALT))
         return bounds.negative_iwae(x, self.encode(x, y), lambda z: self.decode(z, y),
                                     self.prior(), num_samples, seed, max_rows=rows)
@@ -599,7 +599,7 @@ class BaseVAE(keras.Model):
         before Keras traces the step (:meth:`batch_labels`): a bad label is named at once, not
         by the step's graph assertion."""
         y = kwargs.get("y", args[0] if args else None)
-        if y is not None:
+        if y is not None and not isinstance(y, tf.data.Dataset):
             self.batch_labels(y)
 
     def _refuse_compiled_loss(self):

@@ -70,11 +70,20 @@ class ConditionalVAE(base.BaseVAE):
         the exported graph must)."""
         return labels.checked(y, self.num_classes, batch=False)
 
-    def batch_labels(self, y):
-        """The labels a public method was given, one per image (:func:`tfp_vae.labels.checked`:
-        (B,), (B, 1) or one-hot rows (B, num_classes)); None stays None (the SSVAE's unlabelled
+    def batch_labels(self, y, batch=None):
+        """The labels a public method was given, one per image of ``batch`` (its images or
+        noise; :func:`tfp_vae.labels.checked`: (B,), (B, 1) or one-hot rows (B, num_classes),
+        as many as ``batch`` has rows, checked eagerly); None stays None (the SSVAE's unlabelled
         bounds; the others refuse it when they encode)."""
-        return None if y is None else labels.checked(y, self.num_classes)
+        if y is None:
+            return None
+        y = labels.checked(y, self.num_classes)
+        if batch is not None and tf.executing_eagerly():
+            rows = tf.shape(batch)[0] if tf.is_tensor(batch) else len(batch)
+            if y.shape[0] != int(rows):
+                raise ValueError(f"{y.shape[0]} labels for {int(rows)} images: give one label "
+                                 f"per image.")
+        return y
 
     def label_indices(self, y):
         """Integer labels int32 (B,) from integer labels or one-hot rows, checked as by
