@@ -85,7 +85,7 @@ def to_unit_interval(images):
     """Images -> float32 in [0, 1], flattened to (N, D): uint8 0..255 as x / 255 in float32 (as
     torchvision's ToTensor); float images (already in [0, 1]) as they are."""
     images = images[:] if isinstance(images, DiskArray) else np.asarray(images)
-    images = check_pixels(as_pixels(images, "images"), "images")
+    images = _pixels(images, "images")
     flat = images.reshape(len(images), -1)
     if flat.dtype == np.uint8:
         return flat.astype(np.float32) / np.float32(255)
@@ -107,6 +107,11 @@ def as_pixels(images, where):
                         f"pass 8-bit images as uint8 (images.astype(np.uint8)), or floats in "
                         f"[0, 1] (divide by the value that is white in your data).")
     return images
+
+
+def _pixels(images, where):
+    """In-memory images, binary ones as floats (:func:`as_pixels`), checked by the sources' rule."""
+    return check_pixels(as_pixels(images, where), where)
 
 
 def static_binarize(x, seed=0):
@@ -258,9 +263,9 @@ def _checked_stream(images, batch_size, labels):
     where = "the training images"
     if isinstance(images, np.memmap):  # a file mapped by NumPy: checked a block at a time
         for start in range(0, len(images), _CHECK_ROWS):
-            check_pixels(as_pixels(images[start:start + _CHECK_ROWS], where), where)
+            _pixels(images[start:start + _CHECK_ROWS], where)
     elif not isinstance(images, (DiskArray, Rows)):
-        images = check_pixels(as_pixels(np.asarray(images), where), where)
+        images = _pixels(np.asarray(images), where)
     else:
         check_pixels(images[:0], where)
     if images.ndim < 2:
