@@ -49,12 +49,6 @@ class ConditionalVAE(base.BaseVAE):
             return tf.cast(tf.equal(tf.cast(y, tf.int32)[..., None], classes), tf.float32)
         return y
 
-    def check_labels(self, y):
-        """Integer labels int32 (B,) of a training or evaluation batch (integer labels, or
-        one-hot rows), asserted in the graph to lie in 0..num_classes-1
-        (:func:`tfp_vae.labels.indices`)."""
-        return labels.indices(y, self.num_classes, assert_range=True)
-
     def encode(self, x, y=None):
         """q(z | x, y): a diagonal Gaussian with batch shape (B,)."""
         return self.encoder(x, self.one_hot(self._labels(y)))
@@ -85,10 +79,11 @@ class ConditionalVAE(base.BaseVAE):
                                  f"per image.")
         return y
 
-    def label_indices(self, y):
-        """Integer labels int32 (B,) from integer labels or one-hot rows, checked as by
-        :meth:`_labels`."""
-        return labels.indices(y, self.num_classes)
+    def label_indices(self, y, assert_range=False):
+        """Integer labels int32 (B,) from integer labels (B,) or (B, 1), or one-hot rows
+        (:func:`tfp_vae.labels.indices`); ``assert_range``: a traced graph (the training and
+        evaluation steps) also asserts that they lie in 0..num_classes-1."""
+        return labels.indices(y, self.num_classes, assert_range=assert_range)
 
     def sample(self, n, y=None, seed=None):
         """n draws z ~ p(z), x ~ p(x | z, y) (:meth:`observe`): ``y`` one class for all, n labels,

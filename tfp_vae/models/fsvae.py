@@ -53,7 +53,8 @@ class FSVAE(conditional.ConditionalVAE):
         if y is None:
             raise ValueError("The FSVAE trains on (images, labels) pairs: the labels condition "
                              "the encoder and decoder.")
-        return self.check_inputs(x, base.binarize_seed(seed)), self.check_labels(y)
+        return (self.check_inputs(x, base.binarize_seed(seed)),
+                self.label_indices(y, assert_range=True))
 
     def loss_and_terms(self, data, seed):
         """The batch mean of -ELBO(x | y) (:meth:`negative_elbo`) and its KL and Rec terms."""

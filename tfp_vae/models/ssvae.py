@@ -168,7 +168,7 @@ class SSVAE(conditional.ConditionalVAE):
             loss += self.gw * self.elbo_loss(bound)
             terms.update(zip(self.bound_names, bound))
         if y is not None:
-            y = self.check_labels(y)
+            y = self.label_indices(y, assert_range=True)
             if "ce" not in terms:  # model.evaluate((x, y)): the cross-entropy of these labels
                 terms["ce"] = -q_y.log_prob(y)
             predicted = tf.argmax(q_y.logits, -1, output_type=tf.int32)
