@@ -51,6 +51,17 @@ def test_each_pretrained_model_loads_without_tfp_vae_and_samples():
         assert 0 <= result["min"] and result["max"] <= 1 and result["std"] > 0.05, kind
 
 
+def test_every_model_of_savedmodels_has_the_signatures_of_this_version():
+    """Each model in savedmodels/ (the kinds and the recipes) was exported by this version, with
+    the signatures every export now has (``generate``, sampling from given noise, came last)."""
+    metas = sorted(FOLDER.glob("**/assets.extra/tfp_vae.json"))
+    assert len(metas) >= len(KINDS) + 4
+    for meta in metas:
+        signatures = set(json.loads(meta.read_text())["signatures"])
+        assert {"encode", "decode", "generate", "sample", "negative_elbo",
+                "negative_iwae"} <= signatures, meta
+
+
 def test_each_pretrained_model_has_its_evaluation_and_stays_small():
     from tfp_vae import pretrained
     assert tuple(sorted(pretrained.kinds())) == tuple(sorted(KINDS))  # what ships
