@@ -284,3 +284,16 @@ def test_a_run_with_kl_warmup_trains_on_less_than_its_reported_bound(tmp_path):
     with pytest.raises(ConfigError, match="started with --kl_warmup=1000"):
         train.run(train.Settings(model="vae", iter_max=9, iter_save=3, log_every=3,
                                  kl_warmup=500, out_dir=str(tmp_path), **QUIET))
+
+
+def test_the_recorded_commit_is_the_one_the_run_started_on(tmp_path, monkeypatch):
+    """A commit made while a run trains is not the run's code: evaluation.json names the commit
+    of the run's start."""
+    folder, _ = makedata.idx_folder(tmp_path / "shapes")
+    monkeypatch.setattr(train, "source_commit", lambda: "bad0000" if list(
+        tmp_path.glob("model=*/checkpoints/ckpt-2*")) else "c0ffee1")  # committed mid-run
+    result = train.run(train.Settings(model="vae", data_dir=str(folder), out_dir=str(tmp_path),
+                                      iter_max=2, iter_save=2, log_every=2, eval_repeats=1,
+                                      iwae_samples=(1,), full_test=False, export=False,
+                                      verbose=0))
+    assert result["commit"] == "c0ffee1"

@@ -69,6 +69,7 @@ class Run:
     manager: object = None
     start_step: int = 0
     best: object = None  # callbacks.BestWeights of a run with early stopping
+    commit: str = None  # the source's commit when the run started (a later commit is not its code)
 
     @property
     def checkpoint_dir(self):
@@ -139,7 +140,7 @@ def prepare(settings, held):
     check_memory(settings, strategy, dataset)
     state = Run(settings, strategy, distribute.is_chief(strategy), dataset, task,
                 os.path.join(settings.out_dir, settings.run_name(dataset)),
-                data_identity(settings, dataset), started)
+                data_identity(settings, dataset), started, commit=source_commit())
     # Non-chief workers save into scratch folders (saving needs every worker) and restore from
     # the chief's checkpoints, which all hosts must see (a shared file system).
     state.scratch = None if state.chief else distribute.worker_scratch(state.folder, strategy)
@@ -299,7 +300,7 @@ def finish(state, timing):
                "train_steps_per_second":
                    round((steps - start) / train_seconds, 2) if steps > start else None,
                "startup_seconds": startup_seconds, "weights_sha256": digest,
-               "commit": source_commit(), **stopping}
+               "commit": state.commit, **stopping}
     if not state.chief:
         shutil.rmtree(state.scratch, ignore_errors=True)
         with contextlib.suppress(OSError):  # Empty once every worker has finished.
